@@ -1,0 +1,86 @@
+# Ferry's commands. Two do all the set-up on a fresh Debian machine as root:
+#   make rehearsal   the main job: a rehearsal of the migration on the local stand
+#   make test        ruff and the whole test suite (the suite starts its own stand)
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := postgresql postgresql-client openssh-server
+PIP_VERSION := 25.3
+
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)/include
+export AWS_EC2_METADATA_DISABLED := true
+export FERRY_STAND_DIR ?= /tmp/ferry-stand
+STAND_ENV := $(FERRY_STAND_DIR)/stand.env
+
+.PHONY: help deps apt test lint rehearsal airflow stand-up stand-down stand-env stand-status load-start load-stop clean
+
+help:
+	@echo "make rehearsal    bring the stand up and rehearse the migration on it (installs what it needs)"
+	@echo "make test         ruff and pytest (installs what it needs; the tests start their own stand)"
+	@echo "make airflow      Airflow UI and scheduler on http://127.0.0.1:8080, wired to the stand"
+	@echo "make stand-up | stand-down | stand-env | stand-status | load-start | load-stop"
+
+# Debian packages: PostgreSQL 15 for the stand's clusters and pg_dump, sshd for the VM stand-in.
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# The venv, from the pinned files; rebuilt only when they change.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check pip==$(PIP_VERSION)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+deps: apt $(VENV)/.installed
+
+lint: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(VENV)/bin/pytest
+
+$(AIRFLOW_HOME)/airflow.db: | $(VENV)/.installed
+	mkdir -p $(AIRFLOW_HOME)
+	$(VENV)/bin/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || { tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1; }
+
+stand-up: deps
+	$(PY) -m stand up
+
+stand-down: $(VENV)/.installed
+	$(PY) -m stand down
+
+stand-env: $(VENV)/.installed
+	@$(PY) -m stand env
+
+stand-status: $(VENV)/.installed
+	@$(PY) -m stand status
+
+load-start: $(VENV)/.installed
+	$(PY) -m stand load start --rate $${RATE:-50}
+
+load-stop: $(VENV)/.installed
+	$(PY) -m stand load stop
+
+rehearsal: stand-up $(AIRFLOW_HOME)/airflow.db
+	set -a; . $(STAND_ENV); set +a; $(PY) include/rehearsal.py
+
+# Only SIGINT (Ctrl-C) stops airflow standalone cleanly; make passes it on.
+airflow: stand-up $(AIRFLOW_HOME)/airflow.db
+	@echo "Airflow on http://127.0.0.1:8080; user admin, password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated"
+	set -a; . $(STAND_ENV); set +a; \
+	AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8080 AIRFLOW__CORE__PARALLELISM=4 \
+	exec $(VENV)/bin/airflow standalone
+
+clean: stand-down
+	rm -rf $(AIRFLOW_HOME)

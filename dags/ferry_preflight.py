@@ -1,0 +1,43 @@
+"""
+# ferry_preflight: is the migration ready? (read-only)
+
+Runs on the plan's schedule (hourly by default) and as the first group of every stage DAG.
+It **reads everything and changes nothing**. One task per check; each task's log says what it
+found and, when it fails, what to do:
+
+| task | checks |
+|---|---|
+| `check_connections` | every Airflow connection the plan names answers |
+| `check_source_replication_settings` | source `wal_level=logical`, free replication slots and WAL senders |
+| `check_replica_identity` | every table in scope has a primary key or a replica identity (names each offender and the `ALTER TABLE` that fixes it) |
+| `check_schema_drift` | tables, columns and types match between source and target, once the target has a schema |
+| `check_replication_health` | when the subscription exists: enabled, worker running, apply errors, slot lag, WAL retained against `max_slot_wal_keep_size` |
+| `check_sequences` | the sequences in scope, owned or not (they are not replicated) |
+| `go_no_go_report` | writes the go/no-go report (log and Markdown file); fails the run on NO-GO. Warnings do not fail it |
+
+A failed check does not retry (its finding will not change by waiting); an unreachable system does.
+The plan comes from the Airflow Variable `ferry_plan` (a path), else `$FERRY_PLAN`, else the example.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG
+
+from ferry.plan import load_plan
+from ferry.taskgroups import preflight_checks
+
+plan = load_plan()
+
+with DAG(
+    dag_id="ferry_preflight",
+    schedule=plan.preflight.schedule,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["ferry", "preflight", "read-only"],
+    doc_md=__doc__,
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+):
+    preflight_checks()

@@ -1,0 +1,77 @@
+"""Start and stop the whole stand, and the write load; what the CLI and the tests call."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+
+from stand.core import ROOT, STAND_PLAN, Stand, venv_bin
+from stand.services import SERVICES
+from stand.services.postgres import APP_ROLE, CLUSTERS, DATABASE
+
+
+def write_env(stand: Stand) -> None:
+    env = {
+        "FERRY_PLAN": str(STAND_PLAN),
+        "FERRY_STAND_DIR": str(stand.dir),
+        "FERRY_STAND_PORT_BASE": str(stand.port_base),
+    }
+    for service in SERVICES:
+        env |= service.env(stand)
+    stand.env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items())))
+    stand.env_file.chmod(0o600)
+
+
+def up(stand: Stand) -> None:
+    started = time.monotonic()
+    if stand.state().get("up") and all(s.healthy(stand) for s in SERVICES):
+        write_env(stand)
+        print(f"stand already up in {stand.dir} (env: {stand.env_file})")
+        return
+    if stand.dir.exists():
+        print(f"stand in {stand.dir} is incomplete or stopped: starting it afresh")
+        down(stand, quiet=True)
+    stand.dir.mkdir(parents=True)
+    stand.save_state(up=False, rows=stand.rows, port_base=stand.port_base)
+    for service in SERVICES:
+        t = time.monotonic()
+        service.up(stand)
+        print(f"  {service.name}: up in {time.monotonic() - t:.1f} s")
+    stand.save_state(up=True)
+    write_env(stand)
+    print(f"stand up in {time.monotonic() - started:.1f} s in {stand.dir}; env: {stand.env_file}")
+
+
+def down(stand: Stand, quiet: bool = False) -> None:
+    if stand.dir.exists():
+        stand.stop_process("load")
+        for service in reversed(SERVICES):
+            service.down(stand)
+        stand.remove()
+    if not quiet:
+        print(f"stand down; {stand.dir} removed")
+
+
+def load(stand: Stand, action: str, rate: float = 50) -> None:
+    if action == "stop":
+        stand.stop_process("load")
+        print(f"write load stopped: {load_stats(stand)}")
+        return
+    if stand.process_alive("load"):
+        print("write load already running")
+        return
+    password = stand.secret("app_role")
+    dsn = f"host=127.0.0.1 port={stand.port(CLUSTERS['source'])} dbname={DATABASE} user={APP_ROLE} password={password}"
+    stats = stand.dir / "load-stats.json"
+    stand.start_process(
+        "load",
+        [venv_bin("python"), "-m", "stand.load", "--rate", str(rate), "--stats", str(stats)],
+        env={"FERRY_LOAD_DSN": dsn, "PYTHONPATH": str(ROOT / "include")},
+    )
+    print(f"write load started at {rate:g} operations/s as {APP_ROLE}")
+
+
+def load_stats(stand: Stand) -> dict:
+    stats = stand.dir / "load-stats.json"
+    return json.loads(stats.read_text()) if stats.exists() else {}

@@ -1,0 +1,114 @@
+"""The write load: inserts, updates and deletes at a steady rate through the application role.
+
+Each operation is its own transaction, as a web request's would be. Refused writes (a fenced,
+read-only source) and lost connections are counted and retried later, never fatal. Counts are
+written to a JSON file every second and on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import psycopg
+
+OPERATIONS = [
+    (
+        "insert_customer_event",
+        30,
+        "WITH c AS (INSERT INTO customers (email, name, country) VALUES (%(email)s, %(name)s, 'DE') RETURNING id) "
+        "INSERT INTO events (customer_id, kind, payload) SELECT id, 'signup', %(payload)s::jsonb FROM c",
+    ),
+    (
+        "insert_invoice",
+        20,
+        "INSERT INTO invoices (subscription_id, amount, tax, issued_at) "
+        "SELECT id, amount, round(amount * 0.19, 4), now() FROM subscriptions WHERE id = %(pick)s",
+    ),
+    ("update_subscription", 20, "UPDATE subscriptions SET amount = amount + 1, status = 'active' WHERE id = %(pick)s"),
+    ("pay_invoice", 10, "UPDATE invoices SET paid = true WHERE id = %(pick)s"),
+    (
+        "delete_event",
+        10,
+        "DELETE FROM events WHERE id = (SELECT id FROM events WHERE id >= %(pick)s ORDER BY id LIMIT 1)",
+    ),
+    (
+        "insert_page_view",
+        10,
+        "INSERT INTO page_views (customer_id, path, viewed_at) VALUES (%(pick)s, '/app/load', now())",
+    ),
+]
+
+
+def run(dsn: str, rate: float, stats_file: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    names, weights = [op[0] for op in OPERATIONS], [op[1] for op in OPERATIONS]
+    sql = {op[0]: op[2] for op in OPERATIONS}
+    stats = {"committed": 0, "refused": 0, "errors": 0, "by_operation": dict.fromkeys(names, 0), "rate": rate}
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    conn = None
+    max_id = 1000
+    interval, next_at, last_write = 1.0 / rate, time.monotonic(), 0.0
+    while not stopping:
+        now = time.monotonic()
+        if now < next_at:
+            time.sleep(min(next_at - now, 0.2))
+            continue
+        next_at += interval
+        if now - last_write > 1:
+            stats_file.write_text(json.dumps(stats))
+            last_write = now
+        try:
+            if conn is None or conn.closed:
+                conn = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
+                max_id = conn.execute("SELECT coalesce(max(id), 1000) FROM subscriptions").fetchone()[0]
+            name = rng.choices(names, weights)[0]
+            n = rng.randrange(1 << 40)
+            conn.execute(
+                sql[name],
+                {
+                    "email": f"load{n}@example.com",
+                    "name": f"Load {n}",
+                    "payload": json.dumps({"n": n}),
+                    "pick": rng.randint(1, max_id),
+                },
+            )
+            stats["committed"] += 1
+            stats["by_operation"][name] += 1
+        except psycopg.errors.ReadOnlySqlTransaction:
+            stats["refused"] += 1
+        except psycopg.OperationalError:
+            stats["errors"] += 1
+            conn = None
+            time.sleep(0.2)
+        except psycopg.Error:
+            stats["errors"] += 1
+    stats_file.write_text(json.dumps(stats))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dsn", default=os.environ.get("FERRY_LOAD_DSN"), help="default: $FERRY_LOAD_DSN")
+    parser.add_argument("--rate", type=float, default=50, help="operations per second")
+    parser.add_argument("--stats", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    if not args.dsn:
+        parser.error("give --dsn or set FERRY_LOAD_DSN")
+    run(args.dsn, args.rate, args.stats, args.seed)
+
+
+if __name__ == "__main__":
+    main()

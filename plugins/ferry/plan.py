@@ -1,0 +1,459 @@
+"""The migration plan: one typed model of everything a Ferry migration touches, and its loader.
+
+A plan names every system by an Airflow connection id and lists what is in scope. It holds
+no secret value: secrets live in Airflow connections and variables. A bad plan fails with
+one :class:`PlanError` listing every problem by field path, each with how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ferry.paths import INCLUDE_DIR
+
+EXAMPLE_PLAN = INCLUDE_DIR / "plan.example.yaml"
+PLAN_VARIABLE = "ferry_plan"
+PLAN_ENV = "FERRY_PLAN"
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_$]{0,62}$")
+_CONN_ID = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_SLUG = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
+
+
+def _conn_id(value: str) -> str:
+    if not value.strip():
+        raise ValueError(
+            "connection id is empty; name an Airflow connection (Admin > Connections, "
+            "or an AIRFLOW_CONN_<ID> environment variable)"
+        )
+    if not _CONN_ID.match(value):
+        raise ValueError(f"{value!r} is not a valid Airflow connection id; use letters, digits, '_', '.', '-'")
+    return value
+
+
+def _pg_ident(value: str) -> str:
+    if not _IDENT.match(value):
+        raise ValueError(
+            f"{value!r} is not a plain PostgreSQL identifier; use lower case letters, digits and '_' "
+            "(at most 63 characters, not starting with a digit)"
+        )
+    return value
+
+
+def _hostname(value: str) -> str:
+    name = value.rstrip(".").lower()
+    if not name or any(not re.match(r"^(\*|[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)$", p) for p in name.split(".")):
+        raise ValueError(f"{value!r} is not a DNS name; write it like app.example.com")
+    return name
+
+
+ConnId = Annotated[str, AfterValidator(_conn_id)]
+PgIdent = Annotated[str, AfterValidator(_pg_ident)]
+HostName = Annotated[str, AfterValidator(_hostname)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+def _unique(items: list[Any], key: str, what: str) -> list[Any]:
+    seen: set[str] = set()
+    dupes = []
+    for item in items:
+        value = getattr(item, key) if not isinstance(item, str) else item
+        if value in seen:
+            dupes.append(value)
+        seen.add(value)
+    if dupes:
+        raise ValueError(f"duplicate {what} {', '.join(map(repr, sorted(set(dupes))))}; each must appear once")
+    return items
+
+
+class Strict(BaseModel):
+    """Base of every plan section: unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Preflight(Strict):
+    schedule: NonEmpty = "@hourly"
+    """Cron expression or preset for the scheduled ``ferry_preflight`` runs."""
+
+
+class PostgresSide(Strict):
+    conn_id: ConnId
+    database: NonEmpty
+    app_roles: list[PgIdent] = []
+    """Roles the application writes through; the write fence applies to them."""
+
+    @field_validator("app_roles")
+    @classmethod
+    def _unique_roles(cls, v: list[str]) -> list[str]:
+        return _unique(v, "", "role")
+
+
+class Replication(Strict):
+    publication: PgIdent | None = None
+    subscription: PgIdent | None = None
+    schemas: list[PgIdent] = ["public"]
+    tables: list[NonEmpty] | None = None
+    """Tables in scope as ``schema.table`` or ``table``; omitted means every table of ``schemas``."""
+    exclude_tables: list[NonEmpty] = []
+    allow_target_rows: bool = False
+
+    @field_validator("schemas", "tables", "exclude_tables")
+    @classmethod
+    def _unique_names(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else _unique(v, "", "name")
+
+
+class Aws(Strict):
+    conn_id: ConnId = "aws_default"
+    region: NonEmpty = "us-east-1"
+
+
+class Ledger(Strict):
+    bucket: NonEmpty
+    prefix: NonEmpty | None = None
+
+
+class VmHost(Strict):
+    name: NonEmpty
+    ssh_conn_id: ConnId
+    units: list[NonEmpty] = Field(min_length=1)
+    """Units to stop on D-day, in stop order; they are started in reverse order."""
+
+
+class BucketPair(Strict):
+    source: NonEmpty
+    target: NonEmpty
+
+
+class Storage(Strict):
+    source_conn_id: ConnId
+    target_conn_id: ConnId
+    buckets: list[BucketPair] = Field(min_length=1)
+
+    @field_validator("buckets")
+    @classmethod
+    def _unique_targets(cls, v: list[BucketPair]) -> list[BucketPair]:
+        return _unique(v, "target", "target bucket")
+
+
+SsmPhase = Literal["staging", "production", "cutover"]
+
+
+class SsmParameter(Strict):
+    name: Annotated[str, Field(pattern=r"^/[A-Za-z0-9_.\-/]+$")]
+    secure: bool = False
+    values: dict[SsmPhase, NonEmpty] = Field(min_length=1)
+    """Value per phase; templated from the plan and Airflow connections (never a literal secret)."""
+
+
+class Ssm(Strict):
+    kms_key_id: NonEmpty | None = None
+    parameters: list[SsmParameter] = []
+
+    @field_validator("parameters")
+    @classmethod
+    def _unique_parameters(cls, v: list[SsmParameter]) -> list[SsmParameter]:
+        return _unique(v, "name", "parameter")
+
+    @model_validator(mode="after")
+    def _kms_for_secure(self) -> Ssm:
+        if any(p.secure for p in self.parameters) and not self.kms_key_id:
+            raise ValueError("SecureString parameters need kms_key_id; set it to the key id, ARN or alias")
+        return self
+
+
+class ReadReplica(Strict):
+    id: NonEmpty
+    instance_class: NonEmpty
+
+
+class Rds(Strict):
+    instance_id: NonEmpty
+    parameter_group: NonEmpty | None = None
+    read_replicas: list[ReadReplica] = []
+
+    @field_validator("read_replicas")
+    @classmethod
+    def _unique_replicas(cls, v: list[ReadReplica]) -> list[ReadReplica]:
+        return _unique(v, "id", "read replica")
+
+
+class Eks(Strict):
+    cluster: NonEmpty
+    nodegroups: list[NonEmpty] = []
+
+
+class Deployment(Strict):
+    name: NonEmpty
+    replicas: Annotated[int, Field(ge=0)]
+    image: NonEmpty | None = None
+
+
+class Kubernetes(Strict):
+    conn_id: ConnId
+    namespace: NonEmpty
+    deployments: list[Deployment] = Field(min_length=1)
+    pgbouncer: NonEmpty | None = None
+
+    @field_validator("deployments")
+    @classmethod
+    def _unique_deployments(cls, v: list[Deployment]) -> list[Deployment]:
+        return _unique(v, "name", "deployment")
+
+    @model_validator(mode="after")
+    def _pgbouncer_in_scope(self) -> Kubernetes:
+        if self.pgbouncer and self.pgbouncer not in {d.name for d in self.deployments}:
+            raise ValueError(f"pgbouncer {self.pgbouncer!r} is not one of the deployments; add it to deployments")
+        return self
+
+
+class DnsRecord(Strict):
+    name: HostName
+    type: Literal["A", "AAAA", "CNAME"] = "CNAME"
+    old_value: NonEmpty
+    new_value: NonEmpty
+    ttl: Annotated[int, Field(ge=1)] = 300
+    low_ttl: Annotated[int, Field(ge=1)] = 60
+
+
+class Dns(Strict):
+    zone: HostName
+    records: list[DnsRecord] = Field(min_length=1)
+
+    @field_validator("records")
+    @classmethod
+    def _unique_records(cls, v: list[DnsRecord]) -> list[DnsRecord]:
+        return _unique(v, "name", "record")
+
+    @model_validator(mode="after")
+    def _records_in_zone(self) -> Dns:
+        outside = [r.name for r in self.records if r.name != self.zone and not r.name.endswith("." + self.zone)]
+        if outside:
+            raise ValueError(
+                f"record(s) {', '.join(outside)} outside the zone {self.zone}; "
+                f"use names ending in .{self.zone} or change the zone"
+            )
+        return self
+
+
+class Webhooks(Strict):
+    host: HostName
+    recorder_bucket: NonEmpty
+    replay_url: Annotated[str, Field(pattern=r"^https?://")]
+    old_app_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+
+
+class Thresholds(Strict):
+    max_lag_bytes: Annotated[int, Field(ge=0)] = 64 * 1024 * 1024
+    wal_retained_warn_ratio: Annotated[float, Field(gt=0, le=1)] = 0.8
+    compare_mode: Literal["full", "counts", "tables"] = "full"
+    compare_tables: list[NonEmpty] = []
+    compare_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    sequence_gap: Annotated[int, Field(ge=0)] = 1000
+    statement_timeout_s: Annotated[int, Field(ge=1)] = 60
+
+
+class Plan(Strict):
+    """A whole migration plan."""
+
+    name: Annotated[str, Field(pattern=_SLUG.pattern)]
+    """The key every object name derives from: publication, subscription, slot, ledger prefix."""
+    preflight: Preflight = Preflight()
+    source: PostgresSide
+    target: PostgresSide
+    replication: Replication = Replication()
+    aws: Aws = Aws()
+    ledger: Ledger
+    vms: list[VmHost] = []
+    storage: Storage | None = None
+    ssm: Ssm = Ssm()
+    rds: Rds | None = None
+    eks: Eks | None = None
+    kubernetes: Kubernetes | None = None
+    dns: Dns | None = None
+    webhooks: Webhooks | None = None
+    thresholds: Thresholds = Thresholds()
+    report_dir: NonEmpty | None = None
+
+    @field_validator("vms")
+    @classmethod
+    def _unique_vms(cls, v: list[VmHost]) -> list[VmHost]:
+        return _unique(v, "name", "host")
+
+    @model_validator(mode="after")
+    def _compare_tables_for_mode(self) -> Plan:
+        if self.thresholds.compare_mode == "tables" and not self.thresholds.compare_tables:
+            raise ValueError("thresholds.compare_mode is 'tables' but thresholds.compare_tables is empty; list them")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The plan's name as a PostgreSQL identifier fragment."""
+        return self.name.replace("-", "_")
+
+    @property
+    def publication(self) -> str:
+        return self.replication.publication or f"ferry_{self.key}"
+
+    @property
+    def subscription(self) -> str:
+        return self.replication.subscription or f"ferry_{self.key}"
+
+    @property
+    def ledger_prefix(self) -> str:
+        return (self.ledger.prefix or f"ferry/{self.name}").strip("/")
+
+    def connections(self) -> dict[str, str]:
+        """Every Airflow connection the plan names, mapped to the kind of system behind it."""
+        found: dict[str, str] = {self.source.conn_id: "postgres", self.target.conn_id: "postgres"}
+        found.setdefault(self.aws.conn_id, "aws")
+        for host in self.vms:
+            found.setdefault(host.ssh_conn_id, "ssh")
+        if self.storage:
+            found.setdefault(self.storage.source_conn_id, "aws")
+            found.setdefault(self.storage.target_conn_id, "aws")
+        if self.kubernetes:
+            found.setdefault(self.kubernetes.conn_id, "kubernetes")
+        return found
+
+
+class PlanError(ValueError):
+    """A plan that cannot be used, with every problem found, each with its field path and fix."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        lines = [f"The Ferry plan {source} has {len(problems)} problem(s); fix each and parse again:"]
+        lines += [f"  - {path or '(top level)'}: {message}" for path, message in problems]
+        super().__init__("\n".join(lines))
+
+
+def _loc_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part.startswith(("function-after", "list[", "dict[", "literal[")):
+            continue
+        else:
+            path += f".{part}" if path else part
+    return path
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The plan section class at a location, to list the keys it allows."""
+    current: Any = Plan
+    for part in loc:
+        while True:
+            origin = typing.get_origin(current)
+            if origin is Annotated:
+                current = typing.get_args(current)[0]
+            elif origin in (typing.Union, types.UnionType):
+                current = next(a for a in typing.get_args(current) if a is not type(None))
+            elif origin is list and isinstance(part, int):
+                current = typing.get_args(current)[0]
+                break
+            else:
+                break
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+            return None
+        current = current.model_fields[part].annotation
+    while typing.get_origin(current) in (Annotated, typing.Union, types.UnionType):
+        current = next(a for a in typing.get_args(current) if a is not type(None))
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _fix_hint(error: dict[str, Any]) -> str:
+    kind, loc, msg = error["type"], error["loc"], error["msg"]
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        allowed = ", ".join(parent.model_fields) if parent else "see include/plan.example.yaml"
+        return f"unknown key {loc[-1]!r}; remove it or correct its spelling (allowed here: {allowed})"
+    if kind == "missing":
+        return "required; add it (see include/plan.example.yaml)"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{msg.lower()}; write a whole number, got {error.get('input')!r}"
+    if kind == "greater_than_equal":
+        return f"must be at least {error['ctx']['ge']}, got {error.get('input')!r}"
+    if kind == "string_too_short":
+        return "must not be empty; give a value or remove the key to use the default"
+    if kind == "too_short":
+        return f"{msg.lower()}; list at least one"
+    if kind == "literal_error":
+        return f"{msg.lower()}, got {error.get('input')!r}"
+    if kind == "string_pattern_mismatch" and loc and loc[-1] == "name" and len(loc) == 1:
+        return "must be a short slug (lower case letters, digits, '-'; starting with a letter), e.g. acme-saas"
+    return f"{msg}; got {error.get('input')!r}"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping instead of keeping the last."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in mapping:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+            )
+        mapping[key] = loader.construct_object(value_node, deep=deep)
+    return mapping
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def parse_plan(text: str, source: str = "<text>") -> Plan:
+    """Validate plan YAML text; raise :class:`PlanError` listing every problem."""
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise PlanError(source, [("", f"not valid YAML: {exc}")]) from None
+    if not isinstance(data, dict):
+        raise PlanError(source, [("", "the plan must be a YAML mapping of sections (name, source, target, ...)")])
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as exc:
+        problems = [(_loc_path(e["loc"]), _fix_hint(e)) for e in exc.errors(include_url=False)]
+        raise PlanError(source, problems) from None
+
+
+def plan_path(variable_value: str | None = None) -> Path:
+    """Where the plan is: the Airflow Variable ``ferry_plan``, else ``$FERRY_PLAN``, else the example."""
+    chosen = variable_value or os.environ.get(f"AIRFLOW_VAR_{PLAN_VARIABLE.upper()}") or os.environ.get(PLAN_ENV)
+    return Path(chosen) if chosen else EXAMPLE_PLAN
+
+
+def load_plan(path: str | Path | None = None) -> Plan:
+    """Load and validate the plan at ``path`` (default: :func:`plan_path`)."""
+    where = Path(path) if path else plan_path()
+    try:
+        text = where.read_text()
+    except OSError as exc:
+        raise PlanError(
+            str(where),
+            [("", f"cannot read the plan ({exc.strerror}); set the Airflow Variable {PLAN_VARIABLE} or {PLAN_ENV}")],
+        ) from None
+    return parse_plan(text, str(where))
+
+
+def load_runtime_plan() -> Plan:
+    """The plan as a task sees it: the Airflow Variable ``ferry_plan`` wins over the environment."""
+    from airflow.sdk import Variable
+
+    return load_plan(plan_path(Variable.get(PLAN_VARIABLE, default=None)))

@@ -1,0 +1,333 @@
+"""Pre-flight checks: read everything, change nothing, and say what to do about each problem.
+
+Each check is a function of the plan that returns a :class:`CheckResult`. ``fail`` blocks the
+migration (NO-GO); ``warn`` is reported but does not block; ``skip`` means not applicable yet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from ferry.hooks.replication import ReplicationHook
+from ferry.plan import Plan
+
+Status = Literal["pass", "warn", "fail", "skip"]
+_ICON = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
+
+
+@dataclasses.dataclass
+class CheckResult:
+    """What one check found."""
+
+    check: str
+    status: Status
+    summary: str
+    findings: list[str] = dataclasses.field(default_factory=list)
+    remedy: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckResult:
+        return cls(**data)
+
+
+def _source(plan: Plan) -> ReplicationHook:
+    return ReplicationHook(plan.source.conn_id, plan.source.database, plan.thresholds.statement_timeout_s)
+
+
+def _target(plan: Plan) -> ReplicationHook:
+    return ReplicationHook(plan.target.conn_id, plan.target.database, plan.thresholds.statement_timeout_s)
+
+
+def in_scope(plan: Plan, tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tables the plan migrates: ``replication.tables`` (all when omitted) less ``exclude_tables``."""
+
+    def named(row: dict[str, Any], names: list[str]) -> bool:
+        return f"{row['schema']}.{row['table']}" in names or row["table"] in names
+
+    wanted = plan.replication.tables
+    return [t for t in tables if (wanted is None or named(t, wanted)) and not named(t, plan.replication.exclude_tables)]
+
+
+def _ping(kind: str, conn_id: str, plan: Plan) -> str:
+    """Reach one system and say what answered; raise on failure."""
+    if kind == "postgres":
+        database = plan.source.database if conn_id == plan.source.conn_id else plan.target.database
+        row = ReplicationHook(conn_id, database, plan.thresholds.statement_timeout_s).fetch("ping")[0]
+        return f"PostgreSQL {row['version']}, database {row['database']} as {row['user']}"
+    if kind == "aws":
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+        identity = AwsBaseHook(aws_conn_id=conn_id, client_type="sts").conn.get_caller_identity()
+        return f"AWS account {identity['Account']}"
+    if kind == "ssh":
+        from airflow.providers.ssh.hooks.ssh import SSHHook
+
+        with SSHHook(ssh_conn_id=conn_id).get_conn() as client:
+            _, stdout, _ = client.exec_command("uname -n", timeout=30)
+            return f"SSH to {stdout.read().decode().strip()}"
+    if kind == "kubernetes":
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+        namespace = plan.kubernetes.namespace if plan.kubernetes else "default"
+        KubernetesHook(conn_id=conn_id).core_v1_client.read_namespace(namespace)
+        return f"Kubernetes namespace {namespace}"
+    raise ValueError(f"no connectivity check for {kind}")
+
+
+def check_connections(plan: Plan) -> CheckResult:
+    """Every connection the plan names answers."""
+    findings, failed = [], []
+    for conn_id, kind in plan.connections().items():
+        try:
+            findings.append(f"{conn_id} ({kind}): {_ping(kind, conn_id, plan)}")
+        except Exception as exc:  # noqa: BLE001 - every failure is a finding, whatever its type
+            reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+            findings.append(f"{conn_id} ({kind}): UNREACHABLE: {reason}")
+            failed.append(conn_id)
+    if failed:
+        return CheckResult(
+            "connections",
+            "fail",
+            f"{len(failed)} of {len(findings)} connections do not answer: {', '.join(failed)}",
+            findings,
+            "Check each connection's host, port, credentials and network path in Admin > Connections "
+            "(or its AIRFLOW_CONN_<ID> variable), then run ferry_preflight again.",
+        )
+    return CheckResult("connections", "pass", f"all {len(findings)} connections answer", findings)
+
+
+def check_source_replication_settings(plan: Plan) -> CheckResult:
+    """The source can publish: ``wal_level=logical`` and free replication slots and WAL senders."""
+    s = _source(plan).get_replication_settings()
+    slot_exists = _source(plan).get_slot_status(plan.subscription) is not None
+    # The subscription needs one slot and one sender, and its initial copy a temporary pair per sync worker.
+    needed = 0 if slot_exists else 1
+    wanted = 0 if slot_exists else 3
+    free_slots = s["max_replication_slots"] - s["used_replication_slots"]
+    free_senders = s["max_wal_senders"] - s["used_wal_senders"]
+    findings = [
+        f"wal_level = {s['wal_level']}",
+        f"replication slots: {s['used_replication_slots']} used of {s['max_replication_slots']} ({free_slots} free)",
+        f"WAL senders: {s['used_wal_senders']} used of {s['max_wal_senders']} ({free_senders} free)",
+        f"max_slot_wal_keep_size = {s['max_slot_wal_keep_size']}",
+        f"Ferry's slot {plan.subscription}: {'exists' if slot_exists else 'not created yet'}",
+    ]
+    problems, remedies = [], []
+    if s["wal_level"] != "logical":
+        problems.append(f"wal_level is {s['wal_level']}, logical replication needs logical")
+        remedies.append("ALTER SYSTEM SET wal_level = logical; then restart the source PostgreSQL")
+    if free_slots < needed or free_senders < needed:
+        problems.append("no free replication slot or WAL sender for the subscription")
+        remedies.append(
+            "raise max_replication_slots and max_wal_senders (ALTER SYSTEM SET ...; restart), "
+            "or drop unused slots with pg_drop_replication_slot()"
+        )
+    if problems:
+        return CheckResult("source_replication_settings", "fail", "; ".join(problems), findings, "; ".join(remedies))
+    if free_slots < wanted or free_senders < wanted:
+        return CheckResult(
+            "source_replication_settings",
+            "warn",
+            f"only {min(free_slots, free_senders)} free slot(s)/sender(s): "
+            "the initial copy will sync fewer tables at once",
+            findings,
+            f"raise max_replication_slots and max_wal_senders to leave at least {wanted} free",
+        )
+    return CheckResult("source_replication_settings", "pass", "source is ready to publish", findings)
+
+
+def check_replica_identity(plan: Plan) -> CheckResult:
+    """Every table in scope has a primary key or a replica identity, else UPDATE/DELETE break on the source."""
+    tables = in_scope(plan, _source(plan).get_tables(plan.replication.schemas))
+    bad = [
+        t for t in tables if t["replica_identity"] == "n" or (t["replica_identity"] == "d" and not t["has_primary_key"])
+    ]
+    if not bad:
+        return CheckResult("replica_identity", "pass", f"all {len(tables)} tables in scope can be replicated")
+    findings = [
+        f"{t['schema']}.{t['table']} has no primary key and no replica identity: "
+        f"ALTER TABLE {t['schema']}.{t['table']} ADD PRIMARY KEY (<key columns>); "
+        f"or, if no key exists, ALTER TABLE {t['schema']}.{t['table']} REPLICA IDENTITY FULL;"
+        for t in bad
+    ]
+    return CheckResult(
+        "replica_identity",
+        "fail",
+        f"{len(bad)} table(s) cannot be replicated: {', '.join(t['schema'] + '.' + t['table'] for t in bad)}",
+        findings,
+        "Once in a publication, UPDATE and DELETE on these tables fail on the SOURCE, breaking the "
+        "application. Add a primary key (best) or set REPLICA IDENTITY FULL on each, as listed.",
+    )
+
+
+def check_schema_drift(plan: Plan) -> CheckResult:
+    """Tables, columns and types of the scope match between source and target, once the target has a schema."""
+    schemas = plan.replication.schemas
+    scope = {(t["schema"], t["table"]) for t in in_scope(plan, _source(plan).get_tables(schemas))}
+
+    def shape(hook: ReplicationHook) -> dict[tuple[str, str], dict[str, str]]:
+        tables: dict[tuple[str, str], dict[str, str]] = {}
+        for c in hook.get_columns(schemas):
+            tables.setdefault((c["schema"], c["table"]), {})[c["column"]] = c["type"]
+        return tables
+
+    source = {k: v for k, v in shape(_source(plan)).items() if k in scope}
+    target = shape(_target(plan))
+    if not set(source) & set(target):
+        return CheckResult(
+            "schema_drift",
+            "skip",
+            "the target has none of the tables in scope yet; ferry_week_prior copies the schema",
+        )
+    findings = []
+    for key in sorted(source):
+        name = ".".join(key)
+        if key not in target:
+            findings.append(f"{name}: missing on the target")
+            continue
+        for column, type_ in source[key].items():
+            if column not in target[key]:
+                findings.append(f"{name}.{column} ({type_}): missing on the target")
+            elif target[key][column] != type_:
+                findings.append(f"{name}.{column}: {type_} on the source, {target[key][column]} on the target")
+        findings += [f"{name}.{c}: only on the target" for c in target[key] if c not in source[key]]
+    if findings:
+        return CheckResult(
+            "schema_drift",
+            "fail",
+            f"{len(findings)} difference(s) between source and target schemas",
+            findings,
+            "Apply the source's migrations to the target (or copy the schema again with ferry_week_prior "
+            "while the target holds no rows) so that every table, column and type matches.",
+        )
+    return CheckResult("schema_drift", "pass", f"{len(source)} tables match on source and target")
+
+
+def check_replication_health(plan: Plan) -> CheckResult:
+    """When the subscription exists: enabled, worker running, no apply errors, lag and retained WAL in bounds."""
+    sub = _target(plan).get_subscription_status(plan.subscription)
+    if sub is None:
+        return CheckResult(
+            "replication_health",
+            "skip",
+            f"subscription {plan.subscription} does not exist yet (ferry_week_prior creates it)",
+        )
+    slot = _source(plan).get_slot_status(sub["slot_name"] or plan.subscription)
+    findings = [
+        f"subscription {plan.subscription}: enabled={sub['enabled']}, worker pid={sub['worker_pid']}, "
+        f"apply errors={sub['apply_error_count']}, sync errors={sub['sync_error_count']}, "
+        f"tables still copying={sub['tables_not_ready']}"
+    ]
+    problems, warnings = [], []
+    if not sub["enabled"]:
+        problems.append("the subscription is disabled")
+    elif sub["worker_pid"] is None:
+        problems.append("no apply worker is running (it exits on apply conflicts; see the target's server log)")
+    if sub["apply_error_count"]:
+        (problems if sub["worker_pid"] is None else warnings).append(
+            f"{sub['apply_error_count']} apply error(s) since the statistics were reset"
+        )
+    if slot is None:
+        problems.append(f"slot {sub['slot_name']} is missing on the source")
+    else:
+        findings.append(
+            f"slot {slot['slot_name']}: active={slot['active']}, wal_status={slot['wal_status']}, "
+            f"lag={slot['lag_bytes']} bytes, retained WAL={slot['retained_bytes']} bytes, "
+            f"max_slot_wal_keep_size={slot['max_slot_wal_keep_bytes'] or 'unlimited'}"
+        )
+        if slot["wal_status"] == "lost":
+            problems.append("the slot has lost WAL it needed: the subscription must be rebuilt")
+        if slot["lag_bytes"] is not None and slot["lag_bytes"] > plan.thresholds.max_lag_bytes:
+            warnings.append(
+                f"lag {slot['lag_bytes']} bytes above thresholds.max_lag_bytes={plan.thresholds.max_lag_bytes}"
+            )
+        limit = slot["max_slot_wal_keep_bytes"]
+        if limit and slot["retained_bytes"] > limit * plan.thresholds.wal_retained_warn_ratio:
+            problems.append(
+                f"the slot retains {slot['retained_bytes']} bytes of WAL, near max_slot_wal_keep_size ({limit}); "
+                "the source will invalidate it"
+            )
+    remedy = (
+        "Read the target's server log for the apply error; fix the conflicting row on the target, then "
+        f"ALTER SUBSCRIPTION {plan.subscription} ENABLE. If the slot was lost, drop and recreate the subscription."
+    )
+    if problems:
+        return CheckResult("replication_health", "fail", "; ".join(problems + warnings), findings, remedy)
+    if warnings:
+        return CheckResult("replication_health", "warn", "; ".join(warnings), findings, remedy)
+    return CheckResult("replication_health", "pass", "replication is streaming", findings)
+
+
+def check_sequences(plan: Plan) -> CheckResult:
+    """List the sequences in scope (owned or not): logical replication does not carry them."""
+    sequences = _source(plan).get_sequences(plan.replication.schemas)
+    scope = {t["table"] for t in in_scope(plan, _source(plan).get_tables(plan.replication.schemas))}
+    kept = [s for s in sequences if s["owner_table"] is None or s["owner_table"] in scope]
+    target_seqs = {(s["schema"], s["sequence"]) for s in _target(plan).get_sequences(plan.replication.schemas)}
+    findings = []
+    for s in kept:
+        owner = f"{s['owner_table']}.{s['owner_column']}" if s["owner_table"] else "owned by no column"
+        kind = "identity" if s["identity"] else "sequence"
+        findings.append(f"{s['schema']}.{s['sequence']} ({kind}, {owner}): last value {s['last_value']}")
+    unowned = [f"{s['schema']}.{s['sequence']}" for s in kept if s["owner_table"] is None]
+    missing = [f"{s['schema']}.{s['sequence']}" for s in kept if (s["schema"], s["sequence"]) not in target_seqs]
+    if target_seqs and missing:
+        return CheckResult(
+            "sequences",
+            "fail",
+            f"{len(missing)} sequence(s) missing on the target: {', '.join(missing)}",
+            findings,
+            "Copy the schema again (ferry_week_prior) or create the sequences on the target.",
+        )
+    if unowned:
+        return CheckResult(
+            "sequences",
+            "warn",
+            f"{len(kept)} sequences in scope, {len(unowned)} owned by no column: {', '.join(unowned)}",
+            findings,
+            "Sequences are not replicated; D-day sets every one of them on the target, unowned ones included. "
+            "Make sure the application has no sequence outside the plan's schemas.",
+        )
+    return CheckResult("sequences", "pass", f"{len(kept)} sequences in scope, all owned by a column", findings)
+
+
+CHECKS: dict[str, Callable[[Plan], CheckResult]] = {
+    "connections": check_connections,
+    "source_replication_settings": check_source_replication_settings,
+    "replica_identity": check_replica_identity,
+    "schema_drift": check_schema_drift,
+    "replication_health": check_replication_health,
+    "sequences": check_sequences,
+}
+
+
+def render_report(plan: Plan, results: list[CheckResult], run_id: str) -> tuple[bool, str]:
+    """The go/no-go verdict and its Markdown report."""
+    go = not any(r.status == "fail" for r in results)
+    lines = [
+        f"# Ferry pre-flight: {'GO' if go else 'NO-GO'}",
+        "",
+        f"- plan: `{plan.name}`",
+        f"- run: `{run_id}`",
+        f"- written: {datetime.now(UTC).isoformat(timespec='seconds')}",
+        f"- checks: {len(results)}; failed: {sum(r.status == 'fail' for r in results)}; "
+        f"warnings: {sum(r.status == 'warn' for r in results)}",
+        "",
+        "| check | status | summary |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {r.check} | {_ICON[r.status]} | {r.summary.replace('|', '/')} |" for r in results]
+    for r in results:
+        if not (r.findings or r.remedy):
+            continue
+        lines += ["", f"## {r.check}: {_ICON[r.status]}", ""]
+        lines += [f"- {f}" for f in r.findings]
+        if r.remedy and r.status in ("fail", "warn"):
+            lines += ["", f"**What to do:** {r.remedy}"]
+    return go, "\n".join(lines) + "\n"
