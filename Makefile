@@ -75,12 +75,12 @@ load-stop: $(VENV)/.installed
 rehearsal: stand-up $(AIRFLOW_HOME)/airflow.db
 	set -a; . $(STAND_ENV); set +a; $(PY) include/rehearsal.py
 
-# Only SIGINT (Ctrl-C) stops airflow standalone cleanly; make passes it on.
+# Ctrl-C stops it all (include/airflow_standalone.py works around a LocalExecutor shutdown hang).
 airflow: stand-up $(AIRFLOW_HOME)/airflow.db
 	@echo "Airflow on http://127.0.0.1:8080; user admin, password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated"
 	set -a; . $(STAND_ENV); set +a; \
-	AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8080 AIRFLOW__CORE__PARALLELISM=4 \
-	exec $(VENV)/bin/airflow standalone
+	PATH=$(VENV)/bin:$$PATH AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8080 AIRFLOW__CORE__PARALLELISM=4 \
+	exec $(PY) include/airflow_standalone.py
 
 clean: stand-down
 	rm -rf $(AIRFLOW_HOME)

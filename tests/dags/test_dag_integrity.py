@@ -1,0 +1,70 @@
+"""Every DAG file imports, is documented and tagged, never catches up, and retries its tasks."""
+
+from __future__ import annotations
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from ferry.plan import EXAMPLE_PLAN
+
+APPROVAL_GATES = ("ApprovalOperator", "HITLOperator", "HITLBranchOperator", "HITLEntryOperator")
+
+
+@pytest.fixture(scope="module")
+def dagbag(dag_folder):
+    return DagBag(dag_folder=str(dag_folder))
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+
+
+def test_every_dag_file_defines_a_dag(dagbag, dag_folder):
+    files = {p.name for p in dag_folder.glob("*.py")}
+    defined = {dag.fileloc.rsplit("/", 1)[-1] for dag in dagbag.dags.values()}
+    assert files and files <= defined
+
+
+def test_every_stage_dag_is_documented_tagged_and_does_not_catch_up(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.tags and "ferry" in dag.tags, dag_id
+        assert dag.doc_md and len(dag.doc_md) > 200, dag_id
+        assert dag.catchup is False, dag_id
+
+
+def test_every_task_retries_except_approval_gates(dagbag):
+    for dag in dagbag.dags.values():
+        for task in dag.tasks:
+            if type(task).__name__ in APPROVAL_GATES:
+                continue
+            assert task.retries >= 2, f"{dag.dag_id}.{task.task_id} retries {task.retries}"
+            assert task.doc_md, f"{dag.dag_id}.{task.task_id} has no doc_md"
+
+
+def test_preflight_reports_last_whatever_its_checks_ended_with(dagbag):
+    dag = dagbag.dags["ferry_preflight"]
+    assert dag.schedule == "@hourly"
+    report = dag.get_task("go_no_go_report")
+    assert report.trigger_rule == "all_done"
+    assert {t.task_id for t in report.upstream_list} == {t.task_id for t in dag.tasks} - {"go_no_go_report"}
+
+
+def test_preflight_schedule_comes_from_the_plan(dag_folder, tmp_path, monkeypatch):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(EXAMPLE_PLAN.read_text().replace('schedule: "@hourly"', 'schedule: "*/15 * * * *"'))
+    monkeypatch.setenv("FERRY_PLAN", str(plan))
+    assert DagBag(dag_folder=str(dag_folder)).dags["ferry_preflight"].schedule == "*/15 * * * *"
+
+
+def test_a_bad_plan_fails_the_dag_import_listing_every_problem(dag_folder, tmp_path, monkeypatch):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: Bad Name\nsource: {conn_id: '', database: app}\ntarget: {conn_id: t, database: app, colour: red}\n"
+        "ledger: {bucket: b}\n"
+    )
+    monkeypatch.setenv("FERRY_PLAN", str(bad))
+    errors = DagBag(dag_folder=str(dag_folder)).import_errors
+    message = next(v for k, v in errors.items() if k.endswith("ferry_preflight.py"))
+    assert "has 3 problem(s)" in message
+    assert "name:" in message and "source.conn_id: connection id is empty" in message
+    assert "target.colour: unknown key 'colour'" in message

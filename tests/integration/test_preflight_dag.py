@@ -1,0 +1,180 @@
+"""ferry_preflight against the stand: GO when healthy, NO-GO naming the problem when not."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from ferry.plan import load_plan
+from ferry.preflight import check_connections
+from stand.services.postgres import PG_BIN
+
+
+def run_preflight(dag_folder: Path):
+    """Run ferry_preflight once with dag.test(); return the run's state, task states and its report."""
+    dag = DagBag(dag_folder=str(dag_folder)).dags["ferry_preflight"]
+    run = dag.test()
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    reports = sorted(Path(_report_dir()).rglob(f"*{run.run_id.replace(':', '_').replace('+', '_')}*.md"))
+    assert len(reports) == 1, f"expected one report for {run.run_id}, found {reports}"
+    return run.state, states, reports[0].read_text()
+
+
+def _report_dir() -> str:
+    import os
+
+    return os.environ["FERRY_REPORT_DIR"]
+
+
+@pytest.fixture
+def target_schema(stand, source, target):
+    """The source's schema copied onto the target (what ferry_week_prior does); removed afterwards."""
+    dump = subprocess.run(
+        [
+            str(PG_BIN / "pg_dump"),
+            "--schema-only",
+            "--no-owner",
+            "-h",
+            str(stand.dir / "pg" / "source"),
+            "-p",
+            str(stand.port(1)),
+            "-U",
+            "postgres",
+            "saas",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    # pg_dump writes psql meta-commands (\restrict): only psql restores it.
+    subprocess.run(
+        [
+            str(PG_BIN / "psql"),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            str(stand.dir / "pg" / "target"),
+            "-p",
+            str(stand.port(2)),
+            "-U",
+            "postgres",
+            "saas",
+        ],
+        input=dump,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    yield
+    target.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+
+
+def test_healthy_stand_is_go(stand, dag_folder):
+    state, tasks, report = run_preflight(dag_folder)
+    assert state == "success"
+    assert report.startswith("# Ferry pre-flight: GO\n")
+    assert tasks["check_replica_identity"] == "success"
+    assert "| connections | PASS | all 3 connections answer |" in report
+    assert "public.invoice_number_seq (sequence, owned by no column)" in report
+
+
+def test_table_without_key_or_replica_identity_is_no_go_naming_it(stand, source, dag_folder):
+    source.execute("CREATE TABLE legacy_audit (who text, what text)")
+    try:
+        state, tasks, report = run_preflight(dag_folder)
+    finally:
+        source.execute("DROP TABLE legacy_audit")
+    assert state == "failed"
+    assert tasks["check_replica_identity"] == "failed"
+    assert tasks["go_no_go_report"] == "failed"
+    assert tasks["check_connections"] == "success"
+    assert report.startswith("# Ferry pre-flight: NO-GO\n")
+    assert "1 table(s) cannot be replicated: public.legacy_audit" in report
+    assert "ALTER TABLE public.legacy_audit ADD PRIMARY KEY" in report
+    assert "ALTER TABLE public.legacy_audit REPLICA IDENTITY FULL" in report
+
+
+def test_schema_drift_is_named_by_column_once_the_target_has_a_schema(stand, target, target_schema, dag_folder):
+    state, tasks, report = run_preflight(dag_folder)
+    assert state == "success", report
+    assert "| schema_drift | PASS | 5 tables match on source and target |" in report
+
+    target.execute("ALTER TABLE subscriptions ALTER COLUMN amount TYPE numeric(14, 2)")
+    target.execute("ALTER TABLE events DROP COLUMN payload")
+    state, tasks, report = run_preflight(dag_folder)
+    assert state == "failed"
+    assert tasks["check_schema_drift"] == "failed"
+    assert "public.subscriptions.amount: numeric(12,2) on the source, numeric(14,2) on the target" in report
+    assert "public.events.payload (jsonb): missing on the target" in report
+
+
+def test_replication_health_of_a_live_subscription(stand, source, target, target_schema, dag_folder):
+    plan = load_plan()
+    conninfo = (
+        f"host=127.0.0.1 port={stand.port(1)} dbname=saas user=postgres password={stand.secret('source_superuser')}"
+    )
+    source.execute(f"CREATE PUBLICATION {plan.publication} FOR ALL TABLES")
+    target.execute(f"CREATE SUBSCRIPTION {plan.subscription} CONNECTION '{conninfo}' PUBLICATION {plan.publication}")
+    try:
+        deadline = time.monotonic() + 120
+        while target.execute("SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'").fetchone()[0]:
+            assert time.monotonic() < deadline, "initial copy did not finish"
+            time.sleep(0.2)
+        state, tasks, report = run_preflight(dag_folder)
+        assert state == "success", report
+        assert "| replication_health | PASS | replication is streaming |" in report
+        assert f"slot {plan.subscription}: active=True, wal_status=reserved" in report
+        assert "Ferry's slot ferry_stand_saas: exists" in report
+
+        target.execute(f"ALTER SUBSCRIPTION {plan.subscription} DISABLE")
+        state, tasks, report = run_preflight(dag_folder)
+        assert state == "failed"
+        assert tasks["check_replication_health"] == "failed"
+        assert "the subscription is disabled" in report
+        assert f"ALTER SUBSCRIPTION {plan.subscription} ENABLE" in report
+    finally:
+        target.execute(f"ALTER SUBSCRIPTION {plan.subscription} DISABLE")
+        target.execute(f"ALTER SUBSCRIPTION {plan.subscription} SET (slot_name = NONE)")
+        target.execute(f"DROP SUBSCRIPTION {plan.subscription}")
+        source.execute(f"SELECT pg_drop_replication_slot('{plan.subscription}')")
+        source.execute(f"DROP PUBLICATION {plan.publication}")
+
+
+def test_unreachable_connection_is_named(stand, monkeypatch):
+    plan = load_plan()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_FERRY_TARGET",
+        '{"conn_type": "postgres", "host": "127.0.0.1", "port": 9, "login": "postgres", "schema": "saas"}',
+    )
+    result = check_connections(plan)
+    assert result.status == "fail"
+    assert result.summary == "1 of 3 connections do not answer: ferry_target"
+    assert any(f.startswith("ferry_target (postgres): UNREACHABLE") for f in result.findings)
+
+
+def test_no_secret_in_logs_report_or_xcom(stand, stand_secrets, source, dag_folder, capfd):
+    source.execute("CREATE TABLE legacy_secrets (x text)")  # a failing check too: its messages are checked as well
+    try:
+        _, _, report = run_preflight(dag_folder)
+    finally:
+        source.execute("DROP TABLE legacy_secrets")
+    out, err = capfd.readouterr()
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        xcoms = " ".join(str(x.value) for x in session.query(XComModel).all())
+    # What is scanned holds the run's output, including the failed check's.
+    assert "public.legacy_secrets" in report
+    assert "public.legacy_secrets" in out + err
+    assert "public.legacy_secrets" in xcoms
+    for secret in stand_secrets:
+        assert secret not in out + err
+        assert secret not in report
+        assert secret not in xcoms

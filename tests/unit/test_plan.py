@@ -1,0 +1,145 @@
+"""The plan model: the example and stand plans load; every kind of mistake is named with its fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ferry.plan import EXAMPLE_PLAN, PlanError, load_plan, parse_plan, plan_path
+
+ROOT = Path(__file__).resolve().parents[2]
+STAND_PLAN = ROOT / "include" / "stand" / "plan.stand.yaml"
+
+
+def example() -> dict:
+    return yaml.safe_load(EXAMPLE_PLAN.read_text())
+
+
+def problems_of(data: dict) -> dict[str, str]:
+    with pytest.raises(PlanError) as caught:
+        parse_plan(yaml.safe_dump(data), "test.yaml")
+    return dict(caught.value.problems)
+
+
+def test_example_plan_loads_with_names_derived_from_its_key():
+    plan = load_plan(EXAMPLE_PLAN)
+    assert plan.name == "acme-saas"
+    assert plan.publication == plan.subscription == "ferry_acme_saas"
+    assert plan.ledger_prefix == "ferry/acme-saas"
+    assert plan.connections()["do_web_1"] == "ssh"
+    assert plan.connections()["eks_acme"] == "kubernetes"
+    assert plan.connections()["do_postgres"] == "postgres"
+
+
+def test_stand_plan_loads():
+    plan = load_plan(STAND_PLAN)
+    assert plan.connections() == {"ferry_source": "postgres", "ferry_target": "postgres", "aws_default": "aws"}
+
+
+def test_unknown_key_is_named_with_the_allowed_keys():
+    data = example()
+    data["source"]["databse"] = data["source"].pop("database")
+    problems = problems_of(data)
+    assert "unknown key 'databse'" in problems["source.databse"]
+    assert "conn_id, database, app_roles" in problems["source.databse"]
+    assert "required" in problems["source.database"]
+
+
+def test_wrong_type_is_named():
+    data = example()
+    data["thresholds"]["max_lag_bytes"] = "lots"
+    assert "whole number" in problems_of(data)["thresholds.max_lag_bytes"]
+
+
+def test_dns_record_outside_its_zone():
+    data = example()
+    data["dns"]["records"][1]["name"] = "hooks.acme.example.org"
+    message = problems_of(data)["dns"]
+    assert "hooks.acme.example.org outside the zone acme.example.com" in message
+
+
+def test_negative_replica_count():
+    data = example()
+    data["kubernetes"]["deployments"][1]["replicas"] = -2
+    assert "at least 0" in problems_of(data)["kubernetes.deployments[1].replicas"]
+
+
+@pytest.mark.parametrize(
+    ("section", "path", "what"),
+    [
+        (lambda d: d["vms"], "vms", "host 'web-1'"),
+        (lambda d: d["kubernetes"]["deployments"], "kubernetes.deployments", "deployment 'web'"),
+        (lambda d: d["dns"]["records"], "dns.records", "record 'app.acme.example.com'"),
+        (lambda d: d["ssm"]["parameters"], "ssm.parameters", "parameter '/acme/production/DATABASE_URL'"),
+        (lambda d: d["rds"]["read_replicas"], "rds.read_replicas", "read replica 'acme-production-replica-1'"),
+    ],
+)
+def test_duplicate_names(section, path, what):
+    data = example()
+    items = section(data)
+    items.append(dict(items[0]))
+    assert f"duplicate {what}" in problems_of(data)[path]
+
+
+def test_empty_connection_id():
+    data = example()
+    data["target"]["conn_id"] = "  "
+    assert "connection id is empty" in problems_of(data)["target.conn_id"]
+
+
+def test_secure_parameter_needs_a_kms_key():
+    data = example()
+    del data["ssm"]["kms_key_id"]
+    assert "kms_key_id" in problems_of(data)["ssm"]
+
+
+def test_pgbouncer_must_be_a_deployment_in_scope():
+    data = example()
+    data["kubernetes"]["pgbouncer"] = "pgbouncer-main"
+    assert "not one of the deployments" in problems_of(data)["kubernetes"]
+
+
+def test_five_mistakes_make_one_error_naming_all_five():
+    data = example()
+    data["source"]["colour"] = "blue"  # unknown key
+    data["thresholds"]["sequence_gap"] = "big"  # wrong type
+    data["dns"]["records"][0]["name"] = "app.elsewhere.net"  # outside the zone
+    data["kubernetes"]["deployments"][0]["replicas"] = -1  # negative replica count
+    data["vms"][1]["name"] = "web-1"  # duplicate name
+    with pytest.raises(PlanError) as caught:
+        parse_plan(yaml.safe_dump(data), "five.yaml")
+    message = str(caught.value)
+    assert "five.yaml has 5 problem(s)" in message
+    for path in ("source.colour", "thresholds.sequence_gap", "dns:", "kubernetes.deployments[0].replicas", "vms:"):
+        assert f"  - {path}" in message
+
+
+def test_key_given_twice_in_yaml_is_refused():
+    text = EXAMPLE_PLAN.read_text().replace("name: acme-saas", "name: acme-saas\nname: other", 1)
+    with pytest.raises(PlanError, match="key 'name' appears twice"):
+        parse_plan(text)
+
+
+def test_not_yaml_and_not_a_mapping():
+    with pytest.raises(PlanError, match="not valid YAML"):
+        parse_plan("name: [unclosed")
+    with pytest.raises(PlanError, match="must be a YAML mapping"):
+        parse_plan("- a list")
+
+
+def test_missing_file_says_where_the_plan_comes_from(tmp_path):
+    with pytest.raises(PlanError, match="set the Airflow Variable ferry_plan or FERRY_PLAN"):
+        load_plan(tmp_path / "nowhere.yaml")
+
+
+def test_plan_path_precedence(monkeypatch):
+    monkeypatch.delenv("FERRY_PLAN", raising=False)
+    monkeypatch.delenv("AIRFLOW_VAR_FERRY_PLAN", raising=False)
+    assert plan_path() == EXAMPLE_PLAN
+    monkeypatch.setenv("FERRY_PLAN", "/plans/env.yaml")
+    assert plan_path() == Path("/plans/env.yaml")
+    monkeypatch.setenv("AIRFLOW_VAR_FERRY_PLAN", "/plans/variable.yaml")
+    assert plan_path() == Path("/plans/variable.yaml")
+    assert plan_path("/plans/from-the-database.yaml") == Path("/plans/from-the-database.yaml")

@@ -1,0 +1,56 @@
+"""The go/no-go verdict and report, table scope and redaction: pure functions, no services."""
+
+from __future__ import annotations
+
+import yaml
+
+from ferry.plan import EXAMPLE_PLAN, parse_plan
+from ferry.preflight import CheckResult, in_scope, render_report
+from ferry.redaction import redact
+
+
+def plan_with(**replication):
+    data = yaml.safe_load(EXAMPLE_PLAN.read_text())
+    data["replication"] = {"schemas": ["public", "billing"], **replication}
+    return parse_plan(yaml.safe_dump(data))
+
+
+TABLES = [{"schema": s, "table": t} for s, t in [("public", "users"), ("public", "logs"), ("billing", "users")]]
+
+
+def test_scope_is_every_table_unless_listed_less_the_excluded():
+    assert in_scope(plan_with(), TABLES) == TABLES
+    assert in_scope(plan_with(exclude_tables=["public.logs"]), TABLES) == [TABLES[0], TABLES[2]]
+    assert in_scope(plan_with(tables=["billing.users"]), TABLES) == [TABLES[2]]
+    assert in_scope(plan_with(tables=["users"]), TABLES) == [TABLES[0], TABLES[2]]
+
+
+def test_warnings_do_not_make_a_no_go():
+    results = [
+        CheckResult("connections", "pass", "all answer"),
+        CheckResult("sequences", "warn", "one unowned", ["public.s"], "sync it"),
+        CheckResult("schema_drift", "skip", "no schema yet"),
+    ]
+    go, markdown = render_report(plan_with(), results, "run-1")
+    assert go
+    assert markdown.startswith("# Ferry pre-flight: GO\n")
+    assert "| sequences | WARN | one unowned |" in markdown
+    assert "**What to do:** sync it" in markdown
+
+
+def test_a_failed_check_makes_a_no_go_with_its_remedy():
+    results = [
+        CheckResult("connections", "pass", "all answer"),
+        CheckResult("replica_identity", "fail", "1 table", ["public.t: ALTER TABLE public.t ..."], "add a key"),
+    ]
+    go, markdown = render_report(plan_with(), results, "run-2")
+    assert not go
+    assert markdown.startswith("# Ferry pre-flight: NO-GO\n")
+    assert "failed: 1" in markdown
+    assert "- public.t: ALTER TABLE public.t ..." in markdown
+    assert "**What to do:** add a key" in markdown
+
+
+def test_redact_replaces_every_secret_longest_first():
+    text = "password=hunter2hunter2 and again hunter2hunter2, short=abc"
+    assert redact(text, ["hunter2hunter2", "hunter2", "abc"]) == "password=*** and again ***, short=abc"
