@@ -2,6 +2,7 @@
 -- and their current value. Sequences are not replicated: Ferry synchronises them at cutover.
 SELECT s.schemaname AS schema,
        s.sequencename AS sequence,
+       quote_ident(s.schemaname) || '.' || quote_ident(s.sequencename) AS qualified,
        s.last_value,
        owner_table.relname AS owner_table,
        owner_column.attname AS owner_column,

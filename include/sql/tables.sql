@@ -2,6 +2,7 @@
 -- identify a row: a primary key, or a replica identity (USING INDEX or FULL).
 SELECT n.nspname AS schema,
        c.relname AS "table",
+       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified,
        EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'p') AS has_primary_key,
        c.relreplident AS replica_identity,
        c.reltuples::bigint AS estimated_rows

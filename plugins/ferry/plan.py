@@ -100,6 +100,8 @@ class PostgresSide(Strict):
 class Replication(Strict):
     publication: PgIdent | None = None
     subscription: PgIdent | None = None
+    publisher_conn_id: ConnId | None = None
+    """The source as the target server reaches it, for the subscription (default: source.conn_id)."""
     schemas: list[PgIdent] = ["public"]
     tables: list[NonEmpty] | None = None
     """Tables in scope as ``schema.table`` or ``table``; omitted means every table of ``schemas``."""

@@ -1,0 +1,1 @@
+SELECT count(*) AS rows, '' AS hash FROM {table} AS ferry_row WHERE {predicate}

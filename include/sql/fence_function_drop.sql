@@ -1,0 +1,2 @@
+DROP FUNCTION IF EXISTS ferry.refuse_write();
+DROP SCHEMA IF EXISTS ferry;

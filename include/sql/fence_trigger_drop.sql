@@ -1,0 +1,1 @@
+DROP TRIGGER IF EXISTS ferry_fence ON {table}

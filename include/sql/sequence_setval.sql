@@ -1,0 +1,1 @@
+SELECT setval(%(sequence)s::regclass, %(value)s, true) AS value

@@ -1,0 +1,1 @@
+DROP SUBSCRIPTION IF EXISTS {subscription}

@@ -1,0 +1,288 @@
+"""Data comparison between source and target: the D-day gate that proves no row was lost.
+
+For each table, the row count and an order-independent content hash (a sum of 64-bit row hashes,
+which counts duplicates) are computed on both servers at the same time, over key ranges, with
+identical session settings so that every value has the same text form on both sides. A range
+that differs is split at its median key until it is small, then its rows' keys and hashes are
+compared to name the keys that differ. A table without a key is compared as a multiset of rows.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from ferry.hooks.replication import ReplicationHook, load_sql
+
+Mode = Literal["full", "counts"]
+INTEGER_TYPES = {"smallint", "integer", "bigint"}
+COLLATABLE = ("text", "character varying", "character", "citext", "name")
+
+
+@dataclass
+class TableComparison:
+    """What the comparison of one table found."""
+
+    table: str
+    mode: str
+    equal: bool = True
+    keyed: bool = True
+    rows_source: int = 0
+    rows_target: int = 0
+    chunks: int = 0
+    ranges_compared: int = 0
+    seconds: float = 0.0
+    missing_on_target: list[str] = field(default_factory=list)
+    extra_on_target: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    differing_rows: list[dict[str, Any]] = field(default_factory=list)
+    truncated: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def differences(self) -> int:
+        return len(self.missing_on_target) + len(self.extra_on_target) + len(self.changed) + len(self.differing_rows)
+
+
+@dataclass(frozen=True)
+class _Range:
+    """Keys from ``lower`` (inclusive) to ``upper`` (exclusive), each a tuple of key texts; None is open."""
+
+    lower: tuple[str, ...] | None
+    upper: tuple[str, ...] | None
+
+
+class _Side:
+    """One server, a connection per worker thread, each with the comparison's session settings."""
+
+    def __init__(self, hook: ReplicationHook, concurrency: int) -> None:
+        self.hook = hook
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ferry-compare")
+        self.local = threading.local()
+        self.connections: list[psycopg.Connection] = []
+        self.lock = threading.Lock()
+
+    def _conn(self) -> psycopg.Connection:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.hook.get_conn()
+            conn.autocommit = True
+            conn.execute(load_sql("compare_session"))
+            self.local.conn = conn
+            with self.lock:
+                self.connections.append(conn)
+        return conn
+
+    def submit(self, statement: sql.Composable, params: dict[str, Any] | None = None) -> Future:
+        def run() -> list[dict[str, Any]]:
+            with self._conn().cursor(row_factory=dict_row) as cur:
+                cur.execute(statement, params)
+                return cur.fetchall()
+
+        return self.pool.submit(run)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        for conn in self.connections:
+            conn.close()
+
+
+class Comparer:
+    """Compare tables between two servers.
+
+    :param source: the source server's hook.
+    :param target: the target server's hook.
+    :param concurrency: key ranges of one table compared at once (on each server).
+    :param chunk_rows: rows per key range in the first pass.
+    :param leaf_rows: ranges this small are compared row by row instead of split further.
+    :param diff_limit: differing keys to name per table before stopping the search.
+    """
+
+    def __init__(
+        self,
+        source: ReplicationHook,
+        target: ReplicationHook,
+        concurrency: int = 2,
+        chunk_rows: int = 250_000,
+        leaf_rows: int = 1_000,
+        diff_limit: int = 100,
+    ) -> None:
+        self.source, self.target = source, target
+        self.concurrency = concurrency
+        self.chunk_rows, self.leaf_rows, self.diff_limit = chunk_rows, leaf_rows, diff_limit
+
+    def compare_table(self, table: str, mode: Mode = "full") -> TableComparison:
+        """Compare ``table`` (a quoted, schema-qualified name) on both servers."""
+        started = time.monotonic()
+        result = TableComparison(table=table, mode=mode)
+        key = self.source.fetch_one("table_key", table=table)
+        sides = (_Side(self.source, self.concurrency), _Side(self.target, self.concurrency))
+        try:
+            if key is None:
+                result.keyed = False
+                self._compare_multiset(sides, table, mode, result)
+            else:
+                _KeyedTable(self, sides, table, key["key_columns"], key["key_types"], mode, result).run()
+        finally:
+            for side in sides:
+                side.close()
+        result.equal = result.differences == 0 and result.rows_source == result.rows_target
+        result.seconds = round(time.monotonic() - started, 3)
+        return result
+
+    def _compare_multiset(self, sides: tuple[_Side, _Side], table: str, mode: Mode, result: TableComparison) -> None:
+        template = "compare_count" if mode == "counts" else "compare_chunk"
+        statement = sql.SQL(load_sql(template)).format(table=sql.SQL(table), predicate=sql.SQL("true"))
+        src, tgt = (f.result()[0] for f in [s.submit(statement) for s in sides])
+        result.chunks = result.ranges_compared = 1
+        result.rows_source, result.rows_target = src["rows"], tgt["rows"]
+        if (src["rows"], src["hash"]) == (tgt["rows"], tgt["hash"]) or mode == "counts":
+            return
+        statement = sql.SQL(load_sql("compare_multiset")).format(table=sql.SQL(table))
+        src_rows, tgt_rows = (
+            {r["hash"]: r["copies"] for r in f.result()} for f in [s.submit(statement) for s in sides]
+        )
+        for row_hash in sorted(set(src_rows) | set(tgt_rows)):
+            if src_rows.get(row_hash, 0) != tgt_rows.get(row_hash, 0):
+                if len(result.differing_rows) >= self.diff_limit:
+                    result.truncated = True
+                    break
+                result.differing_rows.append(
+                    {"row_hash": row_hash, "source": src_rows.get(row_hash, 0), "target": tgt_rows.get(row_hash, 0)}
+                )
+
+
+class _KeyedTable:
+    """The comparison of one table with a key: plan ranges, compare them, bisect those that differ."""
+
+    def __init__(
+        self,
+        comparer: Comparer,
+        sides: tuple[_Side, _Side],
+        table: str,
+        key_columns: list[str],
+        key_types: list[str],
+        mode: Mode,
+        result: TableComparison,
+    ) -> None:
+        self.c, self.sides, self.table, self.mode, self.result = comparer, sides, table, mode, result
+        self.types = key_types
+        # Ranges must hold the same rows on both sides: text keys order by "C" unless both collations match.
+        collations = {h.fetch("database_collation")[0]["collation"] for h in (comparer.source, comparer.target)}
+        self.columns = [
+            sql.SQL('{} COLLATE "C"').format(sql.SQL(col))
+            if len(collations) > 1 and typ.startswith(COLLATABLE)
+            else sql.SQL(col)
+            for col, typ in zip(key_columns, key_types, strict=True)
+        ]
+        self.raw_columns = [sql.SQL(col) for col in key_columns]
+        self.names = {
+            "table": sql.SQL(table),
+            "key_list": sql.SQL(", ").join(self.raw_columns),
+            "key_order": sql.SQL(", ").join(self.columns),
+            "key_text_list": sql.SQL(", ").join(sql.SQL("{}::text").format(c) for c in self.raw_columns),
+            "key_text": (
+                sql.SQL("{}::text").format(self.raw_columns[0])
+                if len(self.raw_columns) == 1
+                else sql.SQL("ROW({})::text").format(sql.SQL(", ").join(self.raw_columns))
+            ),
+        }
+
+    def _values(self, keys: tuple[str, ...]) -> sql.Composable:
+        return sql.SQL(", ").join(
+            sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(t)) for v, t in zip(keys, self.types, strict=True)
+        )
+
+    def _predicate(self, r: _Range) -> sql.Composable:
+        keys = sql.SQL("({})").format(sql.SQL(", ").join(self.columns))
+        parts = []
+        if r.lower is not None:
+            parts.append(sql.SQL("{} >= ({})").format(keys, self._values(r.lower)))
+        if r.upper is not None:
+            parts.append(sql.SQL("{} < ({})").format(keys, self._values(r.upper)))
+        return sql.SQL(" AND ").join(parts) if parts else sql.SQL("true")
+
+    def _statement(self, name: str, r: _Range) -> sql.Composable:
+        return sql.SQL(load_sql(name)).format(**self.names, predicate=self._predicate(r))
+
+    def _measure(self, r: _Range) -> tuple[Future, Future]:
+        template = "compare_count" if self.mode == "counts" else "compare_chunk"
+        statement = self._statement(template, r)
+        self.result.ranges_compared += 1
+        return self.sides[0].submit(statement), self.sides[1].submit(statement)
+
+    def _plan_ranges(self) -> list[_Range]:
+        estimated = self.c.source.fetch_one("table_stats", table=self.table)["estimated_rows"]
+        wanted = max(self.c.concurrency, math.ceil(estimated / self.c.chunk_rows))
+        if estimated < self.c.leaf_rows or wanted <= 1:
+            return [_Range(None, None)]
+        if len(self.types) == 1 and self.types[0] in INTEGER_TYPES:
+            statement = sql.SQL(load_sql("key_range")).format(table=self.names["table"], key=self.raw_columns[0])
+            bounds = [f.result()[0] for f in [s.submit(statement) for s in self.sides]]
+            lows = [b["low"] for b in bounds if b["low"] is not None]
+            highs = [b["high"] for b in bounds if b["high"] is not None]
+            if not lows:
+                return [_Range(None, None)]
+            low, high = min(lows), max(highs)
+            step = max(1, math.ceil((high - low + 1) / wanted))
+            cuts = [(str(v),) for v in range(low + step, high + 1, step)]
+        else:
+            statement = sql.SQL(load_sql("compare_boundaries")).format(**self.names)
+            rows = self.sides[0].submit(statement, {"chunk_rows": self.c.chunk_rows}).result()
+            cuts = [tuple(row.values()) for row in rows]
+        edges: list[tuple[str, ...] | None] = [None, *cuts, None]
+        return [_Range(lo, hi) for lo, hi in zip(edges, edges[1:], strict=False)]
+
+    def run(self) -> None:
+        ranges = self._plan_ranges()
+        self.result.chunks = len(ranges)
+        pending = [(r, self._measure(r)) for r in ranges]
+        while pending:
+            r, (src_f, tgt_f) = pending.pop(0)
+            src, tgt = src_f.result()[0], tgt_f.result()[0]
+            if r in ranges:
+                self.result.rows_source += src["rows"]
+                self.result.rows_target += tgt["rows"]
+            if (src["rows"], src["hash"]) == (tgt["rows"], tgt["hash"]):
+                continue
+            if self.result.differences >= self.c.diff_limit:
+                self.result.truncated = True
+                continue
+            if max(src["rows"], tgt["rows"]) <= self.c.leaf_rows:
+                self._compare_rows(r)
+                continue
+            middle = self._median(r, src["rows"], tgt["rows"])
+            if middle is None or middle == r.lower:
+                self._compare_rows(r)
+                continue
+            for half in (_Range(r.lower, middle), _Range(middle, r.upper)):
+                pending.append((half, self._measure(half)))
+
+    def _median(self, r: _Range, src_rows: int, tgt_rows: int) -> tuple[str, ...] | None:
+        side, rows = (self.sides[0], src_rows) if src_rows >= tgt_rows else (self.sides[1], tgt_rows)
+        found = side.submit(self._statement("compare_median", r), {"offset": rows // 2}).result()
+        return tuple(found[0].values()) if found else None
+
+    def _compare_rows(self, r: _Range) -> None:
+        statement = self._statement("compare_rows", r)
+        src, tgt = ({row["key"]: row["hash"] for row in f.result()} for f in [s.submit(statement) for s in self.sides])
+        for key in sorted(set(src) | set(tgt)):
+            if self.result.differences >= self.c.diff_limit:
+                self.result.truncated = True
+                return
+            if key not in tgt:
+                self.result.missing_on_target.append(key)
+            elif key not in src:
+                self.result.extra_on_target.append(key)
+            elif src[key] != tgt[key] and self.mode != "counts":
+                self.result.changed.append(key)

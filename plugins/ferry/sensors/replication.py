@@ -1,0 +1,99 @@
+"""Waits of Postgres logical replication: the initial copy, and catching up to the fence."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from ferry.operators.base import FerryContext, FerryOperator
+from ferry.triggers.replication import ReplicationCaughtUpTrigger
+
+STATES = {"i": "initializing", "d": "copying", "f": "copied", "s": "synchronized", "r": "ready"}
+
+
+class ReplicationInitialCopySensor(FerryContext, BaseSensorOperator):
+    """Wait until every subscribed table's initial copy is done (state ``r``); fail if replication breaks."""
+
+    def poke(self, context: Any) -> bool:
+        plan = self.plan
+        status = self.target.get_subscription_status(plan.subscription)
+        if status is None:
+            raise AirflowFailException(f"subscription {plan.subscription} does not exist; create it first")
+        if not status["enabled"]:
+            raise AirflowFailException(f"subscription {plan.subscription} is disabled; ALTER SUBSCRIPTION ... ENABLE")
+        tables = self.target.get_subscription_tables(plan.subscription)
+        waiting = [
+            f"{t['schema']}.{t['table']} ({STATES.get(t['state'], t['state'])})" for t in tables if t["state"] != "r"
+        ]
+        self.log.info(
+            "Initial copy: %d of %d tables ready; sync errors %d%s",
+            len(tables) - len(waiting),
+            len(tables),
+            status["sync_error_count"],
+            f"; waiting for {', '.join(waiting[:10])}" if waiting else "",
+        )
+        return bool(tables) and not waiting
+
+
+class ReplicationCaughtUpSensor(FerryOperator):
+    """Wait (deferred) until the target has confirmed everything the source wrote before the fence.
+
+    Fails at once with the reason when the subscription stops or hits apply errors, instead of
+    waiting for the timeout.
+
+    :param fence_lsn: the fence's WAL position; by default the last one the ledger recorded.
+    :param timeout_s: the longest wait.
+    :param poll_interval: seconds between polls of both servers.
+    """
+
+    template_fields = ("fence_lsn",)
+
+    def __init__(
+        self, *, fence_lsn: str | None = None, timeout_s: float = 1800, poll_interval: float = 0.25, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.fence_lsn = fence_lsn
+        self.timeout_s = timeout_s
+        self.poll_interval = poll_interval
+
+    def execute(self, context: Any) -> dict[str, Any] | None:
+        plan = self.plan
+        fence_lsn = self.fence_lsn
+        if not fence_lsn:
+            record = self.ledger.last("fence_source", f"source:{plan.source.database}")
+            if record is None:
+                raise AirflowFailException("no fence recorded in the ledger: fence the source first")
+            fence_lsn = record.after["fence_lsn"]
+        status = self.target.get_subscription_status(plan.subscription)
+        if status is None or status["worker_pid"] is None:
+            raise AirflowFailException(f"subscription {plan.subscription} is not running; it cannot catch up")
+        self.log.info("Waiting for the target to confirm the fence at %s", fence_lsn)
+        self.defer(
+            trigger=ReplicationCaughtUpTrigger(
+                source_conn_id=plan.source.conn_id,
+                source_database=plan.source.database,
+                target_conn_id=plan.target.conn_id,
+                target_database=plan.target.database,
+                subscription=plan.subscription,
+                fence_lsn=fence_lsn,
+                baseline_apply_errors=status["apply_error_count"],
+                poll_interval=self.poll_interval,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout_s),
+        )
+        return None
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        if event["status"] != "success":
+            raise AirflowFailException(event["message"])
+        self.log.info(
+            "Caught up: the target confirmed %s (fence %s) after %.2f s",
+            event["confirmed_flush_lsn"],
+            event["fence_lsn"],
+            event["waited_s"],
+        )
+        return event

@@ -1,0 +1,132 @@
+"""Triggers of Postgres logical replication, polling both servers with an async driver."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+from airflow.sdk import BaseHook
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from psycopg.conninfo import make_conninfo
+from psycopg.rows import dict_row
+
+from ferry.hooks.replication import load_sql
+
+
+async def async_connect(conn_id: str, database: str) -> psycopg.AsyncConnection:
+    """An autocommit async connection for an Airflow Postgres connection."""
+    conn = await BaseHook.aget_connection(conn_id)
+    conninfo = make_conninfo(
+        host=conn.host,
+        port=conn.port or 5432,
+        dbname=database,
+        user=conn.login,
+        password=conn.password or None,
+        application_name="ferry-trigger",
+        connect_timeout=10,
+    )
+    return await psycopg.AsyncConnection.connect(conninfo, autocommit=True, row_factory=dict_row)
+
+
+class ReplicationCaughtUpTrigger(BaseTrigger):
+    """Fire when the subscriber has confirmed the fence's WAL position; fail at once if replication breaks.
+
+    Polls the source's slot (``confirmed_flush_lsn`` against the fence LSN) and the target's
+    subscription (apply worker running, apply errors above the baseline) every ``poll_interval``.
+
+    :param source_conn_id: the source's Airflow connection.
+    :param source_database: the source database.
+    :param target_conn_id: the target's Airflow connection.
+    :param target_database: the target database.
+    :param subscription: the subscription (and slot) name.
+    :param fence_lsn: the WAL position the target must confirm.
+    :param baseline_apply_errors: the subscription's ``apply_error_count`` when the wait began.
+    :param poll_interval: seconds between polls.
+    """
+
+    def __init__(
+        self,
+        source_conn_id: str,
+        source_database: str,
+        target_conn_id: str,
+        target_database: str,
+        subscription: str,
+        fence_lsn: str,
+        baseline_apply_errors: int = 0,
+        poll_interval: float = 0.25,
+    ) -> None:
+        super().__init__()
+        self.source_conn_id, self.source_database = source_conn_id, source_database
+        self.target_conn_id, self.target_database = target_conn_id, target_database
+        self.subscription, self.fence_lsn = subscription, fence_lsn
+        self.baseline_apply_errors, self.poll_interval = baseline_apply_errors, poll_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "ferry.triggers.replication.ReplicationCaughtUpTrigger",
+            {
+                "source_conn_id": self.source_conn_id,
+                "source_database": self.source_database,
+                "target_conn_id": self.target_conn_id,
+                "target_database": self.target_database,
+                "subscription": self.subscription,
+                "fence_lsn": self.fence_lsn,
+                "baseline_apply_errors": self.baseline_apply_errors,
+                "poll_interval": self.poll_interval,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        slot_sql, sub_sql = load_sql("slot_caught_up"), load_sql("subscription_status")
+        started = time.monotonic()
+        last_log = 0.0
+        async with (
+            await async_connect(self.source_conn_id, self.source_database) as source,
+            await async_connect(self.target_conn_id, self.target_database) as target,
+        ):
+            while True:
+                slot = await (
+                    await source.execute(slot_sql, {"fence_lsn": self.fence_lsn, "slot_name": self.subscription})
+                ).fetchone()
+                if slot is None:
+                    yield self._failed(f"slot {self.subscription} is gone from the source: replication cannot catch up")
+                    return
+                if slot["caught_up"]:
+                    yield TriggerEvent(
+                        {
+                            "status": "success",
+                            "fence_lsn": self.fence_lsn,
+                            "confirmed_flush_lsn": slot["confirmed_flush_lsn"],
+                            "waited_s": round(time.monotonic() - started, 3),
+                            "at": time.time(),
+                        }
+                    )
+                    return
+                sub = await (await target.execute(sub_sql, {"subscription": self.subscription})).fetchone()
+                if sub is None or not sub["enabled"] or sub["worker_pid"] is None:
+                    state = (
+                        "missing"
+                        if sub is None
+                        else ("disabled" if not sub["enabled"] else "without a running apply worker")
+                    )
+                    yield self._failed(
+                        f"subscription {self.subscription} is {state} while {slot['behind_bytes']} bytes behind the fence; "
+                        "read the target's server log for the apply error, fix it, then ALTER SUBSCRIPTION ... ENABLE"
+                    )
+                    return
+                if sub["apply_error_count"] > self.baseline_apply_errors:
+                    yield self._failed(
+                        f"subscription {self.subscription} hit {sub['apply_error_count'] - self.baseline_apply_errors} "
+                        "new apply error(s) (a conflicting row on the target?); see the target's server log"
+                    )
+                    return
+                if time.monotonic() - last_log > 5:
+                    self.log.info("Replication %s bytes behind the fence %s", slot["behind_bytes"], self.fence_lsn)
+                    last_log = time.monotonic()
+                await asyncio.sleep(self.poll_interval)
+
+    def _failed(self, message: str) -> TriggerEvent:
+        return TriggerEvent({"status": "error", "message": message, "fence_lsn": self.fence_lsn})
