@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -23,6 +24,17 @@ os.environ.update(
     AIRFLOW__CORE__UNIT_TEST_MODE="True",
     AWS_EC2_METADATA_DISABLED="true",
     FERRY_REPORT_DIR=str(AIRFLOW_HOME / "reports"),
+    # The product's DAGs, and DAGs that exist only for the tests, each a bundle dag.test() can sync.
+    AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST=json.dumps(
+        [
+            {
+                "name": name,
+                "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                "kwargs": {"path": str(path)},
+            }
+            for name, path in (("dags-folder", ROOT / "dags"), ("ferry-tests", ROOT / "tests" / "integration" / "dags"))
+        ]
+    ),
 )
 
 

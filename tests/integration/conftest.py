@@ -45,3 +45,12 @@ def target(stand) -> psycopg.Connection:
 @pytest.fixture
 def stand_secrets(stand) -> list[str]:
     return list(json.loads(stand.state_file.read_text())["secrets"].values())
+
+
+def run_dag(dag_folder: Path, dag_id: str, conf: dict | None = None):
+    """Run a DAG of ``dag_folder`` (a configured bundle: see tests/conftest.py) once with dag.test()."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(dag_folder))
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags[dag_id].test(run_conf=conf)

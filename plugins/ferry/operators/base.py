@@ -59,3 +59,7 @@ class FerryContext:
 
 class FerryOperator(FerryContext, BaseOperator):
     """Base of Ferry's operators. Hooks and the plan are made in ``execute``, never at parse time."""
+
+    # Without an __init__ of its own, a mapped subclass gets inlets=None from partial() (Airflow 3.3).
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)

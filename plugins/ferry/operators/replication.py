@@ -39,7 +39,7 @@ def pg_bin(program: str, server_version_num: int) -> Path:
     )
     for path in reversed(candidates):
         version = subprocess.run([str(path), "--version"], capture_output=True, text=True, check=True).stdout
-        major = int(re.search(r"(\d+)", version.split(")")[-1]).group(1))
+        major = int(re.search(r"\(PostgreSQL\) (\d+)", version).group(1))
         if major >= server_version_num // 10000:
             return path
     raise AirflowFailException(
@@ -109,9 +109,11 @@ class ReplicationCopySchemaOperator(FerryOperator):
         )
         if dump.returncode:
             raise AirflowFailException(f"pg_dump of the source failed: {dump.stderr.strip()[-2000:]}")
+        # A dump naming its schemas creates them; a fresh target already has "public".
+        ddl = re.sub(r"^CREATE SCHEMA (\S+);$", r"CREATE SCHEMA IF NOT EXISTS \1;", dump.stdout, flags=re.MULTILINE)
         restore = subprocess.run(
             [str(pg_bin("psql", version)), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"],
-            input=dump.stdout,
+            input=ddl,
             env=os.environ | _libpq_env(plan.target.conn_id, plan.target.database),
             capture_output=True,
             text=True,
