@@ -222,7 +222,9 @@ class _KeyedTable:
         return self.sides[0].submit(statement), self.sides[1].submit(statement)
 
     def _plan_ranges(self) -> list[_Range]:
-        estimated = self.c.source.fetch_one("table_stats", table=self.table)["estimated_rows"]
+        estimated = self.c.source.execute("table_stats", {"table": self.names["table"]}, table=self.table)[0][
+            "estimated_rows"
+        ]
         wanted = max(self.c.concurrency, math.ceil(estimated / self.c.chunk_rows))
         if estimated < self.c.leaf_rows or wanted <= 1:
             return [_Range(None, None)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import subprocess
 from pathlib import Path
 
 import psycopg
@@ -12,7 +13,7 @@ import pytest
 
 from stand.control import down, up
 from stand.core import Stand
-from stand.services.postgres import PostgresPair
+from stand.services.postgres import APP_ROLE, PG_BIN, PostgresPair
 
 TEST_STAND = Stand(dir=Path("/tmp/ferry-stand-test"), port_base=55320, rows=20_000)
 
@@ -54,3 +55,76 @@ def run_dag(dag_folder: Path, dag_id: str, conf: dict | None = None):
     bag = DagBag(dag_folder=str(dag_folder))
     assert not bag.import_errors, bag.import_errors
     return bag.dags[dag_id].test(run_conf=conf)
+
+
+@pytest.fixture
+def target_schema(stand, source, target):
+    """The source's schema copied onto the target (what ferry_week_prior does); removed afterwards."""
+    dump = subprocess.run(
+        [
+            str(PG_BIN / "pg_dump"),
+            "--schema-only",
+            "--no-owner",
+            "-h",
+            str(stand.dir / "pg" / "source"),
+            "-p",
+            str(stand.port(1)),
+            "-U",
+            "postgres",
+            "saas",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    # pg_dump writes psql meta-commands (\restrict): only psql restores it.
+    subprocess.run(
+        [
+            str(PG_BIN / "psql"),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            str(stand.dir / "pg" / "target"),
+            "-p",
+            str(stand.port(2)),
+            "-U",
+            "postgres",
+            "saas",
+        ],
+        input=dump,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    yield
+    empty_public_schema(target)
+
+
+def app_connection(stand, cluster: str) -> psycopg.Connection:
+    """A connection as the application role, over TCP with its password, as the application has."""
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=stand.port(1 if cluster == "source" else 2),
+        dbname="saas",
+        user=APP_ROLE,
+        password=stand.secret("app_role"),
+        autocommit=True,
+    )
+
+
+def empty_public_schema(conn: psycopg.Connection) -> None:
+    """Drop every table and sequence of schema public, keeping the schema and its privileges."""
+    conn.execute(
+        """
+        DO $$ DECLARE r record; BEGIN
+            FOR r IN SELECT format('%I.%I', schemaname, tablename) AS t FROM pg_tables WHERE schemaname = 'public' LOOP
+                EXECUTE 'DROP TABLE IF EXISTS ' || r.t || ' CASCADE';
+            END LOOP;
+            FOR r IN SELECT format('%I.%I', schemaname, sequencename) AS s FROM pg_sequences WHERE schemaname = 'public' LOOP
+                EXECUTE 'DROP SEQUENCE IF EXISTS ' || r.s;
+            END LOOP;
+        END $$
+        """
+    )

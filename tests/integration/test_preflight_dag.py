@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
-import pytest
 from airflow.dag_processing.dagbag import DagBag
 
 from ferry.plan import load_plan
 from ferry.preflight import check_connections
-from stand.services.postgres import PG_BIN
 
 
 def run_preflight(dag_folder: Path):
@@ -28,51 +25,6 @@ def _report_dir() -> str:
     import os
 
     return os.environ["FERRY_REPORT_DIR"]
-
-
-@pytest.fixture
-def target_schema(stand, source, target):
-    """The source's schema copied onto the target (what ferry_week_prior does); removed afterwards."""
-    dump = subprocess.run(
-        [
-            str(PG_BIN / "pg_dump"),
-            "--schema-only",
-            "--no-owner",
-            "-h",
-            str(stand.dir / "pg" / "source"),
-            "-p",
-            str(stand.port(1)),
-            "-U",
-            "postgres",
-            "saas",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    # pg_dump writes psql meta-commands (\restrict): only psql restores it.
-    subprocess.run(
-        [
-            str(PG_BIN / "psql"),
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            str(stand.dir / "pg" / "target"),
-            "-p",
-            str(stand.port(2)),
-            "-U",
-            "postgres",
-            "saas",
-        ],
-        input=dump,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    yield
-    target.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
 
 
 def test_healthy_stand_is_go(stand, dag_folder):

@@ -9,51 +9,27 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ferry.hooks.replication import ReplicationHook
 from ferry.ledger import Ledger
 from ferry.plan import load_plan
 from stand.control import load, load_stats
-from stand.services.postgres import APP_ROLE
-from tests.integration.conftest import run_dag
+from tests.integration.conftest import app_connection, empty_public_schema, run_dag
 
 TEST_DAGS = Path(__file__).parent / "dags"
 
 
-def app_connection(stand, cluster: str) -> psycopg.Connection:
-    port = stand.port(1 if cluster == "source" else 2)
-    return psycopg.connect(
-        host="127.0.0.1", port=port, dbname="saas", user=APP_ROLE, password=stand.secret("app_role"), autocommit=True
-    )
-
-
 @pytest.fixture
-def clean_replication(stand, source, target):
-    """Whatever the test leaves: fence lifted, subscription and publication dropped, target emptied."""
+def clean_replication(stand, target):
+    """Whatever the test leaves: load stopped, fence lifted, subscription and publication dropped, target emptied."""
     yield
+    plan = load_plan()
+    source_hook, target_hook = ReplicationHook("ferry_source", "saas"), ReplicationHook("ferry_target", "saas")
     load(stand, "stop")
-    with psycopg.connect(**_admin(stand, "source")) as conn:
-        conn.execute("DROP TRIGGER IF EXISTS ferry_fence ON public.customers")
-    for sub in target.execute("SELECT subname FROM pg_subscription").fetchall():
-        target.execute(f"ALTER SUBSCRIPTION {sub[0]} DISABLE")
-        target.execute(f"ALTER SUBSCRIPTION {sub[0]} SET (slot_name = NONE)")
-        target.execute(f"DROP SUBSCRIPTION {sub[0]}")
-    for slot in source.execute("SELECT slot_name FROM pg_replication_slots").fetchall():
-        source.execute("SELECT pg_drop_replication_slot(%s)", slot)
-    for pub in source.execute("SELECT pubname FROM pg_publication").fetchall():
-        source.execute(f"DROP PUBLICATION {pub[0]}")
-    from ferry.hooks.replication import ReplicationHook
-
-    ReplicationHook("ferry_source", "saas").remove_fence()
-    target.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-
-
-def _admin(stand, cluster):
-    return {
-        "host": str(stand.dir / "pg" / cluster),
-        "port": stand.port(1 if cluster == "source" else 2),
-        "user": "postgres",
-        "dbname": "saas",
-        "autocommit": True,
-    }
+    source_hook.remove_fence()
+    target_hook.drop_subscription(plan.subscription, publisher_reachable=False)
+    source_hook.drop_slot(plan.subscription)
+    source_hook.drop_publication(plan.publication)
+    empty_public_schema(target)
 
 
 def test_replication_from_scratch_to_a_writable_target_under_write_load(stand, source, target, clean_replication):

@@ -1,0 +1,348 @@
+"""The parts of replication against the stand's two real clusters: fence, catch-up, comparison, drop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ferry.compare import Comparer
+from ferry.hooks.replication import ReplicationHook
+from ferry.ledger import Ledger
+from ferry.plan import load_plan
+from ferry.triggers.replication import ReplicationCaughtUpTrigger
+from stand.control import load
+from tests.integration.conftest import app_connection, run_dag
+
+TEST_DAGS = Path(__file__).parent / "dags"
+SCOPE = ["public.customers", "public.events", "public.invoices", "public.page_views", "public.subscriptions"]
+
+
+@pytest.fixture
+def hooks(stand):
+    return ReplicationHook("ferry_source", "saas"), ReplicationHook("ferry_target", "saas")
+
+
+@pytest.fixture
+def replicating(stand, source, target, target_schema, hooks):
+    """A live subscription of the plan's tables, its initial copy done; all of it dropped afterwards."""
+    plan = load_plan()
+    src, tgt = hooks
+    conninfo = (
+        f"host=127.0.0.1 port={stand.port(1)} dbname=saas user=postgres password={stand.secret('source_superuser')}"
+    )
+    assert src.create_publication(plan.publication, SCOPE) == "created"
+    assert tgt.create_subscription(plan.subscription, plan.publication, conninfo)
+    deadline = time.monotonic() + 120
+    while any(t["state"] != "r" for t in tgt.get_subscription_tables(plan.subscription)):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    yield plan
+    load(stand, "stop")
+    src.remove_fence()
+    tgt.drop_subscription(plan.subscription, publisher_reachable=False)
+    src.drop_slot(plan.subscription)
+    src.drop_publication(plan.publication)
+
+
+def first_event(trigger: ReplicationCaughtUpTrigger, timeout: float = 60) -> tuple[dict, float]:
+    async def run():
+        async for event in trigger.run():
+            return event.payload, time.monotonic()
+
+    return asyncio.run(asyncio.wait_for(run(), timeout))
+
+
+def caught_up_trigger(plan, fence_lsn: str, baseline: int = 0) -> ReplicationCaughtUpTrigger:
+    return ReplicationCaughtUpTrigger(
+        "ferry_source", "saas", "ferry_target", "saas", plan.subscription, fence_lsn, baseline_apply_errors=baseline
+    )
+
+
+# The write fence -----------------------------------------------------------------------------
+
+BYPASSES = {
+    "plain insert": ["INSERT INTO customers (email, name, country) VALUES ('x@example.com', 'X', 'DE')"],
+    "BEGIN READ WRITE": [
+        "BEGIN READ WRITE",
+        "INSERT INTO customers (email, name, country) VALUES ('y@example.com', 'Y', 'DE')",
+    ],
+    "default_transaction_read_only off": [
+        "SET default_transaction_read_only = off",
+        "UPDATE subscriptions SET amount = amount + 1 WHERE id = 1",
+    ],
+    "session read write": ["SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE", "DELETE FROM events WHERE id = 1"],
+    "identity insert": ["INSERT INTO invoices (subscription_id, amount, tax, issued_at) VALUES (1, 1, 0, now())"],
+    "truncate": ["TRUNCATE page_views"],
+}
+
+
+def test_fence_refuses_every_write_by_the_application_and_unfence_restores_the_state(stand, source, hooks):
+    src, _ = hooks
+    catalog = (
+        "SELECT (SELECT count(*) FROM pg_trigger), (SELECT count(*) FROM pg_proc), (SELECT count(*) FROM pg_namespace)"
+    )
+    before = source.execute(catalog).fetchone()
+    counts = "SELECT (SELECT count(*) FROM customers), (SELECT sum(amount) FROM subscriptions), (SELECT count(*) FROM page_views)"
+    rows_before = source.execute(counts).fetchone()
+    open_session = app_connection(stand, "source")
+    open_session.execute("BEGIN")
+    open_session.execute("SELECT 1")
+    try:
+        src.install_fence(SCOPE, ["saas_app"])
+        assert src.get_fenced_tables() == SCOPE
+        with pytest.raises(psycopg.OperationalError):
+            open_session.execute("SELECT 1")  # its session was ended
+        for name, statements in BYPASSES.items():
+            with app_connection(stand, "source") as app, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                for statement in statements:
+                    app.execute(statement)
+                pytest.fail(f"{name}: the write went through")
+        with app_connection(stand, "source") as app, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            with app.cursor().copy("COPY page_views (path, viewed_at) FROM STDIN") as copy:
+                copy.write_row(("/copied", "2026-01-01"))
+        with app_connection(stand, "source") as app:
+            assert app.execute("SELECT count(*) FROM customers").fetchone()[0] == rows_before[0]  # reads still work
+        assert source.execute(counts).fetchone() == rows_before
+        # Ferry's own role is not fenced.
+        source.execute("UPDATE subscriptions SET amount = amount WHERE id = 1")
+    finally:
+        assert src.remove_fence() in ([], SCOPE)
+    assert source.execute(catalog).fetchone() == before
+    with app_connection(stand, "source") as app:
+        app.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/after-unfence', now())")
+    source.execute("DELETE FROM page_views WHERE path = '/after-unfence'")
+
+
+def test_fence_refuses_a_role_it_cannot_hold(stand, source, hooks):
+    src, _ = hooks
+    source.execute("CREATE ROLE ferry_owner_app LOGIN")
+    source.execute("CREATE TABLE owned_by_app (id int PRIMARY KEY)")
+    source.execute("ALTER TABLE owned_by_app OWNER TO ferry_owner_app")
+    try:
+        problems = src.check_fence_roles(["saas_app", "ferry_owner_app", "nobody"], ["public"])
+    finally:
+        source.execute("DROP TABLE owned_by_app")
+        source.execute("DROP ROLE ferry_owner_app")
+    assert problems[0] == "role nobody does not exist on the source"
+    assert "role ferry_owner_app owns public.owned_by_app" in problems[1]
+    assert len(problems) == 2
+
+
+# Catching up to the fence --------------------------------------------------------------------
+
+
+def test_caught_up_fires_within_a_second_of_the_target_confirming_the_fence(stand, source, replicating, hooks):
+    plan = replicating
+    src, tgt = hooks
+    load(stand, "start", rate=200)
+    time.sleep(2)
+    src.install_fence(SCOPE, ["saas_app"])
+    fence_lsn = src.get_current_lsn()
+    confirmed_at: list[float] = []
+
+    def probe():
+        with psycopg.connect(
+            host=str(stand.dir / "pg" / "source"), port=stand.port(1), user="postgres", dbname="saas"
+        ) as conn:
+            while not confirmed_at:
+                row = conn.execute(
+                    "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = %s",
+                    (fence_lsn, plan.subscription),
+                ).fetchone()
+                if row[0]:
+                    confirmed_at.append(time.monotonic())
+                time.sleep(0.01)
+
+    watcher = threading.Thread(target=probe)
+    watcher.start()
+    event, fired_at = first_event(caught_up_trigger(plan, fence_lsn))
+    watcher.join(timeout=30)
+    assert event["status"] == "success", event
+    assert confirmed_at, "the probe never saw the fence confirmed"
+    assert fired_at - confirmed_at[0] < 1.0
+    # Everything written before the fence is on the target.
+    for table in ("customers", "events", "invoices"):
+        assert source.execute(f"SELECT count(*), max(id) FROM {table}").fetchone() == tgt.get_first(
+            f"SELECT count(*), max(id) FROM {table}"
+        )
+
+
+def test_caught_up_fails_at_once_when_the_subscription_is_disabled(source, target, replicating, hooks):
+    plan = replicating
+    src, _ = hooks
+    target.execute(f"ALTER SUBSCRIPTION {plan.subscription} DISABLE")
+    source.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/while-disabled', now())")
+    started = time.monotonic()
+    event, _ = first_event(caught_up_trigger(plan, src.get_current_lsn()), timeout=20)
+    assert event["status"] == "error"
+    assert f"subscription {plan.subscription} is disabled" in event["message"]
+    assert time.monotonic() - started < 5
+    source.execute("DELETE FROM page_views WHERE path = '/while-disabled'")
+
+
+def test_caught_up_fails_at_once_on_an_apply_conflict(source, target, replicating, hooks):
+    plan = replicating
+    src, tgt = hooks
+    baseline = tgt.get_subscription_status(plan.subscription)["apply_error_count"]
+    target.execute(
+        "INSERT INTO customers (id, email, name, country) VALUES (990001, 'conflict@example.com', 'T', 'DE')"
+    )
+    source.execute(
+        "INSERT INTO customers (id, email, name, country) VALUES (990001, 'conflict@example.com', 'S', 'DE')"
+    )
+    event, _ = first_event(caught_up_trigger(plan, src.get_current_lsn(), baseline), timeout=30)
+    assert event["status"] == "error"
+    assert "apply" in event["message"] and "target's server log" in event["message"]
+    target.execute("DELETE FROM customers WHERE id = 990001")
+    source.execute("DELETE FROM customers WHERE id = 990001")
+
+
+def test_trigger_serializes_to_its_arguments(replicating):
+    trigger = caught_up_trigger(replicating, "0/1A2B3C", 3)
+    path, kwargs = trigger.serialize()
+    assert path == "ferry.triggers.replication.ReplicationCaughtUpTrigger"
+    assert ReplicationCaughtUpTrigger(**kwargs).serialize() == (path, kwargs)
+
+
+# Publication refresh and dropping the subscription -------------------------------------------
+
+
+def test_a_table_added_to_the_publication_is_copied_after_a_refresh(source, target, replicating, hooks):
+    plan = replicating
+    src, tgt = hooks
+    for conn in (source, target):
+        conn.execute("CREATE TABLE coupons (code text PRIMARY KEY, percent int)")
+    source.execute("INSERT INTO coupons SELECT 'C' || i, i FROM generate_series(1, 50) i")
+    try:
+        assert src.create_publication(plan.publication, [*SCOPE, "public.coupons"]) == "altered"
+        assert src.create_publication(plan.publication, [*SCOPE, "public.coupons"]) == "unchanged"
+        tgt.refresh_subscription(plan.subscription)
+        deadline = time.monotonic() + 60
+        while target.execute("SELECT count(*) FROM coupons").fetchone()[0] < 50:
+            assert time.monotonic() < deadline, "the new table was not copied"
+            time.sleep(0.2)
+    finally:
+        src.create_publication(plan.publication, SCOPE)
+        tgt.refresh_subscription(plan.subscription)
+        for conn in (source, target):
+            conn.execute("DROP TABLE coupons")
+
+
+def test_drop_subscription_while_the_source_is_down_then_drop_its_slot(stand, source, target, replicating, monkeypatch):
+    plan = replicating
+    live = __import__("os").environ["AIRFLOW_CONN_FERRY_SOURCE"]
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_FERRY_SOURCE", '{"conn_type": "postgres", "host": "127.0.0.1", "port": 9, "login": "postgres"}'
+    )
+    run = run_dag(TEST_DAGS, "ferry_test_drop_subscription")
+    assert run.state == "success"
+    assert target.execute("SELECT count(*) FROM pg_subscription").fetchone()[0] == 0
+    assert source.execute("SELECT count(*) FROM pg_replication_slots").fetchone()[0] == 1  # left behind
+    assert Ledger(plan).last("orphan_slot", f"source:{plan.subscription}") is not None
+
+    monkeypatch.setenv("AIRFLOW_CONN_FERRY_SOURCE", live)
+    assert run_dag(TEST_DAGS, "ferry_test_drop_orphan_slot").state == "success"
+    assert source.execute("SELECT count(*) FROM pg_replication_slots").fetchone()[0] == 0
+    # A second run finds nothing left to drop and records nothing more.
+    records = len(Ledger(plan).records())
+    assert run_dag(TEST_DAGS, "ferry_test_drop_orphan_slot").state == "success"
+    assert len(Ledger(plan).records()) == records
+
+
+# Comparison: every kind of difference, by key --------------------------------------------------
+
+COMPARE_SCHEMA = """
+CREATE SCHEMA cmp;
+CREATE TABLE cmp.wide (id bigint PRIMARY KEY, t text, n numeric(12, 4), ts timestamptz, j jsonb, b boolean,
+                       f double precision, by bytea, iv interval, arr int[]);
+INSERT INTO cmp.wide SELECT i, 'text ' || i, i * 1.2345, timestamptz '2024-01-01 00:00+00' + i * interval '1 minute',
+       jsonb_build_object('n', i, 'tags', jsonb_build_array('a', 'b')), i % 2 = 0, i / 3.0, int8send(i),
+       i * interval '1 second', ARRAY[i, i + 1]
+FROM generate_series(1, 5000) i;
+CREATE TABLE cmp.composite (tenant int, code text, v text, PRIMARY KEY (tenant, code));
+INSERT INTO cmp.composite SELECT i % 3, 'c' || lpad(i::text, 4, '0'), 'v' || i FROM generate_series(1, 3000) i;
+CREATE TABLE cmp.textkey (k text PRIMARY KEY, v int);
+INSERT INTO cmp.textkey SELECT 'k-' || lpad(i::text, 4, '0'), i FROM generate_series(1, 2000) i;
+CREATE TABLE cmp.nokey (a int, b text);
+INSERT INTO cmp.nokey SELECT i % 100, 'row ' || (i % 100) FROM generate_series(1, 1000) i;
+"""
+
+PLANTED = [
+    "DELETE FROM cmp.wide WHERE id = 17",
+    "INSERT INTO cmp.wide (id, t) VALUES (100001, 'only on the target')",
+    "UPDATE cmp.wide SET t = t || '!' WHERE id = 1001",
+    "UPDATE cmp.wide SET n = n + 0.0001 WHERE id = 1002",
+    "UPDATE cmp.wide SET ts = ts + interval '1 microsecond' WHERE id = 1003",
+    "UPDATE cmp.wide SET j = jsonb_set(j, '{n}', '0') WHERE id = 1004",
+    "UPDATE cmp.wide SET b = NOT b WHERE id = 1005",
+    "UPDATE cmp.wide SET f = f + 1e-12 WHERE id = 1006",
+    "UPDATE cmp.wide SET by = '\\x00' WHERE id = 1007",
+    "UPDATE cmp.wide SET iv = iv + interval '1 microsecond' WHERE id = 1008",
+    "UPDATE cmp.wide SET arr = ARRAY[0] WHERE id = 1009",
+    "UPDATE cmp.wide SET t = NULL WHERE id = 1010",
+    "UPDATE cmp.composite SET v = 'changed' WHERE tenant = 2 AND code = 'c0041'",
+    "DELETE FROM cmp.composite WHERE tenant = 1 AND code = 'c0100'",
+    "INSERT INTO cmp.textkey VALUES ('zzz-extra', 1)",
+    "UPDATE cmp.textkey SET v = -1 WHERE k = 'k-0500'",
+    "DELETE FROM cmp.nokey WHERE ctid = (SELECT min(ctid) FROM cmp.nokey WHERE a = 7)",
+]
+
+
+@pytest.fixture
+def compare_tables(source, target):
+    for conn in (source, target):
+        conn.execute(COMPARE_SCHEMA)
+    for statement in PLANTED:
+        target.execute(statement)
+    yield
+    for conn in (source, target):
+        conn.execute("DROP SCHEMA cmp CASCADE")
+
+
+def test_comparison_names_every_planted_difference_by_key(compare_tables, hooks):
+    comparer = Comparer(*hooks, concurrency=2, chunk_rows=700, leaf_rows=40)
+    wide = comparer.compare_table("cmp.wide")
+    assert not wide.equal
+    assert wide.chunks > 2 and wide.ranges_compared > wide.chunks  # ranged, then bisected
+    assert wide.missing_on_target == ["17"]
+    assert wide.extra_on_target == ["100001"]
+    assert sorted(wide.changed, key=int) == [str(i) for i in range(1001, 1011)]
+    assert (wide.rows_source, wide.rows_target) == (5000, 5000)
+
+    composite = comparer.compare_table("cmp.composite")
+    assert composite.changed == ["(2,c0041)"]
+    assert composite.missing_on_target == ["(1,c0100)"]
+
+    text = comparer.compare_table("cmp.textkey")
+    assert text.extra_on_target == ["zzz-extra"] and text.changed == ["k-0500"]
+
+    nokey = comparer.compare_table("cmp.nokey")
+    assert not nokey.keyed and not nokey.equal
+    assert [(d["source"], d["target"]) for d in nokey.differing_rows] == [(10, 9)]
+
+
+def test_counts_mode_sees_missing_and_extra_rows_only(compare_tables, hooks):
+    comparer = Comparer(*hooks, concurrency=2, chunk_rows=700, leaf_rows=40)
+    wide = comparer.compare_table("cmp.wide", mode="counts")
+    assert wide.missing_on_target == ["17"] and wide.extra_on_target == ["100001"] and wide.changed == []
+
+
+def test_identical_tables_compare_equal(stand, source, target):
+    for conn in (source, target):
+        conn.execute(COMPARE_SCHEMA)
+    try:
+        comparer = Comparer(
+            ReplicationHook("ferry_source", "saas"), ReplicationHook("ferry_target", "saas"), chunk_rows=700
+        )
+        for table in ("cmp.wide", "cmp.composite", "cmp.textkey", "cmp.nokey"):
+            result = comparer.compare_table(table)
+            assert result.equal and result.differences == 0, table
+            assert result.rows_source == result.rows_target > 0
+    finally:
+        for conn in (source, target):
+            conn.execute("DROP SCHEMA cmp CASCADE")
