@@ -18,13 +18,14 @@ export AWS_EC2_METADATA_DISABLED := true
 export FERRY_STAND_DIR ?= /tmp/ferry-stand
 STAND_ENV := $(FERRY_STAND_DIR)/stand.env
 
-.PHONY: help deps apt test lint rehearsal airflow stand-up stand-down stand-env stand-status load-start load-stop clean
+.PHONY: help deps apt test lint rehearsal airflow stand-up stand-down stand-env stand-status load-start load-stop clean bench-venv bench-compare
 
 help:
 	@echo "make rehearsal    bring the stand up and rehearse the migration on it (installs what it needs)"
 	@echo "make test         ruff and pytest (installs what it needs; the tests start their own stand)"
 	@echo "make airflow      Airflow UI and scheduler on http://127.0.0.1:8080, wired to the stand"
 	@echo "make stand-up | stand-down | stand-env | stand-status | load-start | load-stop"
+	@echo "make bench-compare   Ferry's comparison against reladiff and the bare hashing query (ROWS=2000000)"
 
 # Debian packages: PostgreSQL 15 for the stand's clusters and pg_dump, sshd for the VM stand-in.
 apt:
@@ -82,6 +83,18 @@ airflow: stand-up $(AIRFLOW_HOME)/airflow.db
 	set -a; . $(STAND_ENV); set +a; \
 	PATH=$(VENV)/bin:$$PATH AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8080 AIRFLOW__CORE__PARALLELISM=4 \
 	exec $(PY) include/airflow_standalone.py
+
+# Benchmarks: never part of make test. Their peers live in .venv-bench, apart from Airflow's pinned set.
+$(CURDIR)/.venv-bench/.installed: requirements-bench.txt
+	test -x $(CURDIR)/.venv-bench/bin/python || python3 -m venv $(CURDIR)/.venv-bench
+	$(CURDIR)/.venv-bench/bin/python -m pip install -q --disable-pip-version-check pip==$(PIP_VERSION)
+	$(CURDIR)/.venv-bench/bin/python -m pip install -q --disable-pip-version-check -r requirements-bench.txt
+	touch $@
+
+bench-venv: $(CURDIR)/.venv-bench/.installed
+
+bench-compare: deps bench-venv
+	$(PY) bench/compare.py
 
 clean: stand-down
 	rm -rf $(AIRFLOW_HOME)

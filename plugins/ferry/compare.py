@@ -1,8 +1,11 @@
 """Data comparison between source and target: the D-day gate that proves no row was lost.
 
 For each table, the row count and an order-independent content hash (a sum of 64-bit row hashes,
-which counts duplicates) are computed on both servers at the same time, over key ranges, with
-identical session settings so that every value has the same text form on both sides. A range
+which counts duplicates) are computed on both servers at the same time, over key ranges. A row's
+hash combines its columns' own 64-bit hash functions, except for types whose hash calls visibly
+different values equal (numeric 1.10 and 1.1, float -0 and 0, interval '1 day' and '24:00') or
+that have none: those are hashed by their text form, under identical session settings on both
+sides so that the text forms match. A range
 that differs is split at its median key until it is small, then its rows' keys and hashes are
 compared to name the keys that differ. A table without a key is compared as a multiset of rows.
 """
@@ -24,6 +27,40 @@ from ferry.hooks.replication import ReplicationHook, load_sql
 
 Mode = Literal["full", "counts"]
 INTEGER_TYPES = {"smallint", "integer", "bigint"}
+# Types whose extended hash function separates every pair of values that look different.
+NATIVE_HASH_TYPES = (
+    "smallint",
+    "integer",
+    "bigint",
+    "boolean",
+    "text",
+    "character varying",
+    "character",
+    "uuid",
+    "date",
+    "timestamp without time zone",
+    "timestamp with time zone",
+    "time without time zone",
+    "bytea",
+    "jsonb",
+    "inet",
+    "cidr",
+    "macaddr",
+    "oid",
+)
+
+
+def row_hash(columns: list[dict[str, str]]) -> sql.Composable:
+    """The 64-bit hash of a row of a table with ``columns`` (each ``column`` quoted, ``type`` as format_type gives)."""
+    parts = [
+        sql.SQL(c["column"])
+        if c["type"].removesuffix("[]").split("(")[0] in NATIVE_HASH_TYPES
+        else sql.SQL("{}::text").format(sql.SQL(c["column"]))
+        for c in columns
+    ]
+    return sql.SQL("hash_record_extended(ROW({}), 0)").format(sql.SQL(", ").join(parts))
+
+
 COLLATABLE = ("text", "character varying", "character", "citext", "name")
 
 
@@ -126,13 +163,14 @@ class Comparer:
         started = time.monotonic()
         result = TableComparison(table=table, mode=mode)
         key = self.source.fetch_one("table_key", table=table)
+        hashed = row_hash(self.source.fetch("row_columns", table=table))
         sides = (_Side(self.source, self.concurrency), _Side(self.target, self.concurrency))
         try:
             if key is None:
                 result.keyed = False
-                self._compare_multiset(sides, table, mode, result)
+                self._compare_multiset(sides, table, hashed, mode, result)
             else:
-                _KeyedTable(self, sides, table, key["key_columns"], key["key_types"], mode, result).run()
+                _KeyedTable(self, sides, table, key["key_columns"], key["key_types"], hashed, mode, result).run()
         finally:
             for side in sides:
                 side.close()
@@ -140,15 +178,17 @@ class Comparer:
         result.seconds = round(time.monotonic() - started, 3)
         return result
 
-    def _compare_multiset(self, sides: tuple[_Side, _Side], table: str, mode: Mode, result: TableComparison) -> None:
+    def _compare_multiset(
+        self, sides: tuple[_Side, _Side], table: str, hashed: sql.Composable, mode: Mode, result: TableComparison
+    ) -> None:
         template = "compare_count" if mode == "counts" else "compare_chunk"
-        statement = sql.SQL(load_sql(template)).format(table=sql.SQL(table), predicate=sql.SQL("true"))
+        statement = sql.SQL(load_sql(template)).format(table=sql.SQL(table), predicate=sql.SQL("true"), row_hash=hashed)
         src, tgt = (f.result()[0] for f in [s.submit(statement) for s in sides])
         result.chunks = result.ranges_compared = 1
         result.rows_source, result.rows_target = src["rows"], tgt["rows"]
         if (src["rows"], src["hash"]) == (tgt["rows"], tgt["hash"]) or mode == "counts":
             return
-        statement = sql.SQL(load_sql("compare_multiset")).format(table=sql.SQL(table))
+        statement = sql.SQL(load_sql("compare_multiset")).format(table=sql.SQL(table), row_hash=hashed)
         src_rows, tgt_rows = (
             {r["hash"]: r["copies"] for r in f.result()} for f in [s.submit(statement) for s in sides]
         )
@@ -172,6 +212,7 @@ class _KeyedTable:
         table: str,
         key_columns: list[str],
         key_types: list[str],
+        hashed: sql.Composable,
         mode: Mode,
         result: TableComparison,
     ) -> None:
@@ -188,6 +229,7 @@ class _KeyedTable:
         self.raw_columns = [sql.SQL(col) for col in key_columns]
         self.names = {
             "table": sql.SQL(table),
+            "row_hash": hashed,
             "key_list": sql.SQL(", ").join(self.raw_columns),
             "key_order": sql.SQL(", ").join(self.columns),
             "key_text_list": sql.SQL(", ").join(sql.SQL("{}::text").format(c) for c in self.raw_columns),

@@ -16,7 +16,7 @@ from ferry.ledger import Ledger
 from ferry.plan import load_plan
 from ferry.triggers.replication import ReplicationCaughtUpTrigger
 from stand.control import load
-from tests.integration.conftest import app_connection, run_dag
+from tests.integration.conftest import app_connection, empty_public_schema, run_dag
 
 TEST_DAGS = Path(__file__).parent / "dags"
 SCOPE = ["public.customers", "public.events", "public.invoices", "public.page_views", "public.subscriptions"]
@@ -259,10 +259,10 @@ def test_drop_subscription_while_the_source_is_down_then_drop_its_slot(stand, so
 COMPARE_SCHEMA = """
 CREATE SCHEMA cmp;
 CREATE TABLE cmp.wide (id bigint PRIMARY KEY, t text, n numeric(12, 4), ts timestamptz, j jsonb, b boolean,
-                       f double precision, by bytea, iv interval, arr int[]);
+                       f double precision, by bytea, iv interval, arr int[], un numeric, z real);
 INSERT INTO cmp.wide SELECT i, 'text ' || i, i * 1.2345, timestamptz '2024-01-01 00:00+00' + i * interval '1 minute',
        jsonb_build_object('n', i, 'tags', jsonb_build_array('a', 'b')), i % 2 = 0, i / 3.0, int8send(i),
-       i * interval '1 second', ARRAY[i, i + 1]
+       CASE WHEN i = 1013 THEN interval '1 day' ELSE i * interval '1 second' END, ARRAY[i, i + 1], i * 0.1, 0
 FROM generate_series(1, 5000) i;
 CREATE TABLE cmp.composite (tenant int, code text, v text, PRIMARY KEY (tenant, code));
 INSERT INTO cmp.composite SELECT i % 3, 'c' || lpad(i::text, 4, '0'), 'v' || i FROM generate_series(1, 3000) i;
@@ -285,6 +285,9 @@ PLANTED = [
     "UPDATE cmp.wide SET iv = iv + interval '1 microsecond' WHERE id = 1008",
     "UPDATE cmp.wide SET arr = ARRAY[0] WHERE id = 1009",
     "UPDATE cmp.wide SET t = NULL WHERE id = 1010",
+    "UPDATE cmp.wide SET un = 101.10 WHERE id = 1011",  # equal as numbers, different as shown
+    "UPDATE cmp.wide SET z = '-0' WHERE id = 1012",  # equal as numbers, different as shown
+    "UPDATE cmp.wide SET iv = interval '24 hours' WHERE id = 1013",  # equal as intervals, different as shown
     "UPDATE cmp.composite SET v = 'changed' WHERE tenant = 2 AND code = 'c0041'",
     "DELETE FROM cmp.composite WHERE tenant = 1 AND code = 'c0100'",
     "INSERT INTO cmp.textkey VALUES ('zzz-extra', 1)",
@@ -311,7 +314,7 @@ def test_comparison_names_every_planted_difference_by_key(compare_tables, hooks)
     assert wide.chunks > 2 and wide.ranges_compared > wide.chunks  # ranged, then bisected
     assert wide.missing_on_target == ["17"]
     assert wide.extra_on_target == ["100001"]
-    assert sorted(wide.changed, key=int) == [str(i) for i in range(1001, 1011)]
+    assert sorted(wide.changed, key=int) == [str(i) for i in range(1001, 1014)]
     assert (wide.rows_source, wide.rows_target) == (5000, 5000)
 
     composite = comparer.compare_table("cmp.composite")
@@ -346,3 +349,32 @@ def test_identical_tables_compare_equal(stand, source, target):
     finally:
         for conn in (source, target):
             conn.execute("DROP SCHEMA cmp CASCADE")
+
+
+# Schema copy -----------------------------------------------------------------------------------
+
+
+def test_schema_copy_refuses_a_target_holding_rows_and_a_rerun_changes_nothing(stand, source, target, capfd):
+    try:
+        # A target whose customers table already holds a row: refused, naming it.
+        target.execute("CREATE TABLE customers (id bigint PRIMARY KEY)")
+        target.execute("INSERT INTO customers VALUES (1)")
+        capfd.readouterr()
+        run = run_dag(TEST_DAGS, "ferry_test_copy_schema")
+        assert run.state == "failed"
+        assert "target tables already hold rows: public.customers" in "".join(capfd.readouterr())
+        target.execute("DROP TABLE customers")
+
+        # An empty target: copied, with grants, in one transaction; recorded.
+        assert run_dag(TEST_DAGS, "ferry_test_copy_schema").state == "success"
+        tables = target.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0]
+        assert tables == 5
+        assert target.execute("SELECT has_table_privilege('saas_app', 'public.invoices', 'INSERT')").fetchone()[0]
+        records = Ledger(load_plan()).records(action="copy_schema")
+
+        # Rows arrive (as replication would bring them); a re-run changes nothing and records nothing.
+        target.execute("INSERT INTO customers (email, name, country) VALUES ('r@example.com', 'R', 'DE')")
+        assert run_dag(TEST_DAGS, "ferry_test_copy_schema").state == "success"
+        assert Ledger(load_plan()).records(action="copy_schema") == records
+    finally:
+        empty_public_schema(target)

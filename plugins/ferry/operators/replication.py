@@ -72,6 +72,20 @@ class ReplicationCopySchemaOperator(FerryOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         plan = self.plan
         drift = check_schema_drift(plan)
+        ours = self.ledger.last("copy_schema", f"target:{plan.target.database}")
+        if drift.status == "pass" and ours is not None:
+            self.log.info("Ferry already copied the schema (%s) and it still matches; nothing to do", ours.at)
+            return {"copied": False}
+        occupied = [
+            t
+            for t in scope_tables(plan, self.target)
+            if self.target.get_first(f"SELECT EXISTS (SELECT 1 FROM {t})")[0]  # noqa: S608 - quoted catalog names
+        ]
+        if occupied and not plan.replication.allow_target_rows:
+            raise AirflowFailException(
+                f"target tables already hold rows: {', '.join(occupied)}. Replicating into them would mix rows; "
+                "empty them, or set replication.allow_target_rows: true in the plan if that is intended"
+            )
         if drift.status == "pass":
             self.log.info("The target already has the source's schema: %s; nothing to do", drift.summary)
             return {"copied": False}
@@ -80,16 +94,6 @@ class ReplicationCopySchemaOperator(FerryOperator):
                 "The target already has part of the schema, and it differs from the source: "
                 + "; ".join(drift.findings[:20])
                 + ". Drop those objects on the target (it must hold no rows yet) or apply the missing migrations."
-            )
-        occupied = [
-            t
-            for t in scope_tables(plan, self.target)
-            if self.target.get_first(f"SELECT EXISTS (SELECT 1 FROM {t})")[0]  # noqa: S608 - quoted catalog names
-        ]
-        if occupied and not plan.replication.allow_target_rows:
-            raise AirflowFailException(
-                f"target tables already hold rows: {', '.join(occupied)}; empty them or set "
-                "replication.allow_target_rows: true in the plan"
             )
         version = self.source.get_replication_settings()["server_version_num"]
         schemas = [arg for s in plan.replication.schemas for arg in ("--schema", s)]
