@@ -200,7 +200,7 @@ def main() -> int:
             found += ours
             print(f"  {kind:<12} {key:>10}  {'yes' if ours else 'NO':>5}  {'yes' if key in theirs else 'no':>8}")
         print(
-            f"\nrows={args.rows} bare_s={bare_s:.2f} ferry_s={ferry_s:.2f} reladiff_s={reladiff_s:.2f} "
+            f"\nrows={args.rows} bare_s={bare_s:.2f} bare_text_s={bare_text_s:.2f} ferry_s={ferry_s:.2f} reladiff_s={reladiff_s:.2f} "
             f"ratio_vs_reladiff={reladiff_s / ferry_s:.2f} ratio_vs_bare={ferry_s / bare_s:.2f} "
             f"planted_found={found}/{len(plants)} reladiff_found={sum(k in theirs for k, _ in plants.values())}/{len(plants)}"
         )

@@ -13,7 +13,7 @@ import pytest
 
 from stand.control import down, up
 from stand.core import Stand
-from stand.services.postgres import APP_ROLE, PG_BIN, PostgresPair
+from stand.services.postgres import APP_ROLE, CLUSTERS, PG_BIN, PostgresPair
 
 TEST_STAND = Stand(dir=Path("/tmp/ferry-stand-test"), port_base=55320, rows=20_000)
 
@@ -60,46 +60,18 @@ def run_dag(dag_folder: Path, dag_id: str, conf: dict | None = None):
 @pytest.fixture
 def target_schema(stand, source, target):
     """The source's schema copied onto the target (what ferry_week_prior does); removed afterwards."""
-    dump = subprocess.run(
-        [
-            str(PG_BIN / "pg_dump"),
-            "--schema-only",
-            "--no-owner",
-            "-h",
-            str(stand.dir / "pg" / "source"),
-            "-p",
-            str(stand.port(1)),
-            "-U",
-            "postgres",
-            "saas",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    # pg_dump writes psql meta-commands (\restrict): only psql restores it.
-    subprocess.run(
-        [
-            str(PG_BIN / "psql"),
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            str(stand.dir / "pg" / "target"),
-            "-p",
-            str(stand.port(2)),
-            "-U",
-            "postgres",
-            "saas",
-        ],
-        input=dump,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    dump = pg_tool(stand, "pg_dump", "source", "--schema-only", "--no-owner").stdout
+    pg_tool(stand, "psql", "target", "-X", "-q", "-v", "ON_ERROR_STOP=1", input=dump)  # dumps hold psql meta-commands
     yield
     empty_public_schema(target)
+
+
+def pg_tool(stand, program: str, cluster: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run a PostgreSQL client program against the stand's ``saas`` database on ``cluster`` as postgres."""
+    where = ["-h", str(stand.dir / "pg" / cluster), "-p", str(stand.port(CLUSTERS[cluster])), "-U", "postgres"]
+    return subprocess.run(
+        [str(PG_BIN / program), *where, *args, "saas"], check=True, capture_output=True, text=True, **kwargs
+    )
 
 
 def app_connection(stand, cluster: str) -> psycopg.Connection:
