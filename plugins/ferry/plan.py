@@ -321,8 +321,8 @@ class Plan(Strict):
         for host in self.vms:
             found.setdefault(host.ssh_conn_id, "ssh")
         if self.storage:
-            found.setdefault(self.storage.source_conn_id, "aws")
-            found.setdefault(self.storage.target_conn_id, "aws")
+            found.setdefault(self.storage.source_conn_id, "s3")
+            found.setdefault(self.storage.target_conn_id, "s3")
         if self.kubernetes:
             found.setdefault(self.kubernetes.conn_id, "kubernetes")
         return found

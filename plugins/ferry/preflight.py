@@ -65,6 +65,11 @@ def _ping(kind: str, conn_id: str, plan: Plan) -> str:
 
         identity = AwsBaseHook(aws_conn_id=conn_id, client_type="sts").conn.get_caller_identity()
         return f"AWS account {identity['Account']}"
+    if kind == "s3":
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        buckets = S3Hook(aws_conn_id=conn_id).get_conn().list_buckets()["Buckets"]
+        return f"S3-compatible storage, {len(buckets)} buckets"
     if kind == "ssh":
         from airflow.providers.ssh.hooks.ssh import SSHHook
 

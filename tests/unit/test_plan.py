@@ -35,7 +35,12 @@ def test_example_plan_loads_with_names_derived_from_its_key():
 
 def test_stand_plan_loads():
     plan = load_plan(STAND_PLAN)
-    assert plan.connections() == {"ferry_source": "postgres", "ferry_target": "postgres", "aws_default": "aws"}
+    assert plan.connections() == {
+        "ferry_source": "postgres",
+        "ferry_target": "postgres",
+        "aws_default": "aws",
+        "do_spaces": "s3",
+    }
 
 
 def test_unknown_key_is_named_with_the_allowed_keys():

@@ -1,41 +1,133 @@
-"""A moto server standing in for the AWS APIs (S3, SSM, Route53, RDS, EKS, ECR, STS) over HTTP."""
+"""moto servers: one standing in for the AWS APIs (S3, SSM, KMS, Route53, RDS, EKS, ECR, STS), one for
+DigitalOcean Spaces (an S3-compatible endpoint of its own, so copies really cross endpoints).
+
+Each is seeded as the real side would be before Ferry runs: on AWS what Terraform made (the ledger
+and target buckets, a KMS key, the DNS zone and records, the RDS instance and its parameter group,
+the EKS cluster); on Spaces the application's buckets and objects.
+"""
 
 from __future__ import annotations
 
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 
 import boto3
 
 from stand.core import Stand, conn_json, venv_bin, wait_for_port
 
-PORT_OFFSET = 5
 REGION = "us-east-1"
-LEDGER_BUCKET = "ferry-stand-ledger"  # the stand plan's ledger.bucket: the AWS side exists before Ferry runs
 KEY_ID, SECRET_KEY = "testing", "testing"  # moto accepts any credentials; these are not secrets
+ZONE = "stand.example.com"
+OLD_LB, NEW_LB = "old-lb.stand.example.net", "new-lb.stand.example.net"
+SOURCE_BUCKETS = {"stand-uploads": 40, "stand-exports": 8}  # bucket: small objects in it
+
+
+def seed_aws(client: Callable[[str], object]) -> None:
+    s3 = client("s3")
+    for bucket in ("ferry-stand-ledger", "stand-uploads-aws", "stand-exports-aws"):
+        s3.create_bucket(Bucket=bucket)
+    kms = client("kms")
+    kms.create_alias(
+        AliasName="alias/ferry-stand", TargetKeyId=kms.create_key(Description="ferry stand")["KeyMetadata"]["KeyId"]
+    )
+    route53 = client("route53")
+    zone = route53.create_hosted_zone(Name=ZONE, CallerReference="ferry-stand")["HostedZone"]["Id"]
+    route53.change_resource_record_sets(
+        HostedZoneId=zone,
+        ChangeBatch={
+            "Changes": [
+                {
+                    "Action": "CREATE",
+                    "ResourceRecordSet": {
+                        "Name": f"{host}.{ZONE}",
+                        "Type": "CNAME",
+                        "TTL": 3600,
+                        "ResourceRecords": [{"Value": OLD_LB}],
+                    },
+                }
+                for host in ("app", "hooks")
+            ]
+        },
+    )
+    rds = client("rds")
+    rds.create_db_parameter_group(
+        DBParameterGroupName="stand-pg15-logical",
+        DBParameterGroupFamily="postgres15",
+        Description="logical replication",
+    )
+    rds.modify_db_parameter_group(
+        DBParameterGroupName="stand-pg15-logical",
+        Parameters=[
+            {"ParameterName": "rds.logical_replication", "ParameterValue": "1", "ApplyMethod": "pending-reboot"}
+        ],
+    )
+    rds.create_db_instance(
+        DBInstanceIdentifier="stand-saas",
+        Engine="postgres",
+        EngineVersion="15.7",
+        DBInstanceClass="db.t3.micro",
+        MasterUsername="ferry",
+        MasterUserPassword="not-a-secret-of-the-stand",
+        AllocatedStorage=100,
+        DBParameterGroupName="stand-pg15-logical",
+        MultiAZ=True,
+        BackupRetentionPeriod=7,
+    )
+    eks = client("eks")
+    role = "arn:aws:iam::123456789012:role/stand"
+    eks.create_cluster(name="stand", roleArn=role, resourcesVpcConfig={}, version="1.30")
+    eks.create_nodegroup(clusterName="stand", nodegroupName="general", nodeRole=role, subnets=["subnet-stand"])
+
+
+def seed_spaces(client: Callable[[str], object]) -> None:
+    s3 = client("s3")
+    for bucket, count in SOURCE_BUCKETS.items():
+        s3.create_bucket(Bucket=bucket)
+        for i in range(count):
+            s3.put_object(
+                Bucket=bucket,
+                Key=f"objects/{i:04d}.json",
+                Body=(f'{{"n": {i}}}' * (50 + i)).encode(),
+                ContentType="application/json",
+                Metadata={"owner": f"customer-{i % 5}"},
+            )
+    # One object large enough to travel in parts.
+    s3.put_object(
+        Bucket="stand-exports",
+        Key="exports/large.csv",
+        Body=b"id,amount\n" + b"1,9.99\n" * 1_800_000,
+        ContentType="text/csv",
+    )
 
 
 class Moto:
-    name = "moto"
+    """A moto server on a loopback port of the stand, seeded once."""
+
+    def __init__(self, name: str, port_offset: int, seed: Callable[[Callable[[str], object]], None], env_conn: str):
+        self.name, self.port_offset, self.seed, self.env_conn = name, port_offset, seed, env_conn
 
     def endpoint(self, stand: Stand) -> str:
-        return f"http://127.0.0.1:{stand.port(PORT_OFFSET)}"
+        return f"http://127.0.0.1:{stand.port(self.port_offset)}"
 
-    def up(self, stand: Stand) -> None:
-        if not self.healthy(stand):
-            stand.start_process(
-                self.name, [venv_bin("moto_server"), "-H", "127.0.0.1", "-p", str(stand.port(PORT_OFFSET))]
-            )
-            wait_for_port(stand.port(PORT_OFFSET), what="moto_server")
-        s3 = boto3.client(
-            "s3",
+    def client(self, stand: Stand, service: str) -> object:
+        return boto3.client(
+            service,
             endpoint_url=self.endpoint(stand),
             region_name=REGION,
             aws_access_key_id=KEY_ID,
             aws_secret_access_key=SECRET_KEY,
         )
-        if LEDGER_BUCKET not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
-            s3.create_bucket(Bucket=LEDGER_BUCKET)
+
+    def up(self, stand: Stand) -> None:
+        if not self.healthy(stand):
+            stand.start_process(
+                self.name, [venv_bin("moto_server"), "-H", "127.0.0.1", "-p", str(stand.port(self.port_offset))]
+            )
+            wait_for_port(stand.port(self.port_offset), what=f"moto_server ({self.name})")
+        if not stand.state().get(f"{self.name}_seeded"):
+            self.seed(lambda service: self.client(stand, service))
+            stand.save_state(**{f"{self.name}_seeded": True})
 
     def healthy(self, stand: Stand) -> bool:
         if not stand.process_alive(self.name):
@@ -48,18 +140,24 @@ class Moto:
 
     def env(self, stand: Stand) -> dict[str, str]:
         return {
-            "AIRFLOW_CONN_AWS_DEFAULT": conn_json(
+            f"AIRFLOW_CONN_{self.env_conn.upper()}": conn_json(
                 conn_type="aws",
                 login=KEY_ID,
                 password=SECRET_KEY,
                 extra={"endpoint_url": self.endpoint(stand), "region_name": REGION},
             ),
+        }
+
+    def down(self, stand: Stand) -> None:
+        stand.stop_process(self.name)
+
+
+class AwsMoto(Moto):
+    def env(self, stand: Stand) -> dict[str, str]:
+        return super().env(stand) | {
             "AWS_ENDPOINT_URL": self.endpoint(stand),
             "AWS_EC2_METADATA_DISABLED": "true",
             "AWS_ACCESS_KEY_ID": KEY_ID,
             "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
             "AWS_DEFAULT_REGION": REGION,
         }
-
-    def down(self, stand: Stand) -> None:
-        stand.stop_process(self.name)
