@@ -1,0 +1,148 @@
+"""Route53 operators: lower TTLs ahead of time, switch records, and restore them exactly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from ferry.hooks.route53 import Route53Hook, record_set, record_value
+from ferry.operators.base import FerryOperator
+from ferry.plan import DnsRecord
+
+
+class _Route53Operator(FerryOperator):
+    """Shared: the zone and the plan's records, each checked before anything changes."""
+
+    def __init__(self, *, records: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.records = records
+
+    def checked_records(self, allowed: str) -> tuple[Route53Hook, str, list[tuple[int, DnsRecord, dict[str, Any]]]]:
+        """The zone id and each chosen record with its live record set, after checking all of them.
+
+        :param allowed: ``old`` (must hold old_value) or ``old_or_new`` (either).
+        """
+        dns = self.plan.dns
+        if dns is None:
+            raise AirflowFailException("the plan has no dns section")
+        hook = Route53Hook(aws_conn_id=self.plan.aws.conn_id)
+        zone_id = hook.get_zone_id(dns.zone)
+        if zone_id is None:
+            raise AirflowFailException(
+                f"dns.zone: hosted zone {dns.zone} does not exist in this AWS account; fix the zone name"
+            )
+        chosen = [(i, r) for i, r in enumerate(dns.records) if self.records is None or r.name in self.records]
+        problems, live = [], []
+        for i, rec in chosen:
+            current = hook.get_record(zone_id, rec.name, rec.type)
+            value = record_value(current)
+            wanted = {rec.old_value} if allowed == "old" else {rec.old_value, rec.new_value}
+            if value not in wanted:
+                problems.append(
+                    f"dns.records[{i}].old_value: {rec.name} {rec.type} holds {value!r}, expected {rec.old_value!r}"
+                    + ("" if allowed == "old" else f" or {rec.new_value!r}")
+                )
+            live.append((i, rec, current))
+        if problems:
+            raise AirflowFailException("nothing changed; " + "; ".join(problems) + ". Correct the plan or the zone.")
+        return hook, zone_id, live
+
+    def change(self, context: Any, hook: Route53Hook, zone_id: str, action: str, before: dict, after: dict) -> None:
+        """UPSERT ``after``, record it, wait for INSYNC and read it back."""
+        self.record(context, action, f"dns:{after['Name']}{after['Type']}", before, after)
+        change_id = hook.upsert_record(zone_id, after, f"ferry {action} {after['Name']}")
+        hook.wait_for_change_insync(change_id)
+        back = hook.get_record(zone_id, after["Name"], after["Type"])
+        if back is None or record_value(back) != record_value(after) or back.get("TTL") != after["TTL"]:
+            raise AirflowFailException(f"{after['Name']}: reads back as {back}, not {after}")
+        self.log.info(
+            "%s %s: %s (TTL %s) -> %s (TTL %s), INSYNC",
+            action,
+            after["Name"],
+            record_value(before),
+            before.get("TTL"),
+            record_value(after),
+            after["TTL"],
+        )
+
+
+class Route53LowerTtlOperator(_Route53Operator):
+    """Lower each record's TTL to its ``low_ttl`` (value unchanged), so the switch propagates fast.
+
+    Inverse: Route53RestoreRecordsOperator.
+
+    :param records: names of the plan's records to change (default: all).
+    """
+
+    def execute(self, context: Any) -> int:
+        hook, zone_id, live = self.checked_records("old_or_new")
+        changed = 0
+        for _, rec, current in live:
+            if current["TTL"] <= rec.low_ttl:
+                self.log.info("%s: TTL already %s", rec.name, current["TTL"])
+                continue
+            self.change(context, hook, zone_id, "lower_ttl", current, {**current, "TTL": rec.low_ttl})
+            changed += 1
+        return changed
+
+
+class Route53SwitchRecordsOperator(_Route53Operator):
+    """Point each record at its ``new_value`` (with its low TTL), wait for INSYNC, verify by reading back.
+
+    Inverse: Route53RestoreRecordsOperator.
+
+    :param records: names of the plan's records to switch (default: all).
+    """
+
+    def execute(self, context: Any) -> int:
+        hook, zone_id, live = self.checked_records("old_or_new")
+        changed = 0
+        for _, rec, current in live:
+            if record_value(current) == rec.new_value:
+                self.log.info("%s: already points at %s", rec.name, rec.new_value)
+                continue
+            self.change(
+                context,
+                hook,
+                zone_id,
+                "switch_record",
+                current,
+                record_set(rec.name, rec.type, rec.new_value, min(current["TTL"], rec.low_ttl)),
+            )
+            changed += 1
+        return changed
+
+
+class Route53RestoreRecordsOperator(_Route53Operator):
+    """Restore each record exactly as it was before Ferry first changed it (value and TTL), from the ledger.
+
+    :param records: names of the plan's records to restore (default: all).
+    """
+
+    def execute(self, context: Any) -> int:
+        dns = self.plan.dns
+        if dns is None:
+            raise AirflowFailException("the plan has no dns section")
+        hook = Route53Hook(aws_conn_id=self.plan.aws.conn_id)
+        zone_id = hook.get_zone_id(dns.zone)
+        if zone_id is None:
+            raise AirflowFailException(f"dns.zone: hosted zone {dns.zone} does not exist")
+        history = self.ledger.records()
+        restored = 0
+        for rec in dns.records:
+            if self.records is not None and rec.name not in self.records:
+                continue
+            target = f"dns:{rec.name.rstrip('.')}.{rec.type}"
+            changes = [r for r in history if r.target == target and r.action in ("lower_ttl", "switch_record")]
+            if not changes:
+                self.log.info("%s: Ferry never changed it", rec.name)
+                continue
+            original = changes[0].before
+            current = hook.get_record(zone_id, rec.name, rec.type)
+            if current == original:
+                self.log.info("%s: already as it was (%s, TTL %s)", rec.name, record_value(original), original["TTL"])
+                continue
+            self.change(context, hook, zone_id, "restore_record", current, original)
+            restored += 1
+        return restored

@@ -1,0 +1,35 @@
+"""
+# ferry_test_aws (tests only)
+
+One-task DAGs for the AWS-side operators and their inverses, so each can be run, and re-run,
+on its own against the stand's moto server.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG
+
+from ferry.operators.route53 import Route53LowerTtlOperator, Route53RestoreRecordsOperator, Route53SwitchRecordsOperator
+from ferry.operators.ssm import SsmApplyParametersOperator, SsmRestoreParametersOperator
+
+ONE_TASK_DAGS = {
+    "ferry_test_dns_lower_ttl": (Route53LowerTtlOperator, {}),
+    "ferry_test_dns_switch": (Route53SwitchRecordsOperator, {}),
+    "ferry_test_dns_restore": (Route53RestoreRecordsOperator, {}),
+    "ferry_test_ssm_apply": (SsmApplyParametersOperator, {"phase": "{{ params.phase }}"}),
+    "ferry_test_ssm_restore": (SsmRestoreParametersOperator, {"phase": "{{ params.phase }}"}),
+}
+
+for dag_id, (operator, kwargs) in ONE_TASK_DAGS.items():
+    with DAG(
+        dag_id=dag_id,
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        tags=["ferry", "test"],
+        doc_md=__doc__,
+        params={"phase": "staging"},
+    ):
+        operator(task_id=dag_id.removeprefix("ferry_test_"), retries=0, **kwargs)

@@ -1,0 +1,135 @@
+"""The AWS-side operators over HTTP against the stand's moto server: each, its inverse, each run twice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+
+from ferry.ledger import Ledger
+from ferry.plan import load_plan
+from stand.core import STAND_PLAN
+from tests.integration.conftest import run_dag
+
+TEST_DAGS = Path(__file__).parent / "dags"
+
+
+def aws(stand, service: str):
+    return boto3.client(
+        service,
+        endpoint_url=f"http://127.0.0.1:{stand.port(5)}",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def records(stand) -> dict[str, tuple[str, int]]:
+    route53 = aws(stand, "route53")
+    zone = route53.list_hosted_zones_by_name(DNSName="stand.example.com.")["HostedZones"][0]["Id"]
+    return {
+        r["Name"]: (r["ResourceRecords"][0]["Value"], r["TTL"])
+        for r in route53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+        if r["Type"] == "CNAME"
+    }
+
+
+def twice(dag_id: str, conf: dict | None = None) -> int:
+    """Run a DAG, then again: both succeed and the second writes nothing to the ledger. Return records written."""
+    ledger = Ledger(load_plan())
+    before = len(ledger.records())
+    assert run_dag(TEST_DAGS, dag_id, conf).state == "success"
+    written = len(ledger.records()) - before
+    assert run_dag(TEST_DAGS, dag_id, conf).state == "success"
+    assert len(ledger.records()) - before == written, f"re-running {dag_id} changed something"
+    return written
+
+
+@pytest.fixture
+def mistaken_plan(tmp_path, monkeypatch):
+    """Point the DAGs at a copy of the stand plan changed by ``edit``."""
+
+    def make(edit) -> None:
+        data = yaml.safe_load(STAND_PLAN.read_text())
+        edit(data)
+        path = tmp_path / "plan.yaml"
+        path.write_text(yaml.safe_dump(data))
+        monkeypatch.setenv("FERRY_PLAN", str(path))
+
+    return make
+
+
+def test_dns_lower_switch_restore_each_twice(stand):
+    app, hooks = "app.stand.example.com.", "hooks.stand.example.com."
+    original = records(stand)
+    assert original[app] == ("old-lb.stand.example.net", 3600)
+
+    assert twice("ferry_test_dns_lower_ttl") == 2
+    assert records(stand)[app] == ("old-lb.stand.example.net", 60)
+    assert twice("ferry_test_dns_switch") == 2
+    assert records(stand)[app] == records(stand)[hooks] == ("new-lb.stand.example.net", 60)
+    assert twice("ferry_test_dns_restore") == 2
+    assert records(stand) == original
+
+
+def test_dns_mistakes_fail_before_anything_changes(stand, mistaken_plan, capfd):
+    original = records(stand)
+    mistaken_plan(
+        lambda d: d["dns"].update(
+            zone="nowhere.example.com",
+            records=[
+                {**r, "name": r["name"].replace("stand.example.com", "nowhere.example.com")}
+                for r in d["dns"]["records"]
+            ],
+        )
+    )
+    capfd.readouterr()
+    assert run_dag(TEST_DAGS, "ferry_test_dns_switch").state == "failed"
+    assert "dns.zone: hosted zone nowhere.example.com does not exist" in "".join(capfd.readouterr())
+
+    mistaken_plan(lambda d: d["dns"]["records"][1].update(old_value="somewhere-else.example.net"))
+    assert run_dag(TEST_DAGS, "ferry_test_dns_switch").state == "failed"
+    out = "".join(capfd.readouterr())
+    assert "dns.records[1].old_value: hooks.stand.example.com CNAME holds 'old-lb.stand.example.net'" in out
+    assert records(stand) == original  # not even the first, correct record was switched
+
+
+def test_ssm_phases_applied_and_restored_each_twice_without_leaking(stand, stand_secrets, capfd):
+    ssm = aws(stand, "ssm")
+    url, host = "/stand/production/DATABASE_URL", "/stand/production/DATABASE_HOST"
+    capfd.readouterr()
+
+    assert twice("ferry_test_ssm_apply", {"phase": "staging"}) == 3
+    assert (
+        ssm.get_parameter(Name=url, WithDecryption=True)["Parameter"]["Value"] == "postgres://staging-db.internal/saas"
+    )
+    assert twice("ferry_test_ssm_apply", {"phase": "production"}) == 3
+    production = ssm.get_parameter(Name=url, WithDecryption=True)["Parameter"]
+    assert production["Type"] == "SecureString"
+    assert stand.secret("app_role") in production["Value"]  # the new database's URL, from the Airflow connection
+    assert ssm.get_parameter(Name=host)["Parameter"]["Value"] == f"127.0.0.1:{stand.port(2)}"
+
+    assert twice("ferry_test_ssm_restore", {"phase": "production"}) == 3
+    assert (
+        ssm.get_parameter(Name=url, WithDecryption=True)["Parameter"]["Value"] == "postgres://staging-db.internal/saas"
+    )
+    assert twice("ferry_test_ssm_restore", {"phase": "staging"}) == 3
+    assert ssm.get_parameters_by_path(Path="/stand", Recursive=True)["Parameters"] == []
+
+    logs = "".join(capfd.readouterr())
+    assert "DATABASE_URL: version 1 -> version 2 (SecureString, value ***)" in logs
+    ledger = json.dumps([r.__dict__ for r in Ledger(load_plan()).records()])
+    for secret in stand_secrets:
+        assert secret not in logs
+        assert secret not in ledger
+
+
+def test_ssm_unknown_kms_key_fails_before_anything_is_written(stand, mistaken_plan, capfd):
+    mistaken_plan(lambda d: d["ssm"].update(kms_key_id="alias/no-such-key"))
+    capfd.readouterr()
+    assert run_dag(TEST_DAGS, "ferry_test_ssm_apply", {"phase": "production"}).state == "failed"
+    assert "ssm.kms_key_id: KMS key alias/no-such-key does not exist" in "".join(capfd.readouterr())
+    assert aws(stand, "ssm").get_parameters_by_path(Path="/stand", Recursive=True)["Parameters"] == []
