@@ -133,3 +133,46 @@ def test_ssm_unknown_kms_key_fails_before_anything_is_written(stand, mistaken_pl
     assert run_dag(TEST_DAGS, "ferry_test_ssm_apply", {"phase": "production"}).state == "failed"
     assert "ssm.kms_key_id: KMS key alias/no-such-key does not exist" in "".join(capfd.readouterr())
     assert aws(stand, "ssm").get_parameters_by_path(Path="/stand", Recursive=True)["Parameters"] == []
+
+
+def spaces(stand):
+    return boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{stand.port(6)}",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def test_spaces_buckets_copied_to_s3_verified_and_a_rerun_copies_nothing(stand, capfd):
+    src, dst = spaces(stand), aws(stand, "s3")
+    capfd.readouterr()
+    assert twice("ferry_test_storage_sync") == 2  # one ledger record per bucket pair, on the first run only
+    logs = "".join(capfd.readouterr())
+    assert "stand-uploads -> stand-uploads-aws: copied 40" in logs
+    assert "stand-exports -> stand-exports-aws: copied 9" in logs
+    assert "stand-exports -> stand-exports-aws: copied 0 (0.0 MiB), skipped 9, failed 0; verified 9/9" in logs
+
+    for bucket, target in (("stand-uploads", "stand-uploads-aws"), ("stand-exports", "stand-exports-aws")):
+        keys = sorted(o["Key"] for o in src.list_objects_v2(Bucket=bucket)["Contents"])
+        assert sorted(o["Key"] for o in dst.list_objects_v2(Bucket=target)["Contents"]) == keys
+    large = dst.head_object(Bucket="stand-exports-aws", Key="exports/large.csv")
+    assert large["ContentLength"] == src.head_object(Bucket="stand-exports", Key="exports/large.csv")["ContentLength"]
+    assert "-" in large["ETag"]  # it travelled in parts
+    assert large["ContentType"] == "text/csv"
+    assert (
+        dst.get_object(Bucket="stand-exports-aws", Key="exports/large.csv")["Body"].read()
+        == src.get_object(Bucket="stand-exports", Key="exports/large.csv")["Body"].read()
+    )
+    small = dst.head_object(Bucket="stand-uploads-aws", Key="objects/0003.json")
+    assert small["ContentType"] == "application/json" and small["Metadata"]["owner"] == "customer-3"
+
+    # An object changed on the source since: the next run copies exactly that one.
+    src.put_object(
+        Bucket="stand-uploads", Key="objects/0003.json", Body=b'{"n": "changed"}', ContentType="application/json"
+    )
+    capfd.readouterr()
+    assert run_dag(TEST_DAGS, "ferry_test_storage_sync").state == "success"
+    assert "stand-uploads -> stand-uploads-aws: copied 1 " in "".join(capfd.readouterr())
+    assert dst.get_object(Bucket="stand-uploads-aws", Key="objects/0003.json")["Body"].read() == b'{"n": "changed"}'

@@ -96,7 +96,7 @@ def seed_spaces(client: Callable[[str], object]) -> None:
     s3.put_object(
         Bucket="stand-exports",
         Key="exports/large.csv",
-        Body=b"id,amount\n" + b"1,9.99\n" * 1_800_000,
+        Body=b"id,amount\n" + b"1,9.99\n" * 3_000_000,
         ContentType="text/csv",
     )
 

@@ -13,6 +13,7 @@ from airflow.sdk import DAG
 
 from ferry.operators.route53 import Route53LowerTtlOperator, Route53RestoreRecordsOperator, Route53SwitchRecordsOperator
 from ferry.operators.ssm import SsmApplyParametersOperator, SsmRestoreParametersOperator
+from ferry.operators.storage import StorageSyncBucketsOperator
 
 ONE_TASK_DAGS = {
     "ferry_test_dns_lower_ttl": (Route53LowerTtlOperator, {}),
@@ -20,6 +21,7 @@ ONE_TASK_DAGS = {
     "ferry_test_dns_restore": (Route53RestoreRecordsOperator, {}),
     "ferry_test_ssm_apply": (SsmApplyParametersOperator, {"phase": "{{ params.phase }}"}),
     "ferry_test_ssm_restore": (SsmRestoreParametersOperator, {"phase": "{{ params.phase }}"}),
+    "ferry_test_storage_sync": (StorageSyncBucketsOperator, {"workers": 8, "part_size_mib": 5}),
 }
 
 for dag_id, (operator, kwargs) in ONE_TASK_DAGS.items():
