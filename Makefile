@@ -18,7 +18,7 @@ export AWS_EC2_METADATA_DISABLED := true
 export FERRY_STAND_DIR ?= /tmp/ferry-stand
 STAND_ENV := $(FERRY_STAND_DIR)/stand.env
 
-.PHONY: help deps apt test lint rehearsal airflow stand-up stand-down stand-env stand-status load-start load-stop clean bench-venv bench-compare
+.PHONY: help deps apt test lint rehearsal airflow stand-up stand-down stand-env stand-status load-start load-stop clean bench-venv bench-compare bench-s3sync
 
 help:
 	@echo "make rehearsal    bring the stand up and rehearse the migration on it (installs what it needs)"
@@ -26,6 +26,7 @@ help:
 	@echo "make airflow      Airflow UI and scheduler on http://127.0.0.1:8080, wired to the stand"
 	@echo "make stand-up | stand-down | stand-env | stand-status | load-start | load-stop"
 	@echo "make bench-compare   Ferry's comparison against reladiff and the bare hashing query (ROWS=2000000)"
+	@echo "make bench-s3sync    bucket sync, parallel against one object at a time, then a re-run"
 
 # Debian packages: PostgreSQL 15 for the stand's clusters and pg_dump, sshd for the VM stand-in.
 apt:
@@ -95,6 +96,9 @@ bench-venv: $(CURDIR)/.venv-bench/.installed
 
 bench-compare: deps bench-venv
 	$(PY) bench/compare.py
+
+bench-s3sync: deps
+	$(PY) bench/s3sync.py
 
 clean: stand-down
 	rm -rf $(AIRFLOW_HOME)

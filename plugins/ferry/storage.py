@@ -67,23 +67,29 @@ def same_object(
 
 
 def copy_object(
-    src: Any, src_bucket: str, dst: Any, dst_bucket: str, key: str, etag: str, part_size: int, threshold: int
+    src: Any,
+    src_bucket: str,
+    dst: Any,
+    dst_bucket: str,
+    key: str,
+    listed: dict[str, Any],
+    part_size: int,
+    threshold: int,
 ) -> int:
-    """Copy one object, streamed in ranged parts when large; return its size."""
-    head = src.head_object(Bucket=src_bucket, Key=key)
+    """Copy one object (its headers and metadata too), in ranged parts when large; return its size."""
+    etag = f'"{listed["etag"]}"'
+    if listed["size"] <= threshold:
+        got = src.get_object(Bucket=src_bucket, Key=key, IfMatch=etag)
+        dst.put_object(Bucket=dst_bucket, Key=key, Body=got["Body"].read(), **_headers(got, listed["etag"]))
+        return got["ContentLength"]
+    head = src.head_object(Bucket=src_bucket, Key=key, IfMatch=etag)
     size = head["ContentLength"]
-    extra = {h: head[h] for h in HEADERS if head.get(h)}
-    extra["Metadata"] = {**head.get("Metadata", {}), ETAG_META: etag}
-    if size <= threshold:
-        body = src.get_object(Bucket=src_bucket, Key=key, IfMatch=head["ETag"])["Body"].read()
-        dst.put_object(Bucket=dst_bucket, Key=key, Body=body, **extra)
-        return size
-    upload = dst.create_multipart_upload(Bucket=dst_bucket, Key=key, **extra)["UploadId"]
+    upload = dst.create_multipart_upload(Bucket=dst_bucket, Key=key, **_headers(head, listed["etag"]))["UploadId"]
     try:
         parts = []
         for number, start in enumerate(range(0, size, part_size), start=1):
             end = min(start + part_size, size) - 1
-            chunk = src.get_object(Bucket=src_bucket, Key=key, Range=f"bytes={start}-{end}", IfMatch=head["ETag"])[
+            chunk = src.get_object(Bucket=src_bucket, Key=key, Range=f"bytes={start}-{end}", IfMatch=etag)[
                 "Body"
             ].read()
             part = dst.upload_part(Bucket=dst_bucket, Key=key, UploadId=upload, PartNumber=number, Body=chunk)
@@ -93,6 +99,13 @@ def copy_object(
         dst.abort_multipart_upload(Bucket=dst_bucket, Key=key, UploadId=upload)
         raise
     return size
+
+
+def _headers(response: dict[str, Any], etag: str) -> dict[str, Any]:
+    """The headers and user metadata to keep, plus the source ETag (multipart copies get ETags of their own)."""
+    kept = {h: response[h] for h in HEADERS if response.get(h)}
+    kept["Metadata"] = {**response.get("Metadata", {}), ETAG_META: etag}
+    return kept
 
 
 def sync_bucket(
@@ -122,7 +135,7 @@ def sync_bucket(
         )
         lock, last = threading.Lock(), [time.monotonic()]
         futures = {
-            pool.submit(copy_object, src, src_bucket, dst, dst_bucket, k, source[k]["etag"], part_size, threshold): k
+            pool.submit(copy_object, src, src_bucket, dst, dst_bucket, k, source[k], part_size, threshold): k
             for k in todo
         }
         for future in as_completed(futures):

@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Callable
 
 import boto3
+from botocore.config import Config
 
 from stand.core import Stand, conn_json, venv_bin, wait_for_port
 
@@ -110,13 +111,14 @@ class Moto:
     def endpoint(self, stand: Stand) -> str:
         return f"http://127.0.0.1:{stand.port(self.port_offset)}"
 
-    def client(self, stand: Stand, service: str) -> object:
+    def client(self, stand: Stand, service: str, config: Config | None = None) -> object:
         return boto3.client(
             service,
             endpoint_url=self.endpoint(stand),
             region_name=REGION,
             aws_access_key_id=KEY_ID,
             aws_secret_access_key=SECRET_KEY,
+            config=config,
         )
 
     def up(self, stand: Stand) -> None:
