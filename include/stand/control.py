@@ -34,10 +34,15 @@ def up(stand: Stand) -> None:
         down(stand, quiet=True)
     stand.dir.mkdir(parents=True)
     stand.save_state(up=False, rows=stand.rows, port_base=stand.port_base)
-    for service in SERVICES:
-        t = time.monotonic()
-        service.up(stand)
-        print(f"  {service.name}: up in {time.monotonic() - t:.1f} s")
+    try:
+        for service in SERVICES:
+            t = time.monotonic()
+            service.up(stand)
+            print(f"  {service.name}: up in {time.monotonic() - t:.1f} s")
+    except BaseException:
+        print("a service failed to start: stopping what did start")
+        down(stand, quiet=True)
+        raise
     stand.save_state(up=True)
     write_env(stand)
     print(f"stand up in {time.monotonic() - started:.1f} s in {stand.dir}; env: {stand.env_file}")
