@@ -176,3 +176,46 @@ def test_spaces_buckets_copied_to_s3_verified_and_a_rerun_copies_nothing(stand, 
     assert run_dag(TEST_DAGS, "ferry_test_storage_sync").state == "success"
     assert "stand-uploads -> stand-uploads-aws: copied 1 " in "".join(capfd.readouterr())
     assert dst.get_object(Bucket="stand-uploads-aws", Key="objects/0003.json")["Body"].read() == b'{"n": "changed"}'
+
+
+def test_read_replicas_created_then_deleted_each_twice(stand):
+    rds = aws(stand, "rds")
+    assert twice("ferry_test_rds_replicas") == 1
+    replica = rds.describe_db_instances(DBInstanceIdentifier="stand-saas-replica-1")["DBInstances"][0]
+    assert replica["DBInstanceStatus"] == "available"
+    assert replica["ReadReplicaSourceDBInstanceIdentifier"] == "stand-saas"
+    assert twice("ferry_test_rds_replicas_delete") == 1
+    assert [i["DBInstanceIdentifier"] for i in rds.describe_db_instances()["DBInstances"]] == ["stand-saas"]
+
+
+def test_review_passes_on_the_stand_and_blocks_without_logical_replication(stand, mistaken_plan, capfd):
+    capfd.readouterr()
+    assert run_dag(TEST_DAGS, "ferry_test_aws_review").state == "success"
+    out = "".join(capfd.readouterr())
+    assert "# Ferry AWS review: READY" in out
+    assert "EKS node group general: ACTIVE" in out
+
+    rds = aws(stand, "rds")
+    rds.create_db_parameter_group(
+        DBParameterGroupName="plain-pg15", DBParameterGroupFamily="postgres15", Description="x"
+    )
+    rds.modify_db_instance(DBInstanceIdentifier="stand-saas", DBParameterGroupName="plain-pg15", ApplyImmediately=True)
+    try:
+        mistaken_plan(lambda d: d["rds"].update(parameter_group="plain-pg15"))
+        assert run_dag(TEST_DAGS, "ferry_test_aws_review").state == "failed"
+        assert "parameter group plain-pg15 lacks rds.logical_replication = 1" in "".join(capfd.readouterr())
+    finally:
+        rds.modify_db_instance(
+            DBInstanceIdentifier="stand-saas", DBParameterGroupName="stand-pg15-logical", ApplyImmediately=True
+        )
+        rds.delete_db_parameter_group(DBParameterGroupName="plain-pg15")
+
+
+def test_no_secret_of_the_plan_in_the_whole_ledger(stand, stand_secrets):
+    """Runs after every AWS-side operator above (and the replication ones, in the same session)."""
+    plan = load_plan()
+    ledger = Ledger(plan)
+    text = json.dumps([r.__dict__ for r in ledger.records()])
+    assert len(ledger.records()) > 10
+    for secret in stand_secrets:
+        assert secret not in text

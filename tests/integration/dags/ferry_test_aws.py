@@ -11,6 +11,11 @@ from datetime import datetime
 
 from airflow.sdk import DAG
 
+from ferry.operators.rds import (
+    AwsReviewInfrastructureOperator,
+    RdsCreateReadReplicasOperator,
+    RdsDeleteReadReplicasOperator,
+)
 from ferry.operators.route53 import Route53LowerTtlOperator, Route53RestoreRecordsOperator, Route53SwitchRecordsOperator
 from ferry.operators.ssm import SsmApplyParametersOperator, SsmRestoreParametersOperator
 from ferry.operators.storage import StorageSyncBucketsOperator
@@ -22,6 +27,9 @@ ONE_TASK_DAGS = {
     "ferry_test_ssm_apply": (SsmApplyParametersOperator, {"phase": "{{ params.phase }}"}),
     "ferry_test_ssm_restore": (SsmRestoreParametersOperator, {"phase": "{{ params.phase }}"}),
     "ferry_test_storage_sync": (StorageSyncBucketsOperator, {"workers": 8, "part_size_mib": 5}),
+    "ferry_test_rds_replicas": (RdsCreateReadReplicasOperator, {"check_interval": 1}),
+    "ferry_test_rds_replicas_delete": (RdsDeleteReadReplicasOperator, {"check_interval": 1}),
+    "ferry_test_aws_review": (AwsReviewInfrastructureOperator, {}),
 }
 
 for dag_id, (operator, kwargs) in ONE_TASK_DAGS.items():
