@@ -247,11 +247,27 @@ class Dns(Strict):
         return self
 
 
+Url = Annotated[str, Field(pattern=r"^https?://")]
+
+
 class Webhooks(Strict):
     host: HostName
     recorder_bucket: NonEmpty
-    replay_url: Annotated[str, Field(pattern=r"^https?://")]
-    old_app_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    recorder_prefix: NonEmpty = "events/"
+    replay_url: Url | None = None
+    """Where recorded webhooks go after the switch (the new app); or replay_conn_id, an HTTP connection."""
+    replay_conn_id: ConnId | None = None
+    old_app_url: Url | None = None
+    """Where rollback replays them (the old app); or old_app_conn_id."""
+    old_app_conn_id: ConnId | None = None
+
+    @model_validator(mode="after")
+    def _one_destination_each(self) -> Webhooks:
+        if (self.replay_url is None) == (self.replay_conn_id is None):
+            raise ValueError("give exactly one of replay_url and replay_conn_id")
+        if self.old_app_url is not None and self.old_app_conn_id is not None:
+            raise ValueError("give at most one of old_app_url and old_app_conn_id")
+        return self
 
 
 class Thresholds(Strict):
@@ -325,6 +341,10 @@ class Plan(Strict):
             found.setdefault(self.storage.target_conn_id, "s3")
         if self.kubernetes:
             found.setdefault(self.kubernetes.conn_id, "kubernetes")
+        if self.webhooks:
+            for conn_id in (self.webhooks.replay_conn_id, self.webhooks.old_app_conn_id):
+                if conn_id:
+                    found.setdefault(conn_id, "http")
         return found
 
 

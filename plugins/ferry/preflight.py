@@ -11,6 +11,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from airflow.sdk import BaseHook
+
 from ferry.hooks.replication import ReplicationHook
 from ferry.plan import Plan
 
@@ -70,6 +72,12 @@ def _ping(kind: str, conn_id: str, plan: Plan) -> str:
 
         buckets = S3Hook(aws_conn_id=conn_id).get_conn().list_buckets()["Buckets"]
         return f"S3-compatible storage, {len(buckets)} buckets"
+    if kind == "http":
+        import httpx
+
+        conn = BaseHook.get_connection(conn_id)
+        response = httpx.get(f"{conn.schema or 'http'}://{conn.host}:{conn.port or 80}/", timeout=10)
+        return f"HTTP {response.status_code} from {conn.host}"
     if kind == "ssh":
         from airflow.providers.ssh.hooks.ssh import SSHHook
 

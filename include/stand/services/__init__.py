@@ -2,9 +2,21 @@
 
 from stand.services.moto import AwsMoto, Moto, seed_aws, seed_spaces
 from stand.services.postgres import PostgresPair
+from stand.services.web import UvicornApp, app_env, recorder_env
+
+AWS = AwsMoto("moto", 5, seed_aws, "aws_default")
 
 SERVICES = [
     PostgresPair(),
-    AwsMoto("moto", 5, seed_aws, "aws_default"),
+    AWS,
     Moto("spaces", 6, seed_spaces, "do_spaces"),
+    UvicornApp(
+        "recorder",
+        "webhook_recorder.app:app",
+        7,
+        "webhook_recorder",
+        recorder_env(AWS.endpoint, "ferry-stand-webhooks"),
+    ),
+    UvicornApp("old_app", "stand.apps:app", 8, "old_app", app_env("old_app")),
+    UvicornApp("new_app", "stand.apps:app", 9, "new_app", app_env("new_app")),
 ]

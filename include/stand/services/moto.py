@@ -26,7 +26,7 @@ SOURCE_BUCKETS = {"stand-uploads": 40, "stand-exports": 8}  # bucket: small obje
 
 def seed_aws(client: Callable[[str], object]) -> None:
     s3 = client("s3")
-    for bucket in ("ferry-stand-ledger", "stand-uploads-aws", "stand-exports-aws"):
+    for bucket in ("ferry-stand-ledger", "ferry-stand-webhooks", "stand-uploads-aws", "stand-exports-aws"):
         s3.create_bucket(Bucket=bucket)
     kms = client("kms")
     kms.create_alias(
@@ -135,7 +135,7 @@ class Moto:
         if not stand.process_alive(self.name):
             return False
         try:
-            with urllib.request.urlopen(self.endpoint(stand) + "/moto-api/data.json", timeout=2):
+            with urllib.request.urlopen(self.endpoint(stand) + "/", timeout=5):  # S3 ListBuckets: cheap
                 return True
         except (urllib.error.URLError, OSError):
             return False

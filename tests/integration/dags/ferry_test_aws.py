@@ -19,6 +19,7 @@ from ferry.operators.rds import (
 from ferry.operators.route53 import Route53LowerTtlOperator, Route53RestoreRecordsOperator, Route53SwitchRecordsOperator
 from ferry.operators.ssm import SsmApplyParametersOperator, SsmRestoreParametersOperator
 from ferry.operators.storage import StorageSyncBucketsOperator
+from ferry.operators.webhooks import WebhooksReplayOperator
 
 ONE_TASK_DAGS = {
     "ferry_test_dns_lower_ttl": (Route53LowerTtlOperator, {}),
@@ -30,6 +31,10 @@ ONE_TASK_DAGS = {
     "ferry_test_rds_replicas": (RdsCreateReadReplicasOperator, {"check_interval": 1}),
     "ferry_test_rds_replicas_delete": (RdsDeleteReadReplicasOperator, {"check_interval": 1}),
     "ferry_test_aws_review": (AwsReviewInfrastructureOperator, {}),
+    "ferry_test_webhooks_replay": (
+        WebhooksReplayOperator,
+        {"destination": "{{ params.destination }}", "attempts": 3, "backoff_s": 0.05},
+    ),
 }
 
 for dag_id, (operator, kwargs) in ONE_TASK_DAGS.items():

@@ -1,0 +1,127 @@
+"""Replay recorded webhooks to an application, in the order they were received, each once.
+
+Every event the recorder stored is sent with its original method, path, query, headers and body,
+plus ``X-Ferry-Replay: <sequence>``. A 2xx is followed by a marker object per event and
+destination, so a re-run sends nothing twice. 5xx answers and timeouts are retried with
+exponential backoff; a 4xx, or retries running out, stops the replay there (later events wait,
+keeping the order) and is reported. Counts are reconciled: recorded = delivered + failed + pending.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx
+
+REPLAY_HEADER = "X-Ferry-Replay"
+
+
+@dataclass
+class ReplayReport:
+    """What one replay to one destination did."""
+
+    destination: str
+    recorded: int = 0
+    delivered_before: int = 0
+    delivered_now: int = 0
+    retries: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    pending: int = 0
+    seconds: float = 0.0
+
+    @property
+    def delivered(self) -> int:
+        return self.delivered_before + self.delivered_now
+
+    @property
+    def reconciled(self) -> bool:
+        return self.recorded == self.delivered + len(self.failed) + self.pending
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"delivered": self.delivered, "reconciled": self.reconciled}
+
+
+def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return sorted(keys)
+
+
+def replay(
+    s3: Any,
+    bucket: str,
+    prefix: str,
+    base_url: str,
+    destination: str,
+    *,
+    client: httpx.Client,
+    attempts: int = 6,
+    backoff_s: float = 0.5,
+    progress: Callable[[str], None] = print,
+    progress_every_s: float = 5.0,
+) -> ReplayReport:
+    """Send every event under ``prefix`` not yet delivered to ``destination``, in order."""
+    started = time.monotonic()
+    report = ReplayReport(destination=destination)
+    events = list_keys(s3, bucket, prefix)
+    marker_prefix = f"delivered/{destination}/"
+    delivered = {k.removeprefix(marker_prefix) for k in list_keys(s3, bucket, marker_prefix)}
+    report.recorded = len(events)
+    todo = [k for k in events if k.rsplit("/", 1)[-1] not in delivered]
+    report.delivered_before = report.recorded - len(todo)
+    progress(
+        f"replay to {destination} ({base_url}): {report.recorded} recorded, {report.delivered_before} "
+        f"delivered before, {len(todo)} to send"
+    )
+    last = time.monotonic()
+    for index, key in enumerate(todo):
+        event = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        outcome = _send(client, base_url, event, attempts, backoff_s, report)
+        if outcome is not None:
+            report.failed.append({"key": key, "seq": event["seq"], "path": event["path"], "error": outcome})
+            report.pending = len(todo) - index - 1
+            progress(f"stopped at event {event['seq']} ({event['path']}): {outcome}; {report.pending} wait behind it")
+            break
+        s3.put_object(Bucket=bucket, Key=marker_prefix + key.rsplit("/", 1)[-1], Body=b"")
+        report.delivered_now += 1
+        if time.monotonic() - last >= progress_every_s:
+            last = time.monotonic()
+            progress(f"  {report.delivered_now}/{len(todo)} sent")
+    report.seconds = round(time.monotonic() - started, 3)
+    progress(
+        f"replay to {destination}: recorded {report.recorded} = delivered {report.delivered} "
+        f"(now {report.delivered_now}) + failed {len(report.failed)} + pending {report.pending}; "
+        f"{report.retries} retries; {report.seconds:.1f} s"
+    )
+    return report
+
+
+def _send(
+    client: httpx.Client, base_url: str, event: dict[str, Any], attempts: int, backoff_s: float, report: ReplayReport
+) -> str | None:
+    """Deliver one event; None when delivered, else why not."""
+    headers = [(k, v) for k, v in event["headers"]] + [(REPLAY_HEADER, str(event["seq"]))]
+    url = base_url.rstrip("/") + event["path"] + (f"?{event['query']}" if event["query"] else "")
+    body = base64.b64decode(event["body_b64"])
+    why = ""
+    for attempt in range(attempts):
+        if attempt:
+            report.retries += 1
+            time.sleep(backoff_s * 2 ** (attempt - 1))
+        try:
+            response = client.request(event["method"], url, content=body, headers=headers)
+        except httpx.TransportError as exc:
+            why = f"{type(exc).__name__}"
+            continue
+        if response.status_code < 300:
+            return None
+        why = f"HTTP {response.status_code}"
+        if response.status_code < 500:
+            return f"{why}: the application refused it; fix the cause, then replay again"
+    return f"{why} after {attempts} attempts"
