@@ -18,7 +18,7 @@ export AWS_EC2_METADATA_DISABLED := true
 export FERRY_STAND_DIR ?= /tmp/ferry-stand
 STAND_ENV := $(FERRY_STAND_DIR)/stand.env
 
-.PHONY: help deps apt test lint rehearsal airflow stand-up stand-down stand-env stand-status load-start load-stop clean bench-venv bench-compare bench-s3sync
+.PHONY: help deps apt test lint rehearsal airflow stand-up stand-down stand-env stand-status load-start load-stop clean bench-venv bench-compare bench-s3sync bench-webhooks
 
 help:
 	@echo "make rehearsal    bring the stand up and rehearse the migration on it (installs what it needs)"
@@ -27,6 +27,7 @@ help:
 	@echo "make stand-up | stand-down | stand-env | stand-status | load-start | load-stop"
 	@echo "make bench-compare   Ferry's comparison against reladiff and the bare hashing query (ROWS=2000000)"
 	@echo "make bench-s3sync    bucket sync, parallel against one object at a time, then a re-run"
+	@echo "make bench-webhooks  20 providers, 10,000 webhooks into the recorder across a crash, then replay"
 
 # Debian packages: PostgreSQL 15 for the stand's clusters and pg_dump, sshd for the VM stand-in.
 apt:
@@ -99,6 +100,9 @@ bench-compare: deps bench-venv
 
 bench-s3sync: deps
 	$(PY) bench/s3sync.py
+
+bench-webhooks: deps
+	$(PY) bench/webhooks.py
 
 clean: stand-down
 	rm -rf $(AIRFLOW_HOME)
