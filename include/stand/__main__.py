@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from stand.control import down, load, load_stats, up
+from stand.control import UNITS, down, load, load_stats, unit, up
 from stand.core import Stand
 from stand.services import SERVICES
 
@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop every service and remove the stand's folder")
     sub.add_parser("env", help="print the env file's path and the variables it sets")
     sub.add_parser("status", help="say which services are up")
+    p_unit = sub.add_parser("unit", help="the stand VM's units, as systemctl would drive them (over its sshd)")
+    p_unit.add_argument("action", choices=["start", "stop", "status"])
+    p_unit.add_argument("unit", choices=sorted(UNITS))
     p_load = sub.add_parser("load", help="start or stop the write load")
     p_load.add_argument("action", choices=["start", "stop", "stats"])
     p_load.add_argument("--rate", type=float, default=50, help="operations per second (default 50)")
@@ -36,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         names = [line.split("=", 1)[0].removeprefix("export ") for line in stand.env_file.read_text().splitlines()]
         print(f"# load it with: set -a; . {stand.env_file}; set +a\n# it sets: {' '.join(names)}")
+    elif args.command == "unit":
+        return unit(stand, args.action, args.unit)
     elif args.command == "status":
         for service in SERVICES:
             print(f"{service.name}: {'up' if stand.dir.exists() and service.healthy(stand) else 'down'}")

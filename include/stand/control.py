@@ -74,9 +74,28 @@ def load(stand: Stand, action: str, rate: float = 50) -> None:
         [venv_bin("python"), "-m", "stand.load", "--rate", str(rate), "--stats", str(stats)],
         env={"FERRY_LOAD_DSN": dsn, "PYTHONPATH": str(ROOT / "include")},
     )
+    stand.save_state(load_rate=rate)
     print(f"write load started at {rate:g} operations/s as {APP_ROLE}")
 
 
 def load_stats(stand: Stand) -> dict:
     stats = stand.dir / "load-stats.json"
     return json.loads(stats.read_text()) if stats.exists() else {}
+
+
+UNITS = {"saas-web": "old_app", "saas-worker": "load"}
+
+
+def unit(stand: Stand, action: str, name: str) -> int:
+    """Start, stop or tell the state of a unit of the stand's VM; exit codes as systemctl's (3: inactive)."""
+    target = UNITS[name]
+    service = next((s for s in SERVICES if s.name == target), None)
+    active = service.healthy(stand) if service else stand.process_alive(target)
+    if action == "status":
+        print("active" if active else "inactive")
+        return 0 if active else 3
+    if action == "stop" and active:
+        service.down(stand) if service else load(stand, "stop")
+    elif action == "start" and not active:
+        service.up(stand) if service else load(stand, "start", rate=stand.state().get("load_rate", 50))
+    return 0

@@ -104,8 +104,10 @@ def _is_ours(pid: int, argv0: str) -> bool:
         status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return False
-    # A script's cmdline starts with its interpreter, then the script.
-    return status != "Z" and Path(argv0).name in {Path(arg).name for arg in cmdline}
+    # A script's cmdline starts with its interpreter, then the script; some daemons retitle
+    # themselves ("sshd: /usr/sbin/sshd -D ... [listener]").
+    names = {Path(arg).name for arg in cmdline} | {Path(word.rstrip(":")).name for word in cmdline[0].split()[:2]}
+    return status != "Z" and Path(argv0).name in names
 
 
 def wait_for_port(port: int, timeout: float = 20, what: str = "service") -> None:

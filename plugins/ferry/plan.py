@@ -129,6 +129,10 @@ class VmHost(Strict):
     ssh_conn_id: ConnId
     units: list[NonEmpty] = Field(min_length=1)
     """Units to stop on D-day, in stop order; they are started in reverse order."""
+    stop_command: Annotated[str, Field(pattern=r"\{unit\}")] = "sudo systemctl stop {unit}"
+    start_command: Annotated[str, Field(pattern=r"\{unit\}")] = "sudo systemctl start {unit}"
+    status_command: Annotated[str, Field(pattern=r"\{unit\}")] = "systemctl is-active {unit}"
+    """Exits 0 when the unit runs (as ``systemctl is-active`` does)."""
 
 
 class BucketPair(Strict):

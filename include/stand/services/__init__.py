@@ -2,6 +2,7 @@
 
 from stand.services.moto import AwsMoto, Moto, seed_aws, seed_spaces
 from stand.services.postgres import PostgresPair
+from stand.services.sshd import Sshd
 from stand.services.web import UvicornApp, app_env, recorder_env
 
 AWS = AwsMoto("moto", 5, seed_aws, "aws_default")
@@ -19,4 +20,5 @@ SERVICES = [
     ),
     UvicornApp("old_app", "stand.apps:app", 8, "old_app", app_env("old_app")),
     UvicornApp("new_app", "stand.apps:app", 9, "new_app", app_env("new_app")),
+    Sshd(),
 ]

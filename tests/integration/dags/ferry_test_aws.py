@@ -19,6 +19,7 @@ from ferry.operators.rds import (
 from ferry.operators.route53 import Route53LowerTtlOperator, Route53RestoreRecordsOperator, Route53SwitchRecordsOperator
 from ferry.operators.ssm import SsmApplyParametersOperator, SsmRestoreParametersOperator
 from ferry.operators.storage import StorageSyncBucketsOperator
+from ferry.operators.vms import VmStartServicesOperator, VmStopServicesOperator
 from ferry.operators.webhooks import WebhooksReplayOperator
 
 ONE_TASK_DAGS = {
@@ -31,6 +32,8 @@ ONE_TASK_DAGS = {
     "ferry_test_rds_replicas": (RdsCreateReadReplicasOperator, {"check_interval": 1}),
     "ferry_test_rds_replicas_delete": (RdsDeleteReadReplicasOperator, {"check_interval": 1}),
     "ferry_test_aws_review": (AwsReviewInfrastructureOperator, {}),
+    "ferry_test_vms_stop": (VmStopServicesOperator, {}),
+    "ferry_test_vms_start": (VmStartServicesOperator, {}),
     "ferry_test_webhooks_replay": (
         WebhooksReplayOperator,
         {"destination": "{{ params.destination }}", "attempts": 3, "backoff_s": 0.05},

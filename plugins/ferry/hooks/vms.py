@@ -1,0 +1,34 @@
+"""The old side's virtual machines over SSH (the provider's SSHHook), host keys always verified."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from airflow.providers.ssh.hooks.ssh import SSHHook
+
+
+class VmHook(SSHHook):
+    """Run commands on one VM. The host key must match the connection's ``host_key``: an unknown or
+    changed key is refused, never accepted, whatever the connection's extras say.
+
+    :param ssh_conn_id: the VM's SSH connection (with a ``host_key`` extra).
+    """
+
+    def __init__(self, ssh_conn_id: str, **kwargs: Any) -> None:
+        super().__init__(ssh_conn_id=ssh_conn_id, no_host_key_check=False, **kwargs)
+
+    def run(self, command: str, timeout: int = 120) -> tuple[int, str, str]:
+        """Exit status, stdout and stderr of ``command``."""
+        with self.get_conn() as client:
+            _, stdout, stderr = client.exec_command(command, timeout=timeout)
+            status = stdout.channel.recv_exit_status()
+            return (
+                status,
+                stdout.read().decode(errors="replace").strip(),
+                stderr.read().decode(errors="replace").strip(),
+            )
+
+    def unit_active(self, status_command: str, unit: str) -> bool:
+        """Whether ``unit`` runs, by its status command's exit status."""
+        return self.run(status_command.format(unit=shlex.quote(unit)))[0] == 0
