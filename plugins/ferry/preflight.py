@@ -79,11 +79,9 @@ def _ping(kind: str, conn_id: str, plan: Plan) -> str:
         response = httpx.get(f"{conn.schema or 'http'}://{conn.host}:{conn.port or 80}/", timeout=10)
         return f"HTTP {response.status_code} from {conn.host}"
     if kind == "ssh":
-        from airflow.providers.ssh.hooks.ssh import SSHHook
+        from ferry.hooks.vms import VmHook
 
-        with SSHHook(ssh_conn_id=conn_id).get_conn() as client:
-            _, stdout, _ = client.exec_command("uname -n", timeout=30)
-            return f"SSH to {stdout.read().decode().strip()}"
+        return f"SSH to {VmHook(conn_id).run('uname -n', timeout=30)[1]} (host key verified)"
     if kind == "kubernetes":
         from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 

@@ -8,13 +8,18 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import boto3
 import psycopg
 import pytest
+import yaml
 
+from ferry.ledger import Ledger
+from ferry.plan import load_plan
 from stand.control import down, up
-from stand.core import Stand
+from stand.core import STAND_PLAN, Stand
 from stand.services.postgres import APP_ROLE, CLUSTERS, PG_BIN, PostgresPair
 
+TEST_DAGS = Path(__file__).parent / "dags"
 TEST_STAND = Stand(dir=Path("/tmp/ferry-stand-test"), port_base=55320, rows=20_000)
 
 
@@ -100,3 +105,38 @@ def empty_public_schema(conn: psycopg.Connection) -> None:
         END $$
         """
     )
+
+
+def aws(stand, service: str):
+    return boto3.client(
+        service,
+        endpoint_url=f"http://127.0.0.1:{stand.port(5)}",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def twice(dag_id: str, conf: dict | None = None) -> int:
+    """Run a DAG, then again: both succeed and the second writes nothing to the ledger. Return records written."""
+    ledger = Ledger(load_plan())
+    before = len(ledger.records())
+    assert run_dag(TEST_DAGS, dag_id, conf).state == "success"
+    written = len(ledger.records()) - before
+    assert run_dag(TEST_DAGS, dag_id, conf).state == "success"
+    assert len(ledger.records()) - before == written, f"re-running {dag_id} changed something"
+    return written
+
+
+@pytest.fixture
+def mistaken_plan(tmp_path, monkeypatch):
+    """Point the DAGs at a copy of the stand plan changed by ``edit``."""
+
+    def make(edit) -> None:
+        data = yaml.safe_load(STAND_PLAN.read_text())
+        edit(data)
+        path = tmp_path / "plan.yaml"
+        path.write_text(yaml.safe_dump(data))
+        monkeypatch.setenv("FERRY_PLAN", str(path))
+
+    return make

@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import boto3
-import pytest
-import yaml
 
 from ferry.ledger import Ledger
 from ferry.plan import load_plan
-from stand.core import STAND_PLAN
-from tests.integration.conftest import run_dag
-
-TEST_DAGS = Path(__file__).parent / "dags"
-
-
-def aws(stand, service: str):
-    return boto3.client(
-        service,
-        endpoint_url=f"http://127.0.0.1:{stand.port(5)}",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+from tests.integration.conftest import TEST_DAGS, aws, run_dag, twice
 
 
 def records(stand) -> dict[str, tuple[str, int]]:
@@ -35,31 +19,6 @@ def records(stand) -> dict[str, tuple[str, int]]:
         for r in route53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
         if r["Type"] == "CNAME"
     }
-
-
-def twice(dag_id: str, conf: dict | None = None) -> int:
-    """Run a DAG, then again: both succeed and the second writes nothing to the ledger. Return records written."""
-    ledger = Ledger(load_plan())
-    before = len(ledger.records())
-    assert run_dag(TEST_DAGS, dag_id, conf).state == "success"
-    written = len(ledger.records()) - before
-    assert run_dag(TEST_DAGS, dag_id, conf).state == "success"
-    assert len(ledger.records()) - before == written, f"re-running {dag_id} changed something"
-    return written
-
-
-@pytest.fixture
-def mistaken_plan(tmp_path, monkeypatch):
-    """Point the DAGs at a copy of the stand plan changed by ``edit``."""
-
-    def make(edit) -> None:
-        data = yaml.safe_load(STAND_PLAN.read_text())
-        edit(data)
-        path = tmp_path / "plan.yaml"
-        path.write_text(yaml.safe_dump(data))
-        monkeypatch.setenv("FERRY_PLAN", str(path))
-
-    return make
 
 
 def test_dns_lower_switch_restore_each_twice(stand):

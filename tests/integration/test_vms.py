@@ -5,15 +5,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import httpx
 
 from stand.control import load
-from tests.integration.conftest import run_dag
-from tests.integration.test_aws_side import twice
-
-TEST_DAGS = Path(__file__).parent / "dags"
+from tests.integration.conftest import TEST_DAGS, run_dag, twice
 
 
 def old_app_answers(stand) -> bool:

@@ -6,16 +6,13 @@ import base64
 import json
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from stand.services import SERVICES
-from tests.integration.conftest import run_dag
-from tests.integration.test_aws_side import aws
+from tests.integration.conftest import TEST_DAGS, aws, run_dag
 
-TEST_DAGS = Path(__file__).parent / "dags"
 RECORDER = next(s for s in SERVICES if s.name == "recorder")
 
 

@@ -40,6 +40,10 @@ def test_stand_plan_loads():
         "ferry_target": "postgres",
         "aws_default": "aws",
         "do_spaces": "s3",
+        "vm_stand": "ssh",
+        "kube_stand": "kubernetes",
+        "new_app": "http",
+        "old_app": "http",
     }
 
 

@@ -1,5 +1,6 @@
 """The stand's services, started in this order and stopped in reverse. Add one: a module and a line here."""
 
+from stand.services.kube import KubeApi
 from stand.services.moto import AwsMoto, Moto, seed_aws, seed_spaces
 from stand.services.postgres import PostgresPair
 from stand.services.sshd import Sshd
@@ -21,4 +22,5 @@ SERVICES = [
     UvicornApp("old_app", "stand.apps:app", 8, "old_app", app_env("old_app")),
     UvicornApp("new_app", "stand.apps:app", 9, "new_app", app_env("new_app")),
     Sshd(),
+    KubeApi(),
 ]

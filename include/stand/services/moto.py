@@ -8,6 +8,7 @@ the EKS cluster); on Spaces the application's buckets and objects.
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -75,6 +76,20 @@ def seed_aws(client: Callable[[str], object]) -> None:
         MultiAZ=True,
         BackupRetentionPeriod=7,
     )
+    ecr = client("ecr")
+    for repository, tag in (("saas-web", "2026.11.20"), ("pgbouncer", "1.23")):
+        ecr.create_repository(repositoryName=repository)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {
+                "digest": f"sha256:{repository:0<64}"[:71],
+                "size": 1,
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+            },
+            "layers": [],
+        }
+        ecr.put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag)
     eks = client("eks")
     role = "arn:aws:iam::123456789012:role/stand"
     eks.create_cluster(name="stand", roleArn=role, resourcesVpcConfig={}, version="1.30")

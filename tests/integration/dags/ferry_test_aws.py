@@ -11,6 +11,13 @@ from datetime import datetime
 
 from airflow.sdk import DAG
 
+from ferry.operators.kube import (
+    KubeRestoreReplicasOperator,
+    KubeReviewDeploymentsOperator,
+    KubeRolloutRestartOperator,
+    KubeScaleDownDeploymentsOperator,
+    KubeWaitForRolloutsOperator,
+)
 from ferry.operators.rds import (
     AwsReviewInfrastructureOperator,
     RdsCreateReadReplicasOperator,
@@ -32,6 +39,11 @@ ONE_TASK_DAGS = {
     "ferry_test_rds_replicas": (RdsCreateReadReplicasOperator, {"check_interval": 1}),
     "ferry_test_rds_replicas_delete": (RdsDeleteReadReplicasOperator, {"check_interval": 1}),
     "ferry_test_aws_review": (AwsReviewInfrastructureOperator, {}),
+    "ferry_test_kube_scale_down": (KubeScaleDownDeploymentsOperator, {}),
+    "ferry_test_kube_restore": (KubeRestoreReplicasOperator, {"poll_s": 0.2, "timeout_s": 30}),
+    "ferry_test_kube_restart": (KubeRolloutRestartOperator, {"poll_s": 0.2, "timeout_s": 30}),
+    "ferry_test_kube_wait": (KubeWaitForRolloutsOperator, {"poll_s": 0.2, "timeout_s": 3}),
+    "ferry_test_kube_review": (KubeReviewDeploymentsOperator, {}),
     "ferry_test_vms_stop": (VmStopServicesOperator, {}),
     "ferry_test_vms_start": (VmStartServicesOperator, {}),
     "ferry_test_webhooks_replay": (
