@@ -264,6 +264,8 @@ class Webhooks(Strict):
     old_app_url: Url | None = None
     """Where rollback replays them (the old app); or old_app_conn_id."""
     old_app_conn_id: ConnId | None = None
+    recorder_address: HostName | None = None
+    """The DNS name of the recorder's load balancer, where the webhook host points during the freeze."""
 
     @model_validator(mode="after")
     def _one_destination_each(self) -> Webhooks:
@@ -310,6 +312,15 @@ class Plan(Strict):
     @classmethod
     def _unique_vms(cls, v: list[VmHost]) -> list[VmHost]:
         return _unique(v, "name", "host")
+
+    @model_validator(mode="after")
+    def _webhook_host_in_dns(self) -> Plan:
+        if self.webhooks and self.webhooks.recorder_address:
+            if not self.dns or self.webhooks.host not in {r.name for r in self.dns.records}:
+                raise ValueError(
+                    f"webhooks.host {self.webhooks.host} must be one of dns.records to be routed to the recorder; add it"
+                )
+        return self
 
     @model_validator(mode="after")
     def _compare_tables_for_mode(self) -> Plan:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from stand.services import SERVICES
-from tests.integration.conftest import TEST_DAGS, aws, run_dag
+from tests.integration.conftest import TEST_DAGS, aws, run_dag, twice
 
 RECORDER = next(s for s in SERVICES if s.name == "recorder")
 
@@ -136,3 +136,30 @@ def test_recorder_killed_and_restarted_under_load_loses_nothing_acknowledged(sta
     assert set(acked) <= delivered  # every acknowledged event reached the app
     # Each recorded event exactly once (a provider resending after a cut connection is a new recording).
     assert len({e["replay"] for e in got}) == len(got)
+
+
+def test_recorder_deployed_to_the_cluster_each_twice_then_removed(stand):
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+    apps = KubernetesHook(conn_id="kube_stand").apps_v1_client
+    assert twice("ferry_test_recorder_deploy") == 2  # the deployment and the service, once
+    recorder = apps.read_namespaced_deployment("webhook-recorder", "saas")
+    assert recorder.status.available_replicas == 2  # it waited for the rollout
+    env = {e.name: e.value for e in recorder.spec.template.spec.containers[0].env}
+    assert env["RECORDER_BUCKET"] == "ferry-stand-webhooks"
+    assert twice("ferry_test_recorder_remove") == 2
+    assert "webhook-recorder" not in [d.metadata.name for d in apps.list_namespaced_deployment("saas").items]
+
+
+def test_webhook_host_routed_to_the_recorder_then_to_the_new_app_then_restored(stand):
+    from tests.integration.test_aws_side import records
+
+    hooks = "hooks.stand.example.com."
+    original = records(stand)
+    assert twice("ferry_test_dns_route_webhooks") == 1
+    assert records(stand)[hooks] == ("recorder-lb.stand.example.net", 60)
+    assert records(stand)["app.stand.example.com."] == original["app.stand.example.com."]
+    assert run_dag(TEST_DAGS, "ferry_test_dns_switch").state == "success"  # D-day: from the recorder to the new app
+    assert records(stand)[hooks] == ("new-lb.stand.example.net", 60)
+    assert twice("ferry_test_dns_restore") == 2
+    assert records(stand) == original

@@ -38,6 +38,9 @@ class _Route53Operator(FerryOperator):
             current = hook.get_record(zone_id, rec.name, rec.type)
             value = record_value(current)
             wanted = {rec.old_value} if allowed == "old" else {rec.old_value, rec.new_value}
+            hooks = self.plan.webhooks
+            if hooks and hooks.recorder_address and rec.name == hooks.host and allowed != "old":
+                wanted.add(hooks.recorder_address)  # routed to the recorder during the freeze
             if value not in wanted:
                 problems.append(
                     f"dns.records[{i}].old_value: {rec.name} {rec.type} holds {value!r}, expected {rec.old_value!r}"
@@ -146,3 +149,31 @@ class Route53RestoreRecordsOperator(_Route53Operator):
             self.change(context, hook, zone_id, "restore_record", current, original)
             restored += 1
         return restored
+
+
+class Route53RouteWebhooksToRecorderOperator(_Route53Operator):
+    """Point the webhook host name at the recorder (``webhooks.recorder_address``), INSYNC and verified.
+
+    Inverse: Route53RestoreRecordsOperator; D-day later points it at the new app with
+    Route53SwitchRecordsOperator.
+    """
+
+    def execute(self, context: Any) -> bool:
+        hooks = self.plan.webhooks
+        if hooks is None or not hooks.recorder_address:
+            raise AirflowFailException("webhooks.recorder_address: set it to the recorder's load balancer name")
+        self.records = [hooks.host]
+        hook, zone_id, live = self.checked_records("old_or_new")
+        ((_, rec, current),) = live
+        if record_value(current) == hooks.recorder_address:
+            self.log.info("%s already points at the recorder", rec.name)
+            return False
+        self.change(
+            context,
+            hook,
+            zone_id,
+            "switch_record",
+            current,
+            record_set(rec.name, rec.type, hooks.recorder_address, min(current["TTL"], rec.low_ttl)),
+        )
+        return True

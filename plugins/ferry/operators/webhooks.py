@@ -5,11 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import yaml
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException
+from kubernetes.client.rest import ApiException
 
 from ferry.operators.base import FerryOperator
+from ferry.operators.kube import _KubeOperator
+from ferry.paths import INCLUDE_DIR
 from ferry.webhooks import replay
 
 
@@ -89,3 +94,92 @@ class WebhooksReplayOperator(FerryOperator):
                 "Fix the cause and run this task again; delivered ones are not sent twice."
             )
         return report.to_dict()
+
+
+class WebhooksDeployRecorderOperator(_KubeOperator):
+    """Deploy the webhook recorder (``include/webhook_recorder/k8s.yaml``) to the new cluster and wait until ready.
+
+    The manifest's namespace and bucket come from the plan. Creates what is missing, replaces a
+    deployment whose spec differs, leaves the rest. Inverse: WebhooksRemoveRecorderOperator.
+
+    :param timeout_s: the longest wait for the rollout.
+    :param poll_s: seconds between checks.
+    """
+
+    def __init__(self, *, timeout_s: float = 600, poll_s: float = 2, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.timeout_s, self.poll_s = timeout_s, poll_s
+
+    def manifests(self) -> list[dict[str, Any]]:
+        docs = [d for d in yaml.safe_load_all((INCLUDE_DIR / "webhook_recorder" / "k8s.yaml").read_text()) if d]
+        for doc in docs:
+            doc["metadata"]["namespace"] = self.plan.kubernetes.namespace
+            if doc["kind"] == "Deployment":
+                for container in doc["spec"]["template"]["spec"]["containers"]:
+                    container["env"] = [e for e in container.get("env", []) if e["name"] != "RECORDER_BUCKET"] + [
+                        {"name": "RECORDER_BUCKET", "value": self.plan.webhooks.recorder_bucket}
+                    ]
+        return docs
+
+    def execute(self, context: Any) -> list[str]:
+        if self.plan.webhooks is None:
+            raise AirflowFailException("the plan has no webhooks section")
+        apps, ns = self.apps(), self.plan.kubernetes.namespace
+        core = KubernetesHook(conn_id=self.plan.kubernetes.conn_id).core_v1_client
+        done = []
+        for doc in self.manifests():
+            name, kind = doc["metadata"]["name"], doc["kind"]
+            read, create, replace = {
+                "Deployment": (
+                    apps.read_namespaced_deployment,
+                    apps.create_namespaced_deployment,
+                    apps.replace_namespaced_deployment,
+                ),
+                "Service": (core.read_namespaced_service, core.create_namespaced_service, None),
+            }[kind]
+            try:
+                live = apps.api_client.sanitize_for_serialization(read(name, ns))
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                self.record(context, "create_recorder", f"k8s:{ns}/{kind}/{name}", None, {"kind": kind})
+                create(ns, doc)
+                done.append(f"{kind}/{name} created")
+                continue
+            if (
+                replace
+                and live["spec"]["template"]["spec"]["containers"] != doc["spec"]["template"]["spec"]["containers"]
+            ):
+                self.record(
+                    context,
+                    "update_recorder",
+                    f"k8s:{ns}/{kind}/{name}",
+                    {"generation": live["metadata"]["generation"]},
+                    {"kind": kind},
+                )
+                replace(name, ns, doc)
+                done.append(f"{kind}/{name} replaced")
+        self.wait_for_rollouts(apps, ["webhook-recorder"], self.timeout_s, self.poll_s)
+        self.log.info("Webhook recorder ready in %s: %s", ns, ", ".join(done) or "nothing to change")
+        return done
+
+
+class WebhooksRemoveRecorderOperator(_KubeOperator):
+    """Remove what WebhooksDeployRecorderOperator created (per the ledger); what it found there stays."""
+
+    def execute(self, context: Any) -> list[str]:
+        apps, ns = self.apps(), self.plan.kubernetes.namespace
+        core = KubernetesHook(conn_id=self.plan.kubernetes.conn_id).core_v1_client
+        removed = []
+        for record in self.ledger.records(action="create_recorder"):
+            kind, name = record.target.rsplit("/", 2)[-2:]
+            delete = apps.delete_namespaced_deployment if kind == "Deployment" else core.delete_namespaced_service
+            try:
+                delete(name, ns)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                continue
+            self.record(context, "remove_recorder", record.target, {"kind": kind}, None)
+            removed.append(f"{kind}/{name}")
+        return removed

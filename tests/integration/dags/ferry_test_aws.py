@@ -23,16 +23,28 @@ from ferry.operators.rds import (
     RdsCreateReadReplicasOperator,
     RdsDeleteReadReplicasOperator,
 )
-from ferry.operators.route53 import Route53LowerTtlOperator, Route53RestoreRecordsOperator, Route53SwitchRecordsOperator
+from ferry.operators.route53 import (
+    Route53LowerTtlOperator,
+    Route53RestoreRecordsOperator,
+    Route53RouteWebhooksToRecorderOperator,
+    Route53SwitchRecordsOperator,
+)
 from ferry.operators.ssm import SsmApplyParametersOperator, SsmRestoreParametersOperator
 from ferry.operators.storage import StorageSyncBucketsOperator
 from ferry.operators.vms import VmStartServicesOperator, VmStopServicesOperator
-from ferry.operators.webhooks import WebhooksReplayOperator
+from ferry.operators.webhooks import (
+    WebhooksDeployRecorderOperator,
+    WebhooksRemoveRecorderOperator,
+    WebhooksReplayOperator,
+)
 
 ONE_TASK_DAGS = {
     "ferry_test_dns_lower_ttl": (Route53LowerTtlOperator, {}),
     "ferry_test_dns_switch": (Route53SwitchRecordsOperator, {}),
     "ferry_test_dns_restore": (Route53RestoreRecordsOperator, {}),
+    "ferry_test_dns_route_webhooks": (Route53RouteWebhooksToRecorderOperator, {}),
+    "ferry_test_recorder_deploy": (WebhooksDeployRecorderOperator, {"poll_s": 0.2, "timeout_s": 30}),
+    "ferry_test_recorder_remove": (WebhooksRemoveRecorderOperator, {}),
     "ferry_test_ssm_apply": (SsmApplyParametersOperator, {"phase": "{{ params.phase }}"}),
     "ferry_test_ssm_restore": (SsmRestoreParametersOperator, {"phase": "{{ params.phase }}"}),
     "ferry_test_storage_sync": (StorageSyncBucketsOperator, {"workers": 8, "part_size_mib": 5}),
