@@ -20,6 +20,7 @@ from stand.core import STAND_PLAN, Stand
 from stand.services.postgres import APP_ROLE, CLUSTERS, PG_BIN, PostgresPair
 
 TEST_DAGS = Path(__file__).parent / "dags"
+ROOT_DAGS = Path(__file__).resolve().parents[2] / "dags"
 TEST_STAND = Stand(dir=Path("/tmp/ferry-stand-test"), port_base=55320, rows=20_000)
 
 
@@ -117,13 +118,13 @@ def aws(stand, service: str):
     )
 
 
-def twice(dag_id: str, conf: dict | None = None) -> int:
+def twice(dag_id: str, conf: dict | None = None, dag_folder: Path = TEST_DAGS) -> int:
     """Run a DAG, then again: both succeed and the second writes nothing to the ledger. Return records written."""
     ledger = Ledger(load_plan())
     before = len(ledger.records())
-    assert run_dag(TEST_DAGS, dag_id, conf).state == "success"
+    assert run_dag(dag_folder, dag_id, conf).state == "success"
     written = len(ledger.records()) - before
-    assert run_dag(TEST_DAGS, dag_id, conf).state == "success"
+    assert run_dag(dag_folder, dag_id, conf).state == "success"
     assert len(ledger.records()) - before == written, f"re-running {dag_id} changed something"
     return written
 

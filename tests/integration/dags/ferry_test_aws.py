@@ -30,6 +30,7 @@ from ferry.operators.route53 import (
     Route53SwitchRecordsOperator,
 )
 from ferry.operators.ssm import SsmApplyParametersOperator, SsmRestoreParametersOperator
+from ferry.operators.stages import FerryCheckStageCompleteOperator
 from ferry.operators.storage import StorageSyncBucketsOperator
 from ferry.operators.vms import VmStartServicesOperator, VmStopServicesOperator
 from ferry.operators.webhooks import (
@@ -56,6 +57,7 @@ ONE_TASK_DAGS = {
     "ferry_test_kube_restart": (KubeRolloutRestartOperator, {"poll_s": 0.2, "timeout_s": 30}),
     "ferry_test_kube_wait": (KubeWaitForRolloutsOperator, {"poll_s": 0.2, "timeout_s": 3}),
     "ferry_test_kube_review": (KubeReviewDeploymentsOperator, {}),
+    "ferry_test_check_week_prior": (FerryCheckStageCompleteOperator, {"stage": "ferry_week_prior"}),
     "ferry_test_vms_stop": (VmStopServicesOperator, {}),
     "ferry_test_vms_start": (VmStartServicesOperator, {}),
     "ferry_test_webhooks_replay": (

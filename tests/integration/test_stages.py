@@ -1,0 +1,57 @@
+"""The stage DAGs of dags/ against the stand, as an operator triggers them."""
+
+from __future__ import annotations
+
+import pytest
+
+from ferry.hooks.replication import ReplicationHook
+from ferry.ledger import Ledger
+from ferry.plan import load_plan
+from tests.integration.conftest import ROOT_DAGS, TEST_DAGS, aws, empty_public_schema, run_dag, twice
+
+
+@pytest.fixture
+def after_week_prior(stand, target):
+    """Undo what ferry_week_prior does: subscription, slot, publication, target schema, SSM parameters."""
+    yield
+    plan = load_plan()
+    src, tgt = ReplicationHook("ferry_source", "saas"), ReplicationHook("ferry_target", "saas")
+    tgt.drop_subscription(plan.subscription, publisher_reachable=False)
+    src.drop_slot(plan.subscription)
+    src.drop_publication(plan.publication)
+    empty_public_schema(target)
+    ssm = aws(stand, "ssm")
+    for p in ssm.get_parameters_by_path(Path="/stand", Recursive=True)["Parameters"]:
+        ssm.delete_parameter(Name=p["Name"])
+
+
+def test_week_prior_brings_the_target_in_sync_and_a_rerun_changes_nothing(stand, source, target, after_week_prior):
+    plan = load_plan()
+    # schema, publication, subscription, 3 parameters, the stage's completion
+    assert twice("ferry_week_prior", dag_folder=ROOT_DAGS) == 7
+    for table in ("customers", "invoices", "page_views"):
+        assert (
+            source.execute(f"SELECT count(*) FROM {table}").fetchone()
+            == target.execute(f"SELECT count(*) FROM {table}").fetchone()
+        )
+    assert target.execute("SELECT subenabled FROM pg_subscription").fetchone() == (True,)
+    staging = aws(stand, "ssm").get_parameter(Name="/stand/production/RAILS_ENV")["Parameter"]["Value"]
+    assert staging == "staging"
+    completions = Ledger(plan).records(action="stage_complete")
+    assert [r.target for r in completions] == ["stage:ferry_week_prior"]
+
+
+def test_a_stage_refuses_to_start_before_the_previous_one_completed(stand, monkeypatch, tmp_path, capfd):
+    """A plan whose ledger has no record of ferry_week_prior (another name, another ledger prefix)."""
+    monkeypatch.setenv("FERRY_PLAN", str(tmp_path / "plan.yaml"))
+    (tmp_path / "plan.yaml").write_text(
+        (ROOT_DAGS.parent / "include" / "stand" / "plan.stand.yaml")
+        .read_text()
+        .replace("name: stand-saas", "name: stand-fresh")
+    )
+    capfd.readouterr()
+    assert run_dag(TEST_DAGS, "ferry_test_check_week_prior").state == "failed"
+    assert "ferry_week_prior has not completed (no record in the ledger under ferry/stand-fresh)" in "".join(
+        capfd.readouterr()
+    )
+    assert plan.name == "stand-saas"
