@@ -38,13 +38,45 @@ def main() -> int:
         ok = ok and passed
         if not passed:
             break
-    reports = sorted((folder / "reports").rglob("*.md"))
+    reports = sorted((folder / "reports").rglob("*.md"), key=lambda p: p.stat().st_mtime)
+    print("\nReports:")
     for report in reports:
-        print(f"\n--- {report} ---\n{report.read_text()}")
-    verdict = reports and reports[-1].read_text().splitlines()[0]
-    print(f"Rehearsal {'passed' if ok else 'FAILED'}: {verdict or 'no report written'}")
-    print(f"Report: {reports[-1] if reports else '-'}")
+        print(f"  {report.read_text().splitlines()[0].lstrip('# ')}: {report}")
+    print("\nState of the migration:")
+    for line in migration_state():
+        print(f"  {line}")
+    print(f"\nRehearsal {'passed' if ok else 'FAILED'}; logs and reports in {folder}")
     return 0 if ok else 1
+
+
+def migration_state() -> list[str]:
+    """Rows per table on both sides and the subscription's state, read from the stand."""
+    sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "plugins")]
+    from ferry.hooks.replication import ReplicationHook
+    from ferry.plan import load_plan
+    from ferry.preflight import in_scope
+
+    plan = load_plan()
+    source = ReplicationHook(plan.source.conn_id, plan.source.database)
+    target = ReplicationHook(plan.target.conn_id, plan.target.database)
+    lines = []
+    target_tables = {t["qualified"] for t in target.get_tables(plan.replication.schemas)}
+    for table in in_scope(plan, source.get_tables(plan.replication.schemas)):
+        name = table["qualified"]
+        copied = f"{target.count_rows(name):>9,}" if name in target_tables else f"{'-':>9}"
+        lines.append(f"{name:<24} source {source.count_rows(name):>9,}  target {copied}")
+    status = target.get_subscription_status(plan.subscription)
+    slot = source.get_slot_status(plan.subscription)
+    lines.append(
+        f"subscription {plan.subscription}: "
+        + (
+            "none"
+            if status is None
+            else f"enabled={status['enabled']}, worker running={status['worker_pid'] is not None}, "
+            f"lag {slot['lag_bytes'] if slot else '?'} bytes"
+        )
+    )
+    return lines
 
 
 if __name__ == "__main__":

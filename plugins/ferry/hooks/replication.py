@@ -98,6 +98,10 @@ class ReplicationHook(PostgresHook):
         """Lag and retained WAL of a replication slot on this publisher, or None when it does not exist."""
         return self.fetch_one("slot_status", slot_name=slot_name)
 
+    def count_rows(self, table: str) -> int:
+        """Exact row count of ``table`` (a quoted, schema-qualified name)."""
+        return self.execute("table_count", {"table": sql.SQL(table)})[0]["rows"]
+
     def get_current_lsn(self) -> str:
         """The publisher's current WAL position."""
         return self.fetch("current_lsn")[0]["lsn"]

@@ -1,0 +1,2 @@
+-- Exact rows of a table.
+SELECT count(*) AS rows FROM {table}
