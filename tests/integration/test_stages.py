@@ -54,3 +54,36 @@ def test_a_stage_refuses_to_start_before_the_previous_one_completed(stand, monke
     assert "ferry_week_prior has not completed (no record in the ledger under ferry/stand-fresh)" in "".join(
         capfd.readouterr()
     )
+
+
+def test_day_before_after_week_prior_and_a_rerun_changes_nothing(stand, target, after_week_prior):
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+    from tests.integration.test_aws_side import records
+
+    assert run_dag(ROOT_DAGS, "ferry_week_prior").state == "success"
+    original = records(stand)
+    s3 = aws(stand, "s3")
+    for bucket in ("stand-uploads-aws", "stand-exports-aws"):  # as if no earlier test had synced them
+        for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=obj["Key"])
+    apps = KubernetesHook(conn_id="kube_stand").apps_v1_client
+    try:
+        # recorder (2 objects), 2 bucket pairs, 3 parameters, 2 TTLs, 3 deployments, completion
+        assert twice("ferry_day_before", dag_folder=ROOT_DAGS) == 13
+        assert {d.metadata.name: d.spec.replicas for d in apps.list_namespaced_deployment("saas").items} == {
+            "web": 0,
+            "sidekiq": 0,
+            "pgbouncer": 0,
+            "webhook-recorder": 2,
+        }
+        assert all(ttl == 60 for _, ttl in records(stand).values())
+        assert aws(stand, "ssm").get_parameter(Name="/stand/production/RAILS_ENV")["Parameter"]["Value"] == "production"
+        assert aws(stand, "s3").list_objects_v2(Bucket="stand-uploads-aws")["KeyCount"] == 40
+    finally:
+        for name, count in (("web", 2), ("sidekiq", 1), ("pgbouncer", 2)):
+            apps.patch_namespaced_deployment_scale(name, "saas", {"spec": {"replicas": count}})
+        apps.delete_namespaced_deployment("webhook-recorder", "saas")
+        KubernetesHook(conn_id="kube_stand").core_v1_client.delete_namespaced_service("webhook-recorder", "saas")
+        assert run_dag(TEST_DAGS, "ferry_test_dns_restore").state == "success"
+        assert records(stand) == original
