@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-STAGES = ["ferry_preflight", "ferry_week_prior"]
+STAGES = ["ferry_preflight", "ferry_week_prior", "ferry_day_before"]
 
 
 def run_stage(dag_id: str, folder: Path) -> tuple[bool, float, Path]:
