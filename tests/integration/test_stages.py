@@ -7,6 +7,7 @@ import pytest
 from ferry.hooks.replication import ReplicationHook
 from ferry.ledger import Ledger
 from ferry.plan import load_plan
+from stand.control import load
 from tests.integration.conftest import ROOT_DAGS, TEST_DAGS, aws, empty_public_schema, run_dag, twice
 
 
@@ -87,3 +88,57 @@ def test_day_before_after_week_prior_and_a_rerun_changes_nothing(stand, target, 
         KubernetesHook(conn_id="kube_stand").core_v1_client.delete_namespaced_service("webhook-recorder", "saas")
         assert run_dag(TEST_DAGS, "ferry_test_dns_restore").state == "success"
         assert records(stand) == original
+
+
+def test_rollback_gives_the_service_back_to_the_old_side_losing_nothing(stand, source):
+    import base64
+    import json
+
+    import httpx
+    import psycopg
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+    from tests.integration.conftest import app_connection
+    from tests.integration.test_aws_side import records
+
+    s3 = aws(stand, "s3")
+    for obj in s3.list_objects_v2(Bucket="ferry-stand-webhooks").get("Contents", []):
+        s3.delete_object(Bucket="ferry-stand-webhooks", Key=obj["Key"])
+    (stand.dir / "apps" / "old_app.jsonl").unlink(missing_ok=True)
+    original = records(stand)
+    apps = KubernetesHook(conn_id="kube_stand").apps_v1_client
+    scopes = [t["qualified"] for t in ReplicationHook("ferry_source", "saas").get_tables(["public"])]
+
+    # D-day got this far: webhooks to the recorder, VM services stopped, source fenced, DNS switched.
+    load(stand, "start", rate=20)
+    assert run_dag(TEST_DAGS, "ferry_test_dns_route_webhooks").state == "success"
+    assert run_dag(TEST_DAGS, "ferry_test_vms_stop").state == "success"
+    ReplicationHook("ferry_source", "saas").install_fence(scopes, ["saas_app"])
+    assert run_dag(TEST_DAGS, "ferry_test_dns_switch").state == "success"
+    for i in range(5):
+        assert (
+            httpx.post(f"http://127.0.0.1:{stand.port(7)}/webhooks/paddle", json={"id": f"late_{i}"}).status_code == 202
+        )
+    with app_connection(stand, "source") as app, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        app.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/fenced', now())")
+
+    try:
+        # restore_record x2, unfence, start_unit x2, scale x3, replay
+        assert twice("ferry_rollback", dag_folder=ROOT_DAGS) == 9
+        assert records(stand) == original
+        with app_connection(stand, "source") as app:
+            app.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/after-rollback', now())")
+        assert httpx.get(f"http://127.0.0.1:{stand.port(8)}/healthz").status_code == 200
+        assert stand.process_alive("load")
+        got = [json.loads(line) for line in (stand.dir / "apps" / "old_app.jsonl").read_text().splitlines()]
+        assert [json.loads(base64.b64decode(e["body_b64"]))["id"] for e in got] == [f"late_{i}" for i in range(5)]
+        assert {d.metadata.name: d.spec.replicas for d in apps.list_namespaced_deployment("saas").items} == {
+            "web": 0,
+            "sidekiq": 0,
+            "pgbouncer": 0,
+        }
+    finally:
+        load(stand, "stop")
+        source.execute("DELETE FROM page_views WHERE path = '/after-rollback'")
+        for name, count in (("web", 2), ("sidekiq", 1), ("pgbouncer", 2)):
+            apps.patch_namespaced_deployment_scale(name, "saas", {"spec": {"replicas": count}})

@@ -42,3 +42,19 @@ class FerryCheckStageCompleteOperator(FerryOperator):
             )
         self.log.info("%s completed at %s (run %s)", self.stage, done.at, done.after["run_id"])
         return done.at
+
+
+class RollbackResultOperator(FerryOperator):
+    """Keep a rollback with a failed step failed, naming the steps that did not complete."""
+
+    def execute(self, context: Any) -> None:
+        ti = context["ti"]
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id])[ti.run_id]
+        failed = sorted(
+            t for t, state in states.items() if state in ("failed", "upstream_failed") and t != self.task_id
+        )
+        if failed:
+            raise AirflowFailException(
+                f"rollback steps did not complete: {', '.join(failed)}; read their logs, fix, re-run"
+            )
+        self.log.info("Rollback complete: the old side serves again")

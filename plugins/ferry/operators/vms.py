@@ -59,10 +59,14 @@ class VmStopServicesOperator(_VmOperator):
 
 
 class VmStartServicesOperator(_VmOperator):
-    """Start again, in reverse order, the units Ferry stopped (per the ledger), verified."""
+    """Start again, in reverse order, the units Ferry stopped and has not started since (per the ledger), verified."""
 
     def execute(self, context: Any) -> list[str]:
-        stopped = {r.target for r in self.ledger.records(action="stop_unit")}
+        last: dict[str, str] = {}
+        for r in self.ledger.records():
+            if r.action in ("stop_unit", "start_unit"):
+                last[r.target] = r.action
+        stopped = {target for target, action in last.items() if action == "stop_unit"}
 
         def start(host: VmHost) -> str:
             for unit in reversed(host.units):
