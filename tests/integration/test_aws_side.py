@@ -36,15 +36,14 @@ def test_dns_lower_switch_restore_each_twice(stand):
 
 def test_dns_mistakes_fail_before_anything_changes(stand, mistaken_plan, capfd):
     original = records(stand)
-    mistaken_plan(
-        lambda d: d["dns"].update(
-            zone="nowhere.example.com",
-            records=[
-                {**r, "name": r["name"].replace("stand.example.com", "nowhere.example.com")}
-                for r in d["dns"]["records"]
-            ],
-        )
-    )
+
+    def elsewhere(plan: dict) -> None:
+        plan["dns"]["zone"] = "nowhere.example.com"
+        for record in plan["dns"]["records"]:
+            record["name"] = record["name"].replace("stand.example.com", "nowhere.example.com")
+        plan["webhooks"]["host"] = "hooks.nowhere.example.com"
+
+    mistaken_plan(elsewhere)
     capfd.readouterr()
     assert run_dag(TEST_DAGS, "ferry_test_dns_switch").state == "failed"
     assert "dns.zone: hosted zone nowhere.example.com does not exist" in "".join(capfd.readouterr())
