@@ -12,6 +12,7 @@ import boto3
 import psycopg
 import pytest
 import yaml
+from airflow.sdk.timezone import utcnow
 
 from ferry.ledger import Ledger
 from ferry.plan import load_plan
@@ -141,3 +142,53 @@ def mistaken_plan(tmp_path, monkeypatch):
         monkeypatch.setenv("FERRY_PLAN", str(path))
 
     return make
+
+
+class GateAnswerer:
+    """Answers Airflow's human-in-the-loop gates as the UI's endpoint does: stores the response, resumes the task.
+
+    :param decisions: task id of each gate -> the option an operator chooses ("Approve" or "Reject").
+    """
+
+    def __init__(self, decisions: dict[str, str]):
+        import threading
+
+        self.decisions, self.answered = decisions, []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+    def run(self) -> None:
+        from airflow.models.hitl import HITLDetail
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.models.trigger import handle_event_submit
+        from airflow.triggers.base import TriggerEvent
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        while not self.stop.wait(0.2):
+            with create_session() as session:
+                for detail in session.scalars(select(HITLDetail).where(HITLDetail.responded_at.is_(None))):
+                    ti = session.get(TaskInstance, detail.ti_id)
+                    if (
+                        ti is None
+                        or ti.task_id not in self.decisions
+                        or str(ti.state) not in ("awaiting_input", "deferred")
+                    ):
+                        continue
+                    detail.responded_by = {"id": "rehearsal", "name": "Rehearsal operator"}
+                    detail.responded_at = utcnow()
+                    detail.chosen_options = [self.decisions[ti.task_id]]
+                    detail.params_input = {}
+                    session.add(detail)
+                    handle_event_submit(
+                        TriggerEvent(detail.as_resume_event_payload()), task_instance=ti, session=session
+                    )
+                    self.answered.append((ti.task_id, self.decisions[ti.task_id]))

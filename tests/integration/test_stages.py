@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+
 import pytest
 
 from ferry.hooks.replication import ReplicationHook
@@ -142,3 +146,72 @@ def test_rollback_gives_the_service_back_to_the_old_side_losing_nothing(stand, s
         source.execute("DELETE FROM page_views WHERE path = '/after-rollback'")
         for name, count in (("web", 2), ("sidekiq", 1), ("pgbouncer", 2)):
             apps.patch_namespaced_deployment_scale(name, "saas", {"spec": {"replicas": count}})
+
+
+def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_week_prior):
+    import base64
+    import json
+
+    import httpx
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+    from tests.integration.conftest import GateAnswerer, app_connection
+    from tests.integration.test_aws_side import records
+
+    s3 = aws(stand, "s3")
+    for obj in s3.list_objects_v2(Bucket="ferry-stand-webhooks").get("Contents", []):
+        s3.delete_object(Bucket="ferry-stand-webhooks", Key=obj["Key"])
+    (stand.dir / "apps" / "new_app.jsonl").unlink(missing_ok=True)
+    original = records(stand)
+    apps = KubernetesHook(conn_id="kube_stand").apps_v1_client
+    load(stand, "start", rate=50)
+    try:
+        assert run_dag(ROOT_DAGS, "ferry_week_prior").state == "success"
+        assert run_dag(ROOT_DAGS, "ferry_day_before").state == "success"
+        for i in range(3):  # webhooks that arrive during the freeze
+            assert (
+                httpx.post(f"http://127.0.0.1:{stand.port(7)}/webhooks/stripe", json={"id": f"dday_{i}"}).status_code
+                == 202
+            )
+        gates = {"gate_go_no_go": "Approve", "gate_comparison": "Approve", "gate_point_of_no_return": "Approve"}
+        with GateAnswerer(gates) as answerer:
+            run = run_dag(ROOT_DAGS, "ferry_d_day")
+        states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+        assert run.state == "success", states
+        assert [task for task, _ in answerer.answered] == list(gates)
+
+        assert all(value == "new-lb.stand.example.net" for value, _ in records(stand).values())
+        got = [
+            json.loads(base64.b64decode(e["body_b64"]))["id"]
+            for e in (json.loads(line) for line in (stand.dir / "apps" / "new_app.jsonl").read_text().splitlines())
+        ]
+        assert got == [f"dday_{i}" for i in range(3)]
+        with app_connection(stand, "target") as app:  # the new primary takes writes, without key conflicts
+            app.execute("INSERT INTO customers (email, name, country) VALUES ('after@example.com', 'A', 'NL')")
+        for table in ("customers", "invoices", "events"):
+            assert (
+                source.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                <= target.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            )
+        stem = "d_day__" + re.sub(r"[^A-Za-z0-9_.-]", "_", run.run_id)
+        report = json.loads(Path(os.environ["FERRY_REPORT_DIR"], "d_day", f"{stem}.json").read_text())
+        assert report["fence_lsn"] and report["freeze_window_s"] > 0
+        assert len(report["comparison"]) == 5 and all(c["equal"] for c in report["comparison"])
+        assert report["webhooks"]["delivered"] == 3 and report["sequences_set"] >= 4
+        assert len(report["dns_changes"]) == 3  # hooks to the recorder, then both records to AWS
+        assert s3.get_object(Bucket="ferry-stand-ledger", Key=f"ferry/stand-saas/reports/{stem}.md")["Body"].read()
+    finally:
+        load(stand, "stop")
+        ReplicationHook("ferry_source", "saas").remove_fence()
+        for name, count in (("web", 2), ("sidekiq", 1), ("pgbouncer", 2)):
+            apps.patch_namespaced_deployment_scale(name, "saas", {"spec": {"replicas": count}})
+        for kind, delete in (
+            ("deployment", apps.delete_namespaced_deployment),
+            ("service", KubernetesHook(conn_id="kube_stand").core_v1_client.delete_namespaced_service),
+        ):
+            try:
+                delete("webhook-recorder", "saas")
+            except Exception:  # noqa: BLE001 - cleanup of what the stages may have made
+                pass
+        assert run_dag(TEST_DAGS, "ferry_test_dns_restore").state == "success"
+        assert records(stand) == original

@@ -18,6 +18,20 @@ from ferry.paths import INCLUDE_DIR
 from ferry.webhooks import replay
 
 
+def destination_url(plan: Any, destination: str) -> str:
+    """The base URL of ``new`` (replay_url / replay_conn_id) or ``old`` (old_app_url / old_app_conn_id)."""
+    hooks = plan.webhooks
+    url, conn_id = (
+        (hooks.replay_url, hooks.replay_conn_id) if destination == "new" else (hooks.old_app_url, hooks.old_app_conn_id)
+    )
+    if url:
+        return url
+    if not conn_id:
+        raise AirflowFailException("webhooks.old_app_url: the plan says nowhere to replay to the old app")
+    conn = BaseHook.get_connection(conn_id)
+    return f"{conn.schema or 'https'}://{conn.host}" + (f":{conn.port}" if conn.port else "")
+
+
 class WebhooksReplayOperator(FerryOperator):
     """Replay every recorded webhook, in received order, each once, to the new app (or the old one).
 
@@ -45,20 +59,6 @@ class WebhooksReplayOperator(FerryOperator):
         self.destination = destination
         self.timeout_s, self.attempts, self.backoff_s = timeout_s, attempts, backoff_s
 
-    def base_url(self) -> str:
-        hooks = self.plan.webhooks
-        url, conn_id = (
-            (hooks.replay_url, hooks.replay_conn_id)
-            if self.destination == "new"
-            else (hooks.old_app_url, hooks.old_app_conn_id)
-        )
-        if url:
-            return url
-        if not conn_id:
-            raise AirflowFailException("webhooks.old_app_url: the plan says nowhere to replay to the old app")
-        conn = BaseHook.get_connection(conn_id)
-        return f"{conn.schema or 'https'}://{conn.host}" + (f":{conn.port}" if conn.port else "")
-
     def execute(self, context: Any) -> dict[str, Any]:
         if self.plan.webhooks is None:
             raise AirflowFailException("the plan has no webhooks section")
@@ -71,7 +71,7 @@ class WebhooksReplayOperator(FerryOperator):
                 s3,
                 hooks.recorder_bucket,
                 hooks.recorder_prefix,
-                self.base_url(),
+                destination_url(self.plan, self.destination),
                 self.destination,
                 client=client,
                 attempts=self.attempts,

@@ -1,0 +1,155 @@
+"""
+# ferry_d_day: the cutover
+
+Trigger it on D-day, after `ferry_day_before` completed (it refuses to start otherwise). Three
+human gates (Airflow's Required Actions): go/no-go after the pre-flight, after the data
+comparison, and at the **point of no return** before DNS moves. Until that last gate everything
+is undone by `ferry_rollback`; if a task fails before it, stop and trigger `ferry_rollback`.
+
+1. `preflight`, `check_day_before_complete`, **`gate_go_no_go`**.
+2. `route_webhooks_to_recorder`: billing webhooks go to the recorder (stored in S3, replayed later).
+3. `stop_vm_services`: the old app's units stopped over SSH. `fence_source`: the application roles can no longer write.
+4. `wait_replication_caught_up`: deferred until the target confirmed the fence's WAL position.
+5. `list_tables` and `compare_data` (one mapped task per table), `compare_report`, **`gate_comparison`**.
+6. `drop_subscription`, `sync_sequences`: the target stands alone and is writable.
+7. `create_read_replicas`, `apply_ssm_cutover`, `restore_deployments`, `restart_pgbouncer`, `smoke_test_new_app`.
+8. **`gate_point_of_no_return`**, then `switch_dns` (every record to its new value, INSYNC),
+   `replay_webhooks` (every recorded webhook, in order, once, to the new app), `write_report`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import DAG, TaskGroup
+
+from ferry.operators.kube import KubeRestoreReplicasOperator, KubeRolloutRestartOperator
+from ferry.operators.rds import RdsCreateReadReplicasOperator
+from ferry.operators.replication import (
+    ReplicationCompareReportOperator,
+    ReplicationCompareTableOperator,
+    ReplicationDropSubscriptionOperator,
+    ReplicationFenceSourceOperator,
+    ReplicationListTablesOperator,
+    ReplicationSyncSequencesOperator,
+)
+from ferry.operators.route53 import Route53RouteWebhooksToRecorderOperator, Route53SwitchRecordsOperator
+from ferry.operators.ssm import SsmApplyParametersOperator
+from ferry.operators.stages import (
+    FerryCheckStageCompleteOperator,
+    FerryMarkStageCompleteOperator,
+    FerrySmokeTestOperator,
+    FerryWriteReportOperator,
+)
+from ferry.operators.vms import VmStopServicesOperator
+from ferry.operators.webhooks import WebhooksReplayOperator
+from ferry.sensors.replication import ReplicationCaughtUpSensor
+from ferry.taskgroups import preflight_checks
+
+
+def gate(task_id: str, subject: str, body: str) -> ApprovalOperator:
+    return ApprovalOperator(
+        task_id=task_id,
+        subject=subject,
+        body=body,
+        fail_on_reject=True,
+        retries=0,
+        doc_md=f"Human gate: {subject} Approve to go on; Reject stops D-day (then run ferry_rollback).",
+    )
+
+
+with DAG(
+    dag_id="ferry_d_day",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["ferry", "stage", "d-day"],
+    doc_md=__doc__,
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=15)},
+):
+    with TaskGroup("preflight") as preflight:
+        preflight_checks()
+    previous = FerryCheckStageCompleteOperator(
+        task_id="check_day_before_complete",
+        stage="ferry_day_before",
+        doc_md="Refuses to start unless ferry_day_before completed.",
+    )
+    go = gate(
+        "gate_go_no_go",
+        "Start the cutover?",
+        "Pre-flight passed and ferry_day_before completed. The freeze starts next.",
+    )
+    webhooks = Route53RouteWebhooksToRecorderOperator(
+        task_id="route_webhooks_to_recorder",
+        doc_md="Points the webhook host at the recorder. Undone by: restore_dns (ferry_rollback).",
+    )
+    stop = VmStopServicesOperator(
+        task_id="stop_vm_services", doc_md="Stops the old side's units. Undone by: start_vm_services."
+    )
+    fence = ReplicationFenceSourceOperator(
+        task_id="fence_source", doc_md="Fences the source against app writes. Undone by: unfence_source."
+    )
+    caught_up = ReplicationCaughtUpSensor(
+        task_id="wait_replication_caught_up",
+        timeout_s=1800,
+        doc_md="Waits (deferred) until the target confirmed the fence LSN.",
+    )
+    tables = ReplicationListTablesOperator(task_id="list_tables", doc_md="The tables to compare, one mapped task each.")
+    compare = ReplicationCompareTableOperator.partial(
+        task_id="compare_data", doc_md="Compares one table on both sides by key range; fails on any difference."
+    ).expand(table=tables.output)
+    compare_report = ReplicationCompareReportOperator(
+        task_id="compare_report",
+        list_task_id="list_tables",
+        compare_task_id="compare_data",
+        doc_md="The comparison report; fails when anything differs.",
+    )
+    compared = gate(
+        "gate_comparison",
+        "Source and target are equal: go on?",
+        "Read compare_report's log. Next, the target becomes the primary.",
+    )
+    drop = ReplicationDropSubscriptionOperator(
+        task_id="drop_subscription", doc_md="Drops the subscription; the target stands alone."
+    )
+    sequences = ReplicationSyncSequencesOperator(
+        task_id="sync_sequences", doc_md="Sets every sequence on the target past the source's."
+    )
+    replicas = RdsCreateReadReplicasOperator(
+        task_id="create_read_replicas", doc_md="Creates the read replicas. Undone by: RdsDeleteReadReplicasOperator."
+    )
+    ssm = SsmApplyParametersOperator(
+        task_id="apply_ssm_cutover",
+        phase="cutover",
+        doc_md="Points SSM parameters at RDS. Undone by: SsmRestoreParametersOperator(phase=cutover).",
+    )
+    scale_up = KubeRestoreReplicasOperator(
+        task_id="restore_deployments", doc_md="Scales the new deployments back up and waits."
+    )
+    pgbouncer = KubeRolloutRestartOperator(
+        task_id="restart_pgbouncer", doc_md="Restarts PgBouncer so it reads the new endpoints."
+    )
+    smoke = FerrySmokeTestOperator(task_id="smoke_test_new_app", doc_md="Checks the new application answers.")
+    no_return = gate(
+        "gate_point_of_no_return",
+        "Switch DNS to AWS? This is the point of no return.",
+        "After this, rolling back means moving data back by hand. The new app passed its smoke test.",
+    )
+    dns = Route53SwitchRecordsOperator(
+        task_id="switch_dns", doc_md="Points every record at its new value, INSYNC, verified."
+    )
+    replay = WebhooksReplayOperator(
+        task_id="replay_webhooks", destination="new", doc_md="Replays recorded webhooks to the new app."
+    )
+    report = FerryWriteReportOperator(
+        task_id="write_report", compare_task_id="compare_data", doc_md="Writes the D-day report."
+    )
+    done = FerryMarkStageCompleteOperator(
+        task_id="mark_stage_complete", doc_md="Records D-day's completion in the ledger."
+    )
+
+    preflight >> previous >> go >> webhooks >> stop >> fence >> caught_up >> tables
+    compare >> compare_report >> compared >> drop >> sequences >> [replicas, ssm] >> scale_up >> pgbouncer >> smoke
+    smoke >> no_return >> dns >> replay >> report >> done
