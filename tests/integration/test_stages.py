@@ -205,9 +205,9 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
         ReplicationHook("ferry_source", "saas").remove_fence()
         for name, count in (("web", 2), ("sidekiq", 1), ("pgbouncer", 2)):
             apps.patch_namespaced_deployment_scale(name, "saas", {"spec": {"replicas": count}})
-        for kind, delete in (
-            ("deployment", apps.delete_namespaced_deployment),
-            ("service", KubernetesHook(conn_id="kube_stand").core_v1_client.delete_namespaced_service),
+        for delete in (
+            apps.delete_namespaced_deployment,
+            KubernetesHook(conn_id="kube_stand").core_v1_client.delete_namespaced_service,
         ):
             try:
                 delete("webhook-recorder", "saas")
