@@ -76,8 +76,11 @@ load-start: $(VENV)/.installed
 load-stop: $(VENV)/.installed
 	$(PY) -m stand load stop
 
-rehearsal: stand-up $(AIRFLOW_HOME)/airflow.db
-	set -a; . $(STAND_ENV); set +a; $(PY) include/rehearsal.py
+# A migration starts from the old side: the rehearsal starts the stand afresh.
+rehearsal: deps $(AIRFLOW_HOME)/airflow.db
+	$(PY) -m stand down
+	$(PY) -m stand up
+	set -a; . $(STAND_ENV); set +a; PATH=$(VENV)/bin:$$PATH $(PY) include/rehearsal.py
 
 # Ctrl-C stops it all (include/airflow_standalone.py works around a LocalExecutor shutdown hang).
 airflow: stand-up $(AIRFLOW_HOME)/airflow.db

@@ -1,27 +1,133 @@
-"""Rehearse the migration on the local stand: run each stage DAG with ``airflow dags test``.
+"""Rehearse the whole migration on the local stand, as an operator would run it.
 
-Run by ``make rehearsal`` with the stand up and its env loaded. Each stage's full log and its
-reports go to a fresh folder under ``$AIRFLOW_HOME/rehearsals/``; the summary says where.
+Run by ``make rehearsal`` with the stand's env loaded. The stand starts afresh (a migration
+starts from the old side), the write load runs and webhooks arrive throughout. Each stage DAG
+runs with ``airflow dags test``; D-day's human gates are answered through Airflow's REST API
+(an ``airflow api-server`` on loopback, logged in as the admin user), the way the UI does.
+Every stage's log and report goes to ``$AIRFLOW_HOME/rehearsals/<time>/``; the summary gives the
+freeze window, the D-day duration, rows on both sides and webhooks sent, delivered and lost.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-STAGES = ["ferry_preflight", "ferry_week_prior", "ferry_day_before"]
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ["ferry_preflight", "ferry_week_prior", "ferry_day_before", "ferry_d_day"]
+GATES = ["gate_go_no_go", "gate_comparison", "gate_point_of_no_return"]
+API_PORT = int(os.environ.get("FERRY_REHEARSAL_API_PORT", "18080"))
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+
+
+class ApiServer:
+    """``airflow api-server`` on loopback, sharing the rehearsal's metadata database."""
+
+    def __init__(self, folder: Path):
+        self.url = f"http://127.0.0.1:{API_PORT}"
+        env = os.environ | {"AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(API_PORT)}
+        self.proc = subprocess.Popen(
+            [AIRFLOW, "api-server", "--port", str(API_PORT)],
+            env=env,
+            start_new_session=True,
+            stdout=(folder / "api-server.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(self.url + "/api/v2/monitor/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"airflow api-server did not start; see {folder / 'api-server.log'}")
+            time.sleep(0.5)
+        passwords = Path(os.environ["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+        token = httpx.post(
+            self.url + "/auth/token", json={"username": "admin", "password": json.loads(passwords.read_text())["admin"]}
+        ).json()
+        self.client = httpx.Client(
+            base_url=self.url + "/api/v2", headers={"Authorization": f"Bearer {token['access_token']}"}, timeout=30
+        )
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+class GateOperator(threading.Thread):
+    """Approves D-day's gates through the REST API as they come up, noting when."""
+
+    def __init__(self, api: ApiServer):
+        super().__init__(daemon=True)
+        self.api, self.approved, self.done = api, {}, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            try:
+                pending = self.api.client.get("/dags/~/dagRuns/~/hitlDetails").json()["hitl_details"]
+            except (httpx.HTTPError, KeyError):
+                continue
+            for gate in pending:
+                ti = gate["task_instance"]
+                if gate["response_received"] or ti["task_id"] in self.approved:
+                    continue
+                path = f"/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}/{ti['map_index']}/hitlDetails"
+                if (
+                    self.api.client.patch(path, json={"chosen_options": ["Approve"], "params_input": {}}).status_code
+                    == 200
+                ):
+                    self.approved[ti["task_id"]] = time.monotonic()
+                    print(f"    gate {ti['task_id']}: approved through the API", flush=True)
+
+
+class Providers(threading.Thread):
+    """Billing providers sending webhooks: to the webhook host, which DNS sends to the recorder, then to the new app."""
+
+    def __init__(self, recorder: str, new_app: str, gates: GateOperator):
+        super().__init__(daemon=True)
+        self.recorder, self.new_app, self.gates = recorder, new_app, gates
+        self.acked: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=5) as client:
+            i = 0
+            while not self.stop.wait(0.2):
+                # After the point of no return DNS points at the new app: webhooks go there directly.
+                target = self.new_app if "gate_point_of_no_return" in self.gates.approved else self.recorder
+                event_id = f"rehearsal_{i}"
+                try:
+                    if client.post(target + "/webhooks/stripe", json={"id": event_id}).status_code < 300:
+                        self.acked.append(event_id)
+                        i += 1
+                except httpx.TransportError:
+                    pass
+
+
+def http_url(conn_env: str) -> str:
+    conn = json.loads(os.environ[conn_env])
+    return f"http://{conn['host']}:{conn['port']}"
 
 
 def run_stage(dag_id: str, folder: Path) -> tuple[bool, float, Path]:
     log = folder / f"{dag_id}.log"
     started = time.monotonic()
     with log.open("w") as out:
-        airflow = str(Path(sys.executable).parent / "airflow")
-        done = subprocess.run([airflow, "dags", "test", dag_id], stdout=out, stderr=subprocess.STDOUT, check=False)
+        done = subprocess.run([AIRFLOW, "dags", "test", dag_id], stdout=out, stderr=subprocess.STDOUT, check=False)
     return done.returncode == 0, time.monotonic() - started, log
 
 
@@ -30,28 +136,70 @@ def main() -> int:
     folder = home / "rehearsals" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     folder.mkdir(parents=True)
     os.environ["FERRY_REPORT_DIR"] = str(folder / "reports")
+    sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
+    from stand.control import load, load_stats
+    from stand.core import Stand
+
+    stand = Stand()
     print(f"Rehearsal with plan {os.environ['FERRY_PLAN']}; logs and reports in {folder}")
-    ok = True
-    for dag_id in STAGES:
-        passed, seconds, log = run_stage(dag_id, folder)
-        print(f"  {dag_id}: {'succeeded' if passed else 'FAILED'} in {seconds:.1f} s (log: {log})")
-        ok = ok and passed
-        if not passed:
-            break
-    reports = sorted((folder / "reports").rglob("*.md"), key=lambda p: p.stat().st_mtime)
+    api = ApiServer(folder)
+    gates = GateOperator(api)
+    providers = Providers(http_url("AIRFLOW_CONN_WEBHOOK_RECORDER"), http_url("AIRFLOW_CONN_NEW_APP"), gates)
+    load(stand, "start", rate=50)
+    gates.start()
+    providers.start()
+    ok, timings = True, {}
+    try:
+        for dag_id in STAGES:
+            passed, seconds, log = run_stage(dag_id, folder)
+            timings[dag_id] = seconds
+            print(f"  {dag_id}: {'succeeded' if passed else 'FAILED'} in {seconds:.1f} s (log: {log})", flush=True)
+            if not passed:
+                ok = False
+                break
+        time.sleep(1)
+    finally:
+        providers.stop.set()
+        providers.join()
+        gates.done.set()
+        load(stand, "stop")
+        api.stop()
+    stats = load_stats(stand)
     print("\nReports:")
-    for report in reports:
+    for report in sorted((folder / "reports").rglob("*.md"), key=lambda p: p.stat().st_mtime):
         print(f"  {report.read_text().splitlines()[0].lstrip('# ')}: {report}")
     print("\nState of the migration:")
     for line in migration_state():
         print(f"  {line}")
-    print(f"\nRehearsal {'passed' if ok else 'FAILED'}; logs and reports in {folder}")
-    return 0 if ok else 1
+    delivered = received_ids(stand)
+    lost = sorted(set(providers.acked) - delivered)
+    d_day = (
+        next(iter(sorted((folder / "reports" / "d_day").glob("*.json"))), None)
+        if (folder / "reports" / "d_day").exists()
+        else None
+    )
+    freeze = json.loads(d_day.read_text())["freeze_window_s"] if d_day else None
+    print(
+        f"\n  write load: {stats.get('committed', 0)} writes committed, {stats.get('refused', 0)} refused by the fence"
+    )
+    print(
+        f"  webhooks: sent {len(providers.acked)}, delivered to the new app {len(delivered & set(providers.acked))}, lost {len(lost)}"
+    )
+    print(f"  D-day: {timings.get('ferry_d_day', 0):.1f} s in all; write freeze (fence to target writable) {freeze} s")
+    print(f"\nRehearsal {'passed' if ok and not lost else 'FAILED'}; logs and reports in {folder}")
+    return 0 if ok and not lost else 1
+
+
+def received_ids(stand) -> set[str]:
+    import base64
+
+    path = stand.dir / "apps" / "new_app.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return {json.loads(base64.b64decode(json.loads(line)["body_b64"])).get("id") for line in lines}
 
 
 def migration_state() -> list[str]:
     """Rows per table on both sides and the subscription's state, read from the stand."""
-    sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "plugins")]
     from ferry.hooks.replication import ReplicationHook
     from ferry.plan import load_plan
     from ferry.preflight import in_scope
@@ -66,14 +214,12 @@ def migration_state() -> list[str]:
         copied = f"{target.count_rows(name):>9,}" if name in target_tables else f"{'-':>9}"
         lines.append(f"{name:<24} source {source.count_rows(name):>9,}  target {copied}")
     status = target.get_subscription_status(plan.subscription)
-    slot = source.get_slot_status(plan.subscription)
     lines.append(
         f"subscription {plan.subscription}: "
         + (
-            "none"
+            "none (dropped at cutover)"
             if status is None
-            else f"enabled={status['enabled']}, worker running={status['worker_pid'] is not None}, "
-            f"lag {slot['lag_bytes'] if slot else '?'} bytes"
+            else f"enabled={status['enabled']}, worker running={status['worker_pid'] is not None}"
         )
     )
     return lines

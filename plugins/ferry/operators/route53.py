@@ -168,6 +168,9 @@ class Route53RouteWebhooksToRecorderOperator(_Route53Operator):
         if record_value(current) == hooks.recorder_address:
             self.log.info("%s already points at the recorder", rec.name)
             return False
+        if record_value(current) == rec.new_value:
+            self.log.info("%s already points at the new app (cutover done); nothing to do", rec.name)
+            return False
         self.change(
             context,
             hook,
