@@ -202,6 +202,8 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
         assert s3.get_object(Bucket="ferry-stand-ledger", Key=f"ferry/stand-saas/reports/{stem}.md")["Body"].read()
     finally:
         load(stand, "stop")
+        assert run_dag(TEST_DAGS, "ferry_test_vms_start").state == "success"  # D-day stopped the old app
+        load(stand, "stop")
         ReplicationHook("ferry_source", "saas").remove_fence()
         for name, count in (("web", 2), ("sidekiq", 1), ("pgbouncer", 2)):
             apps.patch_namespaced_deployment_scale(name, "saas", {"spec": {"replicas": count}})
