@@ -18,11 +18,12 @@ export AWS_EC2_METADATA_DISABLED := true
 export FERRY_STAND_DIR ?= /tmp/ferry-stand
 STAND_ENV := $(FERRY_STAND_DIR)/stand.env
 
-.PHONY: help deps apt test lint rehearsal airflow stand-up stand-down stand-env stand-status load-start load-stop clean bench-venv bench-compare bench-s3sync bench-webhooks
+.PHONY: help deps apt test lint rehearsal rehearsal-rollback airflow stand-up stand-down stand-env stand-status load-start load-stop clean bench-venv bench-compare bench-s3sync bench-webhooks
 
 help:
 	@echo "make rehearsal    bring the stand up and rehearse the migration on it (installs what it needs)"
 	@echo "make test         ruff and pytest (installs what it needs; the tests start their own stand)"
+	@echo "make rehearsal-rollback   D-day with a planted divergence, stopped by the comparison, then ferry_rollback"
 	@echo "make airflow      Airflow UI and scheduler on http://127.0.0.1:8080, wired to the stand"
 	@echo "make stand-up | stand-down | stand-env | stand-status | load-start | load-stop"
 	@echo "make bench-compare   Ferry's comparison against reladiff and the bare hashing query (ROWS=2000000)"
@@ -81,6 +82,12 @@ rehearsal: deps $(AIRFLOW_HOME)/airflow.db
 	$(PY) -m stand down
 	$(PY) -m stand up
 	set -a; . $(STAND_ENV); set +a; PATH=$(VENV)/bin:$$PATH $(PY) include/rehearsal.py
+
+# D-day with a divergence planted on the target: the comparison stops it, ferry_rollback restores the old side.
+rehearsal-rollback: deps $(AIRFLOW_HOME)/airflow.db
+	$(PY) -m stand down
+	$(PY) -m stand up
+	set -a; . $(STAND_ENV); set +a; PATH=$(VENV)/bin:$$PATH $(PY) include/rehearsal.py --rollback
 
 # Ctrl-C stops it all (include/airflow_standalone.py works around a LocalExecutor shutdown hang).
 airflow: stand-up $(AIRFLOW_HOME)/airflow.db

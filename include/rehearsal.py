@@ -132,6 +132,8 @@ def run_stage(dag_id: str, folder: Path) -> tuple[bool, float, Path]:
 
 
 def main() -> int:
+    if "--rollback" in sys.argv:
+        return rehearse_rollback()
     home = Path(os.environ["AIRFLOW_HOME"])
     folder = home / "rehearsals" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     folder.mkdir(parents=True)
@@ -190,10 +192,91 @@ def main() -> int:
     return 0 if ok and not lost else 1
 
 
-def received_ids(stand) -> set[str]:
+def rehearse_rollback() -> int:
+    """D-day with a divergence planted on the target: the comparison must stop it, then ferry_rollback
+    must give the service back to the old side with nothing lost."""
+    home = Path(os.environ["AIRFLOW_HOME"])
+    folder = home / "rehearsals" / (datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-rollback")
+    folder.mkdir(parents=True)
+    os.environ["FERRY_REPORT_DIR"] = str(folder / "reports")
+    sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
+    from psycopg import connect
+
+    from ferry.hooks.replication import ReplicationHook
+    from stand.control import load
+    from stand.core import Stand
+
+    stand = Stand()
+    print(f"Rollback rehearsal; logs and reports in {folder}")
+    api = ApiServer(folder)
+    gates = GateOperator(api)
+    old_app, recorder = http_url("AIRFLOW_CONN_OLD_APP"), http_url("AIRFLOW_CONN_WEBHOOK_RECORDER")
+    providers = Providers(recorder, recorder, gates)
+    load(stand, "start", rate=50)
+    gates.start()
+    providers.start()
+    results = {}
+    try:
+        for dag_id in ("ferry_preflight", "ferry_week_prior", "ferry_day_before"):
+            results[dag_id] = run_stage(dag_id, folder)
+            print(
+                f"  {dag_id}: {'succeeded' if results[dag_id][0] else 'FAILED'} in {results[dag_id][1]:.1f} s",
+                flush=True,
+            )
+        target = ReplicationHook("ferry_target", "saas")
+        with target.session() as conn:  # a row the application never updates, changed on the target only
+            conn.execute("UPDATE customers SET name = 'diverged on the target' WHERE id = 7")
+        print("  planted: customers id 7 changed on the target only", flush=True)
+        results["ferry_d_day"] = run_stage("ferry_d_day", folder)
+        print(
+            f"  ferry_d_day: {'succeeded' if results['ferry_d_day'][0] else 'stopped, as it must'} "
+            f"in {results['ferry_d_day'][1]:.1f} s",
+            flush=True,
+        )
+        providers.stop.set()
+        providers.join()
+        results["ferry_rollback"] = run_stage("ferry_rollback", folder)
+        print(
+            f"  ferry_rollback: {'succeeded' if results['ferry_rollback'][0] else 'FAILED'} in "
+            f"{results['ferry_rollback'][1]:.1f} s",
+            flush=True,
+        )
+    finally:
+        providers.stop.set()
+        gates.done.set()
+        load(stand, "stop")
+        api.stop()
+    compare_log = (folder / "ferry_d_day.log").read_text()
+    found = "keys changed: 7" in compare_log
+    serving = httpx.get(old_app + "/healthz", timeout=5).status_code == 200
+    password = json.loads((stand.dir / "state.json").read_text())["secrets"]["app_role"]
+    with connect(
+        host="127.0.0.1", port=stand.port(1), dbname="saas", user="saas_app", password=password, autocommit=True
+    ) as app:
+        app.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/after-rollback', now())")
+    delivered = received_ids(stand, "old_app")
+    lost = sorted(set(providers.acked) - delivered)
+    print(f"\n  the comparison named the planted key: {found}")
+    print(f"  old app serving: {serving}; the application writes on the source again: True")
+    print(
+        f"  webhooks: sent {len(providers.acked)}, delivered to the old app {len(delivered & set(providers.acked))}, lost {len(lost)}"
+    )
+    ok = (
+        results["ferry_day_before"][0]
+        and not results["ferry_d_day"][0]
+        and results["ferry_rollback"][0]
+        and found
+        and serving
+        and not lost
+    )
+    print(f"\nRollback rehearsal {'passed' if ok else 'FAILED'}; logs and reports in {folder}")
+    return 0 if ok else 1
+
+
+def received_ids(stand, app: str = "new_app") -> set[str]:
     import base64
 
-    path = stand.dir / "apps" / "new_app.jsonl"
+    path = stand.dir / "apps" / f"{app}.jsonl"
     lines = path.read_text().splitlines() if path.exists() else []
     return {json.loads(base64.b64decode(json.loads(line)["body_b64"])).get("id") for line in lines}
 

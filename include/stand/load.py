@@ -45,7 +45,7 @@ OPERATIONS = [
 ]
 
 
-def run(dsn: str, rate: float, stats_file: Path, seed: int) -> None:
+def run(dsn: str, rate: float, stats_file: Path, seed: int | None) -> None:
     rng = random.Random(seed)
     names, weights = [op[0] for op in OPERATIONS], [op[1] for op in OPERATIONS]
     sql = {op[0]: op[2] for op in OPERATIONS}
@@ -103,7 +103,12 @@ def main() -> None:
     parser.add_argument("--dsn", default=os.environ.get("FERRY_LOAD_DSN"), help="default: $FERRY_LOAD_DSN")
     parser.add_argument("--rate", type=float, default=50, help="operations per second")
     parser.add_argument("--stats", type=Path, required=True)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="for a repeatable run (default: from the OS, so a restart does not replay the same unique emails)",
+    )
     args = parser.parse_args()
     if not args.dsn:
         parser.error("give --dsn or set FERRY_LOAD_DSN")
