@@ -177,3 +177,14 @@ def test_no_secret_of_the_plan_in_the_whole_ledger(stand, stand_secrets):
     assert len(ledger.records()) > 10
     for secret in stand_secrets:
         assert secret not in text
+
+
+def test_weighted_switch_in_steps_then_restore(stand):
+    original = records(stand)
+    plan = load_plan()
+    before = len(Ledger(plan).records(action="weight_step"))
+    assert twice("ferry_test_dns_weighted") == 8  # per record: the switch and three steps
+    assert [r.after for r in Ledger(plan).records(action="weight_step")][before:] == [25, 50, 100, 25, 50, 100]
+    assert all(value == ("new-lb.stand.example.net", 60) for value in records(stand).values())
+    assert twice("ferry_test_dns_restore") == 2
+    assert records(stand) == original

@@ -26,14 +26,22 @@ class Route53Hook(AwsBaseHook):
         found = self.conn.list_hosted_zones_by_name(DNSName=fqdn(zone), MaxItems="1")["HostedZones"]
         return found[0]["Id"] if found and found[0]["Name"] == fqdn(zone) else None
 
-    def get_record(self, zone_id: str, name: str, record_type: str) -> dict[str, Any] | None:
-        """The record set ``name``/``record_type`` of the zone, or None."""
+    def get_record_sets(self, zone_id: str, name: str, record_type: str) -> list[dict[str, Any]]:
+        """Every record set ``name``/``record_type`` of the zone: one simple set, or weighted ones."""
         found = self.conn.list_resource_record_sets(
-            HostedZoneId=zone_id, StartRecordName=fqdn(name), StartRecordType=record_type, MaxItems="1"
+            HostedZoneId=zone_id, StartRecordName=fqdn(name), StartRecordType=record_type, MaxItems="20"
         )["ResourceRecordSets"]
-        if found and found[0]["Name"] == fqdn(name) and found[0]["Type"] == record_type:
-            return found[0]
-        return None
+        return [r for r in found if r["Name"] == fqdn(name) and r["Type"] == record_type]
+
+    def get_record(self, zone_id: str, name: str, record_type: str) -> dict[str, Any] | None:
+        """The simple (not weighted) record set ``name``/``record_type`` of the zone, or None."""
+        simple = [r for r in self.get_record_sets(zone_id, name, record_type) if "SetIdentifier" not in r]
+        return simple[0] if simple else None
+
+    def change_records(self, zone_id: str, changes: list[tuple[str, dict[str, Any]]], comment: str) -> str:
+        """Apply ``(action, record set)`` changes in one batch (all or nothing); return the change id."""
+        batch = {"Comment": comment, "Changes": [{"Action": a, "ResourceRecordSet": r} for a, r in changes]}
+        return self.conn.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch=batch)["ChangeInfo"]["Id"]
 
     def upsert_record(self, zone_id: str, record: dict[str, Any], comment: str) -> str:
         """UPSERT ``record`` (a ResourceRecordSet); return the change id."""
@@ -50,9 +58,14 @@ class Route53Hook(AwsBaseHook):
         )
 
 
-def record_set(name: str, record_type: str, value: str, ttl: int) -> dict[str, Any]:
-    """A simple record set of one value."""
-    return {"Name": fqdn(name), "Type": record_type, "TTL": ttl, "ResourceRecords": [{"Value": value}]}
+def record_set(
+    name: str, record_type: str, value: str, ttl: int, weight: tuple[str, int] | None = None
+) -> dict[str, Any]:
+    """A record set of one value; weighted when ``weight`` is (set identifier, weight)."""
+    record = {"Name": fqdn(name), "Type": record_type, "TTL": ttl, "ResourceRecords": [{"Value": value}]}
+    if weight:
+        record |= {"SetIdentifier": weight[0], "Weight": weight[1]}
+    return record
 
 
 def record_value(record: dict[str, Any] | None) -> str | None:

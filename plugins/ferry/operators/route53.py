@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -9,6 +10,8 @@ from airflow.sdk.exceptions import AirflowFailException
 from ferry.hooks.route53 import Route53Hook, record_set, record_value
 from ferry.operators.base import FerryOperator
 from ferry.plan import DnsRecord
+
+WEIGHTED_SETS = ("ferry-old", "ferry-new")
 
 
 class _Route53Operator(FerryOperator):
@@ -143,10 +146,22 @@ class Route53RestoreRecordsOperator(_Route53Operator):
                 continue
             original = changes[0].before
             current = hook.get_record(zone_id, rec.name, rec.type)
-            if current == original:
+            weighted = [
+                r for r in hook.get_record_sets(zone_id, rec.name, rec.type) if r.get("SetIdentifier") in WEIGHTED_SETS
+            ]
+            if current == original and not weighted:
                 self.log.info("%s: already as it was (%s, TTL %s)", rec.name, record_value(original), original["TTL"])
                 continue
-            self.change(context, hook, zone_id, "restore_record", current, original)
+            if weighted:  # a weighted switch stopped half-way: its sets go, the original comes back, in one batch
+                self.record(context, "restore_record", target, weighted, original)
+                hook.wait_for_change_insync(
+                    hook.change_records(
+                        zone_id, [("DELETE", r) for r in weighted] + [("CREATE", original)], f"ferry restore {rec.name}"
+                    )
+                )
+                self.log.info("%s: weighted sets removed, restored to %s", rec.name, record_value(original))
+            else:
+                self.change(context, hook, zone_id, "restore_record", current, original)
             restored += 1
         return restored
 
@@ -180,3 +195,92 @@ class Route53RouteWebhooksToRecorderOperator(_Route53Operator):
             record_set(rec.name, rec.type, hooks.recorder_address, min(current["TTL"], rec.low_ttl)),
         )
         return True
+
+
+class Route53WeightedSwitchOperator(_Route53Operator):
+    """Move each record to its ``new_value`` in weighted steps (say 10%, 50%, 100% of answers), INSYNC at each step.
+
+    The simple record becomes two weighted sets (``ferry-old`` and ``ferry-new``), their weights
+    move step by step with ``pause_s`` between steps to watch the new side, and the last step
+    (100) leaves a simple record with the new value. A re-run resumes from the live weights.
+    Inverse: Route53RestoreRecordsOperator, also from half-way.
+
+    :param steps: percentages of answers for the new value, ascending, ending at 100.
+    :param pause_s: seconds between steps.
+    :param records: names of the plan's records (default: all).
+    """
+
+    def __init__(self, *, steps: list[int] | None = None, pause_s: float = 60, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.steps = steps or [10, 50, 100]
+        self.pause_s = pause_s
+        if self.steps != sorted(self.steps) or self.steps[-1] != 100 or self.steps[0] <= 0:
+            raise ValueError(f"steps must rise from above 0 to 100, got {self.steps}")
+
+    def execute(self, context: Any) -> int:
+        dns = self.plan.dns
+        if dns is None:
+            raise AirflowFailException("the plan has no dns section")
+        hook = Route53Hook(aws_conn_id=self.plan.aws.conn_id)
+        zone_id = hook.get_zone_id(dns.zone)
+        if zone_id is None:
+            raise AirflowFailException(
+                f"dns.zone: hosted zone {dns.zone} does not exist in this AWS account; fix the zone name"
+            )
+        plans, problems = [], []
+        for i, rec in enumerate(dns.records):
+            if self.records is not None and rec.name not in self.records:
+                continue
+            sets = hook.get_record_sets(zone_id, rec.name, rec.type)
+            simple = next((r for r in sets if "SetIdentifier" not in r), None)
+            weighted = {r["SetIdentifier"]: r for r in sets if r.get("SetIdentifier") in WEIGHTED_SETS}
+            if simple and record_value(simple) == rec.new_value:
+                self.log.info("%s: already points at %s", rec.name, rec.new_value)
+                continue
+            if simple and record_value(simple) != rec.old_value:
+                problems.append(
+                    f"dns.records[{i}].old_value: {rec.name} holds {record_value(simple)!r}, expected {rec.old_value!r}"
+                )
+            elif not simple and len(weighted) != 2:
+                problems.append(
+                    f"dns.records[{i}].name: {rec.name} {rec.type} has neither a simple record nor Ferry's weighted sets"
+                )
+            else:
+                plans.append((rec, simple, weighted))
+        if problems:
+            raise AirflowFailException("nothing changed; " + "; ".join(problems) + ". Correct the plan or the zone.")
+        for rec, simple, weighted in plans:
+            ttl = rec.low_ttl
+            if simple:
+                self.record(
+                    context,
+                    "switch_record",
+                    f"dns:{rec.name.rstrip('.')}.{rec.type}",
+                    simple,
+                    record_set(rec.name, rec.type, rec.new_value, ttl),
+                )
+            current = weighted["ferry-new"]["Weight"] if weighted else 0
+            for step in (s for s in self.steps if s > current):
+                old_set = record_set(rec.name, rec.type, rec.old_value, ttl, ("ferry-old", 100 - step))
+                new_set = record_set(rec.name, rec.type, rec.new_value, ttl, ("ferry-new", step))
+                live = list(weighted.values())
+                if step == 100:
+                    changes = [("DELETE", r) for r in live] + [
+                        ("CREATE", record_set(rec.name, rec.type, rec.new_value, ttl))
+                    ]
+                elif simple:
+                    changes = [("DELETE", simple), ("CREATE", old_set), ("CREATE", new_set)]
+                else:
+                    changes = [("UPSERT", old_set), ("UPSERT", new_set)]
+                self.record(context, "weight_step", f"dns:{rec.name.rstrip('.')}.{rec.type}", current, step)
+                hook.wait_for_change_insync(
+                    hook.change_records(zone_id, changes, f"ferry weighted switch {rec.name} {step}%")
+                )
+                self.log.info("%s: %d%% of answers now %s (INSYNC)", rec.name, step, rec.new_value)
+                simple, weighted, current = None, {"ferry-old": old_set, "ferry-new": new_set}, step
+                if step < 100:
+                    time.sleep(self.pause_s)
+            back = hook.get_record(zone_id, rec.name, rec.type)
+            if record_value(back) != rec.new_value:
+                raise AirflowFailException(f"{rec.name}: reads back as {back}, not {rec.new_value}")
+        return len(plans)

@@ -28,6 +28,7 @@ from ferry.operators.route53 import (
     Route53RestoreRecordsOperator,
     Route53RouteWebhooksToRecorderOperator,
     Route53SwitchRecordsOperator,
+    Route53WeightedSwitchOperator,
 )
 from ferry.operators.ssm import SsmApplyParametersOperator, SsmRestoreParametersOperator
 from ferry.operators.stages import FerryCheckStageCompleteOperator
@@ -44,6 +45,7 @@ ONE_TASK_DAGS = {
     "ferry_test_dns_switch": (Route53SwitchRecordsOperator, {}),
     "ferry_test_dns_restore": (Route53RestoreRecordsOperator, {}),
     "ferry_test_dns_route_webhooks": (Route53RouteWebhooksToRecorderOperator, {}),
+    "ferry_test_dns_weighted": (Route53WeightedSwitchOperator, {"steps": [25, 50, 100], "pause_s": 0}),
     "ferry_test_recorder_deploy": (WebhooksDeployRecorderOperator, {"poll_s": 0.2, "timeout_s": 30}),
     "ferry_test_recorder_remove": (WebhooksRemoveRecorderOperator, {}),
     "ferry_test_ssm_apply": (SsmApplyParametersOperator, {"phase": "{{ params.phase }}"}),
