@@ -19,8 +19,6 @@ is undone by `ferry_rollback`; if a task fails before it, stop and trigger `ferr
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, TaskGroup
 
@@ -45,7 +43,7 @@ from ferry.operators.stages import (
 from ferry.operators.vms import VmStopServicesOperator
 from ferry.operators.webhooks import WebhooksReplayOperator
 from ferry.sensors.replication import ReplicationCaughtUpSensor
-from ferry.taskgroups import preflight_checks
+from ferry.taskgroups import preflight_checks, stage_dag_args
 
 
 def gate(task_id: str, subject: str, body: str) -> ApprovalOperator:
@@ -59,16 +57,7 @@ def gate(task_id: str, subject: str, body: str) -> ApprovalOperator:
     )
 
 
-with DAG(
-    dag_id="ferry_d_day",
-    schedule=None,
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    tags=["ferry", "stage", "d-day"],
-    doc_md=__doc__,
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=15)},
-):
+with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_delay_s=15)):
     with TaskGroup("preflight") as preflight:
         preflight_checks()
     previous = FerryCheckStageCompleteOperator(

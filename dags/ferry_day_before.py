@@ -18,8 +18,6 @@ down, recorder removed) and `SsmRestoreParametersOperator(phase=production)`.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from airflow.sdk import DAG, TaskGroup
 
 from ferry.operators.kube import KubeScaleDownDeploymentsOperator
@@ -28,18 +26,9 @@ from ferry.operators.ssm import SsmApplyParametersOperator
 from ferry.operators.stages import FerryCheckStageCompleteOperator, FerryMarkStageCompleteOperator
 from ferry.operators.storage import StorageSyncBucketsOperator
 from ferry.operators.webhooks import WebhooksDeployRecorderOperator
-from ferry.taskgroups import preflight_checks
+from ferry.taskgroups import preflight_checks, stage_dag_args
 
-with DAG(
-    dag_id="ferry_day_before",
-    schedule=None,
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    tags=["ferry", "stage"],
-    doc_md=__doc__,
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
-):
+with DAG(schedule=None, **stage_dag_args("ferry_day_before", __doc__)):
     with TaskGroup("preflight") as preflight:
         preflight_checks()
     previous = FerryCheckStageCompleteOperator(

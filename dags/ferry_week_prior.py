@@ -17,8 +17,6 @@ drop the subscription and the publication (`ferry_rollback`), restore the SSM pa
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from airflow.sdk import DAG, TaskGroup
 
 from ferry.operators.kube import KubeReviewDeploymentsOperator
@@ -31,18 +29,9 @@ from ferry.operators.replication import (
 from ferry.operators.ssm import SsmApplyParametersOperator
 from ferry.operators.stages import FerryMarkStageCompleteOperator
 from ferry.sensors.replication import ReplicationInitialCopySensor
-from ferry.taskgroups import preflight_checks
+from ferry.taskgroups import preflight_checks, stage_dag_args
 
-with DAG(
-    dag_id="ferry_week_prior",
-    schedule=None,
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    tags=["ferry", "stage"],
-    doc_md=__doc__,
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
-):
+with DAG(schedule=None, **stage_dag_args("ferry_week_prior", __doc__)):
     with TaskGroup("preflight") as preflight:
         preflight_checks()
     copy = ReplicationCopySchemaOperator(

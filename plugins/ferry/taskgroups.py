@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from typing import Any
+
 from airflow.sdk import BaseOperator
 
 from ferry.operators.preflight import PreflightRunCheckOperator, PreflightWriteReportOperator
@@ -20,3 +23,16 @@ def preflight_checks() -> BaseOperator:
     )
     checks >> report
     return report
+
+
+def stage_dag_args(dag_id: str, doc: str, *tags: str, retry_delay_s: int = 30) -> dict[str, Any]:
+    """What every stage DAG shares besides its (explicit) schedule: one run at a time, no catch-up, retries."""
+    return {
+        "dag_id": dag_id,
+        "start_date": datetime(2026, 1, 1),
+        "catchup": False,
+        "max_active_runs": 1,
+        "tags": ["ferry", "stage", *tags],
+        "doc_md": doc,
+        "default_args": {"retries": 2, "retry_delay": timedelta(seconds=retry_delay_s)},
+    }

@@ -21,20 +21,25 @@ class _Route53Operator(FerryOperator):
         super().__init__(**kwargs)
         self.records = records
 
+    def zone(self) -> tuple[Route53Hook, str]:
+        """The hook and the plan's hosted zone id; fails naming dns.zone when the zone does not exist."""
+        if self.plan.dns is None:
+            raise AirflowFailException("the plan has no dns section")
+        hook = Route53Hook(aws_conn_id=self.plan.aws.conn_id)
+        zone_id = hook.get_zone_id(self.plan.dns.zone)
+        if zone_id is None:
+            raise AirflowFailException(
+                f"dns.zone: hosted zone {self.plan.dns.zone} does not exist in this AWS account; fix the zone name"
+            )
+        return hook, zone_id
+
     def checked_records(self, allowed: str) -> tuple[Route53Hook, str, list[tuple[int, DnsRecord, dict[str, Any]]]]:
         """The zone id and each chosen record with its live record set, after checking all of them.
 
         :param allowed: ``old`` (must hold old_value) or ``old_or_new`` (either).
         """
+        hook, zone_id = self.zone()
         dns = self.plan.dns
-        if dns is None:
-            raise AirflowFailException("the plan has no dns section")
-        hook = Route53Hook(aws_conn_id=self.plan.aws.conn_id)
-        zone_id = hook.get_zone_id(dns.zone)
-        if zone_id is None:
-            raise AirflowFailException(
-                f"dns.zone: hosted zone {dns.zone} does not exist in this AWS account; fix the zone name"
-            )
         chosen = [(i, r) for i, r in enumerate(dns.records) if self.records is None or r.name in self.records]
         problems, live = [], []
         for i, rec in chosen:
@@ -127,13 +132,8 @@ class Route53RestoreRecordsOperator(_Route53Operator):
     """
 
     def execute(self, context: Any) -> int:
+        hook, zone_id = self.zone()
         dns = self.plan.dns
-        if dns is None:
-            raise AirflowFailException("the plan has no dns section")
-        hook = Route53Hook(aws_conn_id=self.plan.aws.conn_id)
-        zone_id = hook.get_zone_id(dns.zone)
-        if zone_id is None:
-            raise AirflowFailException(f"dns.zone: hosted zone {dns.zone} does not exist")
         history = self.ledger.records()
         restored = 0
         for rec in dns.records:
@@ -218,15 +218,8 @@ class Route53WeightedSwitchOperator(_Route53Operator):
             raise ValueError(f"steps must rise from above 0 to 100, got {self.steps}")
 
     def execute(self, context: Any) -> int:
+        hook, zone_id = self.zone()
         dns = self.plan.dns
-        if dns is None:
-            raise AirflowFailException("the plan has no dns section")
-        hook = Route53Hook(aws_conn_id=self.plan.aws.conn_id)
-        zone_id = hook.get_zone_id(dns.zone)
-        if zone_id is None:
-            raise AirflowFailException(
-                f"dns.zone: hosted zone {dns.zone} does not exist in this AWS account; fix the zone name"
-            )
         plans, problems = [], []
         for i, rec in enumerate(dns.records):
             if self.records is not None and rec.name not in self.records:
