@@ -131,14 +131,19 @@ def run_stage(dag_id: str, folder: Path) -> tuple[bool, float, Path]:
     return done.returncode == 0, time.monotonic() - started, log
 
 
-def main() -> int:
-    if "--rollback" in sys.argv:
-        return rehearse_rollback()
-    home = Path(os.environ["AIRFLOW_HOME"])
-    folder = home / "rehearsals" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+def rehearsal_folder(suffix: str = "") -> Path:
+    """A fresh folder for this rehearsal's logs and reports; Ferry's and the stand's code importable."""
+    folder = Path(os.environ["AIRFLOW_HOME"]) / "rehearsals" / (datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + suffix)
     folder.mkdir(parents=True)
     os.environ["FERRY_REPORT_DIR"] = str(folder / "reports")
     sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
+    return folder
+
+
+def main() -> int:
+    if "--rollback" in sys.argv:
+        return rehearse_rollback()
+    folder = rehearsal_folder()
     from stand.control import load, load_stats
     from stand.core import Stand
 
@@ -195,11 +200,7 @@ def main() -> int:
 def rehearse_rollback() -> int:
     """D-day with a divergence planted on the target: the comparison must stop it, then ferry_rollback
     must give the service back to the old side with nothing lost."""
-    home = Path(os.environ["AIRFLOW_HOME"])
-    folder = home / "rehearsals" / (datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-rollback")
-    folder.mkdir(parents=True)
-    os.environ["FERRY_REPORT_DIR"] = str(folder / "reports")
-    sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
+    folder = rehearsal_folder("-rollback")
     from psycopg import connect
 
     from ferry.hooks.replication import ReplicationHook
