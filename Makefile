@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := postgresql postgresql-client openssh-server
+APT_PACKAGES := postgresql postgresql-client openssh-server chromium chromium-driver
 PIP_VERSION := 25.3
 
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
@@ -18,7 +18,7 @@ export AWS_EC2_METADATA_DISABLED := true
 export FERRY_STAND_DIR ?= /tmp/ferry-stand
 STAND_ENV := $(FERRY_STAND_DIR)/stand.env
 
-.PHONY: help deps apt test lint rehearsal rehearsal-rollback airflow stand-up stand-down stand-env stand-status load-start load-stop clean bench-venv bench-compare bench-s3sync bench-webhooks
+.PHONY: help deps apt test lint rehearsal rehearsal-rollback airflow stand-up stand-down stand-env stand-status load-start load-stop clean bench-venv bench-compare bench-s3sync bench-webhooks bench-cutover
 
 help:
 	@echo "make rehearsal    bring the stand up and rehearse the migration on it (installs what it needs)"
@@ -29,6 +29,7 @@ help:
 	@echo "make bench-compare   Ferry's comparison against reladiff and the bare hashing query (ROWS=2000000)"
 	@echo "make bench-s3sync    bucket sync, parallel against one object at a time, then a re-run"
 	@echo "make bench-webhooks  20 providers, 10,000 webhooks into the recorder across a crash, then replay"
+	@echo "make bench-cutover   D-day on a fresh stand (1,000,000 rows, write load on): freeze window, D-day by task"
 
 # Debian packages: PostgreSQL 15 for the stand's clusters and pg_dump, sshd for the VM stand-in.
 apt:
@@ -53,7 +54,7 @@ lint: deps
 	$(VENV)/bin/ruff format --check .
 
 test: lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 $(AIRFLOW_HOME)/airflow.db: | $(VENV)/.installed
 	mkdir -p $(AIRFLOW_HOME)
@@ -94,6 +95,7 @@ airflow: stand-up $(AIRFLOW_HOME)/airflow.db
 	@echo "Airflow on http://127.0.0.1:8080; user admin, password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated"
 	set -a; . $(STAND_ENV); set +a; \
 	PATH=$(VENV)/bin:$$PATH AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8080 AIRFLOW__CORE__PARALLELISM=4 \
+	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:8080/execution/ \
 	exec $(PY) include/airflow_standalone.py
 
 # Benchmarks: never part of make test. Their peers live in .venv-bench, apart from Airflow's pinned set.
@@ -113,6 +115,12 @@ bench-s3sync: deps
 
 bench-webhooks: deps
 	$(PY) bench/webhooks.py
+
+# Like the rehearsal, on a fresh stand: D-day measured task by task.
+bench-cutover: deps $(AIRFLOW_HOME)/airflow.db
+	$(PY) -m stand down
+	$(PY) -m stand up
+	set -a; . $(STAND_ENV); set +a; PATH=$(VENV)/bin:$$PATH $(PY) bench/cutover.py
 
 clean: stand-down
 	rm -rf $(AIRFLOW_HOME)

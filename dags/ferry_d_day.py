@@ -19,9 +19,9 @@ is undone by `ferry_rollback`; if a task fails before it, stop and trigger `ferr
 
 from __future__ import annotations
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, TaskGroup
 
+from ferry.operators.gates import FerryApprovalOperator
 from ferry.operators.kube import KubeRestoreReplicasOperator, KubeRolloutRestartOperator
 from ferry.operators.rds import RdsCreateReadReplicasOperator
 from ferry.operators.replication import (
@@ -43,21 +43,19 @@ from ferry.operators.stages import (
 from ferry.operators.vms import VmStopServicesOperator
 from ferry.operators.webhooks import WebhooksReplayOperator
 from ferry.sensors.replication import ReplicationCaughtUpSensor
-from ferry.taskgroups import preflight_checks, stage_dag_args
+from ferry.taskgroups import cutover_params, preflight_checks, stage_dag_args
 
 
-def gate(task_id: str, subject: str, body: str) -> ApprovalOperator:
-    return ApprovalOperator(
+def gate(task_id: str, subject: str, body: str) -> FerryApprovalOperator:
+    return FerryApprovalOperator(
         task_id=task_id,
         subject=subject,
         body=body,
-        fail_on_reject=True,
-        retries=0,
         doc_md=f"Human gate: {subject} Approve to go on; Reject stops D-day (then run ferry_rollback).",
     )
 
 
-with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_delay_s=15)):
+with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_delay_s=15, params=cutover_params())):
     with TaskGroup("preflight") as preflight:
         preflight_checks()
     previous = FerryCheckStageCompleteOperator(

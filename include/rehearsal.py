@@ -140,15 +140,13 @@ def rehearsal_folder(suffix: str = "") -> Path:
     return folder
 
 
-def main() -> int:
-    if "--rollback" in sys.argv:
-        return rehearse_rollback()
-    folder = rehearsal_folder()
+def migrate(folder: Path, stages: list[str] = STAGES) -> dict:
+    """Run ``stages`` on the stand with the write load running, webhooks arriving and D-day's gates
+    answered through the API; return what happened (stage timings, webhooks, the D-day report)."""
     from stand.control import load, load_stats
     from stand.core import Stand
 
     stand = Stand()
-    print(f"Rehearsal with plan {os.environ['FERRY_PLAN']}; logs and reports in {folder}")
     api = ApiServer(folder)
     gates = GateOperator(api)
     providers = Providers(http_url("AIRFLOW_CONN_WEBHOOK_RECORDER"), http_url("AIRFLOW_CONN_NEW_APP"), gates)
@@ -157,7 +155,7 @@ def main() -> int:
     providers.start()
     ok, timings = True, {}
     try:
-        for dag_id in STAGES:
+        for dag_id in stages:
             passed, seconds, log = run_stage(dag_id, folder)
             timings[dag_id] = seconds
             print(f"  {dag_id}: {'succeeded' if passed else 'FAILED'} in {seconds:.1f} s (log: {log})", flush=True)
@@ -171,30 +169,48 @@ def main() -> int:
         gates.done.set()
         load(stand, "stop")
         api.stop()
-    stats = load_stats(stand)
+    delivered = received_ids(stand)
+    d_day = sorted((folder / "reports" / "d_day").glob("*.json")) if (folder / "reports" / "d_day").exists() else []
+    return {
+        "ok": ok,
+        "timings": timings,
+        "load": load_stats(stand),
+        "acked": providers.acked,
+        "delivered": delivered & set(providers.acked),
+        "lost_webhooks": sorted(set(providers.acked) - delivered),
+        "d_day_report": json.loads(d_day[-1].read_text()) if d_day else None,
+    }
+
+
+def main() -> int:
+    if "--rollback" in sys.argv:
+        return rehearse_rollback()
+    folder = rehearsal_folder()
+    print(f"Rehearsal with plan {os.environ['FERRY_PLAN']}; logs and reports in {folder}")
+    result = migrate(folder)
     print("\nReports:")
     for report in sorted((folder / "reports").rglob("*.md"), key=lambda p: p.stat().st_mtime):
         print(f"  {report.read_text().splitlines()[0].lstrip('# ')}: {report}")
     print("\nState of the migration:")
     for line in migration_state():
         print(f"  {line}")
-    delivered = received_ids(stand)
-    lost = sorted(set(providers.acked) - delivered)
-    d_day = (
-        next(iter(sorted((folder / "reports" / "d_day").glob("*.json"))), None)
-        if (folder / "reports" / "d_day").exists()
-        else None
-    )
-    freeze = json.loads(d_day.read_text())["freeze_window_s"] if d_day else None
+    stats, lost, report = result["load"], result["lost_webhooks"], result["d_day_report"]
+    freeze = report["freeze_window_s"] if report else None
+    rows_lost = sum(lost_rows().values())
     print(
         f"\n  write load: {stats.get('committed', 0)} writes committed, {stats.get('refused', 0)} refused by the fence"
     )
+    print(f"  rows on the source that the target lacks or holds otherwise: {rows_lost}")
     print(
-        f"  webhooks: sent {len(providers.acked)}, delivered to the new app {len(delivered & set(providers.acked))}, lost {len(lost)}"
+        f"  webhooks: sent {len(result['acked'])}, delivered to the new app {len(result['delivered'])}, lost {len(lost)}"
     )
-    print(f"  D-day: {timings.get('ferry_d_day', 0):.1f} s in all; write freeze (fence to target writable) {freeze} s")
-    print(f"\nRehearsal {'passed' if ok and not lost else 'FAILED'}; logs and reports in {folder}")
-    return 0 if ok and not lost else 1
+    print(
+        f"  D-day: {result['timings'].get('ferry_d_day', 0):.1f} s in all; "
+        f"write freeze (fence to target writable) {freeze} s"
+    )
+    ok = result["ok"] and not lost and not rows_lost
+    print(f"\nRehearsal {'passed' if ok else 'FAILED'}; logs and reports in {folder}")
+    return 0 if ok else 1
 
 
 def rehearse_rollback() -> int:
@@ -280,6 +296,25 @@ def received_ids(stand, app: str = "new_app") -> set[str]:
     path = stand.dir / "apps" / f"{app}.jsonl"
     lines = path.read_text().splitlines() if path.exists() else []
     return {json.loads(base64.b64decode(json.loads(line)["body_b64"])).get("id") for line in lines}
+
+
+def lost_rows() -> dict[str, int]:
+    """Per table, the rows the source holds that the target lacks or holds otherwise (after cutover: 0)."""
+    from ferry.compare import Comparer
+    from ferry.hooks.replication import ReplicationHook
+    from ferry.plan import load_plan
+    from ferry.preflight import in_scope
+
+    plan = load_plan()
+    source = ReplicationHook(plan.source.conn_id, plan.source.database)
+    target = ReplicationHook(plan.target.conn_id, plan.target.database)
+    comparer = Comparer(source, target, concurrency=plan.thresholds.compare_concurrency)
+    lost = {}
+    for table in in_scope(plan, source.get_tables(plan.replication.schemas)):
+        result = comparer.compare_table(table["qualified"], "full")
+        keyless = sum(max(0, d["source"] - d["target"]) for d in result.differing_rows)
+        lost[table["qualified"]] = len(result.missing_on_target) + len(result.changed) + keyless
+    return lost
 
 
 def migration_state() -> list[str]:

@@ -32,6 +32,7 @@ class SyncReport:
     copied: int = 0
     copied_bytes: int = 0
     skipped: int = 0
+    to_copy: int | None = None
     failed: list[dict[str, str]] = field(default_factory=list)
     verified: int = 0
     mismatched: list[str] = field(default_factory=list)
@@ -119,8 +120,12 @@ def sync_bucket(
     threshold: int = 16 * MiB,
     progress: Callable[[str], None] = print,
     progress_every_s: float = 5.0,
+    dry_run: bool = False,
 ) -> SyncReport:
-    """Copy what ``dst_bucket`` lacks of ``src_bucket``, then verify every object."""
+    """Copy what ``dst_bucket`` lacks of ``src_bucket``, then verify every object.
+
+    With ``dry_run``, only count what would be copied (``report.to_copy``); nothing is written.
+    """
     started = time.monotonic()
     report = SyncReport(source=src_bucket, target=dst_bucket)
     source, target = list_objects(src, src_bucket), list_objects(dst, dst_bucket)
@@ -133,6 +138,9 @@ def sync_bucket(
             f"{src_bucket} -> {dst_bucket}: {len(source)} objects ({report.bytes / MiB:.1f} MiB); "
             f"{report.skipped} already there, {len(todo)} to copy"
         )
+        if dry_run:
+            report.to_copy = len(todo)
+            return report
         lock, last = threading.Lock(), [time.monotonic()]
         futures = {
             pool.submit(copy_object, src, src_bucket, dst, dst_bucket, k, source[k], part_size, threshold): k

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, Param
 
 from ferry.operators.preflight import PreflightRunCheckOperator, PreflightWriteReportOperator
 from ferry.preflight import CHECKS
@@ -25,9 +25,50 @@ def preflight_checks() -> BaseOperator:
     return report
 
 
-def stage_dag_args(dag_id: str, doc: str, *tags: str, retry_delay_s: int = 30) -> dict[str, Any]:
-    """What every stage DAG shares besides its (explicit) schedule: one run at a time, no catch-up, retries."""
+def dry_run_param() -> Param:
+    """The trigger form's dry-run switch (a new Param each call: a run's values are set on its Param objects)."""
+    return Param(
+        False,
+        type="boolean",
+        title="Dry run",
+        description="Every task reports what it would change (in its log and the report) and changes nothing.",
+    )
+
+
+def cutover_params() -> dict[str, Param]:
+    """D-day's trigger form besides the dry run: the tables to compare and the timeouts (new Params each call)."""
     return {
+        "tables": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Tables to compare",
+            description="schema.table or table names; empty: the plan's choice (thresholds.compare_mode).",
+        ),
+        "catch_up_timeout_s": Param(
+            1800,
+            type="integer",
+            minimum=1,
+            title="Replication catch-up timeout (s)",
+            description="How long wait_replication_caught_up waits for the target to confirm the fence.",
+        ),
+        "rollout_timeout_s": Param(
+            600,
+            type="integer",
+            minimum=1,
+            title="Kubernetes rollout timeout (s)",
+            description="How long each rollout (deployments scaled up, PgBouncer restarted, recorder) may take.",
+        ),
+    }
+
+
+def stage_dag_args(
+    dag_id: str, doc: str, *tags: str, retry_delay_s: int = 30, params: dict[str, Param] | None = None
+) -> dict[str, Any]:
+    """What every stage DAG shares besides its (explicit) schedule: one run at a time, no catch-up, retries,
+    and the trigger form's ``dry_run`` (plus ``params``)."""
+    return {
+        "params": {"dry_run": dry_run_param(), **(params or {})},
         "dag_id": dag_id,
         "start_date": datetime(2026, 1, 1),
         "catchup": False,

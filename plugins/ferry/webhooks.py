@@ -53,6 +53,17 @@ def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
     return sorted(keys)
 
 
+def pending_events(s3: Any, bucket: str, prefix: str, destination: str, events: list[str] | None = None) -> list[str]:
+    """The keys of recorded events not yet delivered to ``destination``, in received order."""
+    marker_prefix = f"delivered/{destination}/"
+    delivered = {k.removeprefix(marker_prefix) for k in list_keys(s3, bucket, marker_prefix)}
+    return [
+        k
+        for k in (list_keys(s3, bucket, prefix) if events is None else events)
+        if k.rsplit("/", 1)[-1] not in delivered
+    ]
+
+
 def replay(
     s3: Any,
     bucket: str,
@@ -71,9 +82,8 @@ def replay(
     report = ReplayReport(destination=destination)
     events = list_keys(s3, bucket, prefix)
     marker_prefix = f"delivered/{destination}/"
-    delivered = {k.removeprefix(marker_prefix) for k in list_keys(s3, bucket, marker_prefix)}
     report.recorded = len(events)
-    todo = [k for k in events if k.rsplit("/", 1)[-1] not in delivered]
+    todo = pending_events(s3, bucket, prefix, destination, events)
     report.delivered_before = report.recorded - len(todo)
     progress(
         f"replay to {destination} ({base_url}): {report.recorded} recorded, {report.delivered_before} "

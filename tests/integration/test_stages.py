@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,7 +13,30 @@ from ferry.hooks.replication import ReplicationHook
 from ferry.ledger import Ledger
 from ferry.plan import load_plan
 from stand.control import load
-from tests.integration.conftest import ROOT_DAGS, TEST_DAGS, aws, empty_public_schema, run_dag, twice
+from tests.integration.conftest import (
+    ROOT_DAGS,
+    TEST_DAGS,
+    aws,
+    empty_public_schema,
+    rerun_each_task,
+    run_dag,
+    twice,
+)
+
+
+def would_changes(run) -> list[dict]:
+    """What the tasks of a dry run said they would change (their ``would_change`` XComs)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(
+            select(XComModel.value).where(
+                XComModel.dag_id == run.dag_id, XComModel.run_id == run.run_id, XComModel.key == "would_change"
+            )
+        ).all()
+    return [w for value in rows for w in XComModel.deserialize_value(SimpleNamespace(value=value))]
 
 
 @pytest.fixture
@@ -32,8 +56,23 @@ def after_week_prior(stand, target):
 
 def test_week_prior_brings_the_target_in_sync_and_a_rerun_changes_nothing(stand, source, target, after_week_prior):
     plan = load_plan()
+    ledger = len(Ledger(plan).records())
+    dry = run_dag(ROOT_DAGS, "ferry_week_prior", conf={"dry_run": True})
+    assert dry.state == "success"
+    assert len(Ledger(plan).records()) == ledger  # a dry run changes nothing ...
+    assert target.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
+    assert source.execute("SELECT count(*) FROM pg_publication").fetchone() == (0,)
+    assert not aws(stand, "ssm").get_parameters_by_path(Path="/stand", Recursive=True)["Parameters"]
+    would = would_changes(dry)  # ... and says what it would change
+    assert {"copy_schema", "create_publication", "create_subscription", "put_parameter", "stage_complete"} <= {
+        w["action"] for w in would
+    }
+
     # schema, publication, subscription, 3 parameters, the stage's completion
     assert twice("ferry_week_prior", dag_folder=ROOT_DAGS) == 7
+    rerun = rerun_each_task(ROOT_DAGS, "ferry_week_prior")
+    assert {"copy_schema", "create_subscription", "wait_initial_copy", "mark_stage_complete"} <= set(rerun)
+    assert set(rerun.values()) == {"success"}
     for table in ("customers", "invoices", "page_views"):
         assert (
             source.execute(f"SELECT count(*) FROM {table}").fetchone()
@@ -76,6 +115,9 @@ def test_day_before_after_week_prior_and_a_rerun_changes_nothing(stand, target, 
     try:
         # recorder (2 objects), 2 bucket pairs, 3 parameters, 2 TTLs, 3 deployments, completion
         assert twice("ferry_day_before", dag_folder=ROOT_DAGS) == 13
+        assert len(rerun_each_task(ROOT_DAGS, "ferry_day_before")) == len(
+            run_dag(ROOT_DAGS, "ferry_day_before").get_task_instances()
+        )
         assert {d.metadata.name: d.spec.replicas for d in apps.list_namespaced_deployment("saas").items} == {
             "web": 0,
             "sidekiq": 0,
@@ -127,8 +169,16 @@ def test_rollback_gives_the_service_back_to_the_old_side_losing_nothing(stand, s
         app.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/fenced', now())")
 
     try:
+        before = len(Ledger(load_plan()).records())
+        dry = run_dag(ROOT_DAGS, "ferry_rollback", conf={"dry_run": True})
+        assert dry.state == "success" and len(Ledger(load_plan()).records()) == before
+        assert records(stand) != original  # still switched: the dry run only said what it would undo
+        assert {"restore_record", "unfence_source", "start_unit", "scale_deployment", "replay_webhooks"} <= {
+            w["action"] for w in would_changes(dry)
+        }
         # restore_record x2, unfence, start_unit x2, scale x3, replay
         assert twice("ferry_rollback", dag_folder=ROOT_DAGS) == 9
+        rerun_each_task(ROOT_DAGS, "ferry_rollback")
         assert records(stand) == original
         with app_connection(stand, "source") as app:
             app.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/after-rollback', now())")
@@ -174,11 +224,62 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
                 == 202
             )
         gates = {"gate_go_no_go": "Approve", "gate_comparison": "Approve", "gate_point_of_no_return": "Approve"}
+
+        # A dry run first, with the tables to compare and a timeout from the trigger form: it changes nothing.
+        ledger, dns = len(Ledger(load_plan()).records()), records(stand)
+        with GateAnswerer(gates):
+            dry = run_dag(
+                ROOT_DAGS, "ferry_d_day", conf={"dry_run": True, "tables": ["customers"], "catch_up_timeout_s": 60}
+            )
+        assert dry.state == "success", {ti.task_id: ti.state for ti in dry.get_task_instances()}
+        assert len(Ledger(load_plan()).records()) == ledger and records(stand) == dns
+        assert httpx.get(f"http://127.0.0.1:{stand.port(8)}/healthz").status_code == 200  # old app still up
+        with app_connection(stand, "source") as app:  # source not fenced
+            app.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/dry-run', now())")
+        assert target.execute("SELECT count(*) FROM pg_subscription").fetchone() == (1,)
+        dry_report = json.loads(
+            Path(
+                os.environ["FERRY_REPORT_DIR"], "d_day", f"d_day__{re.sub(r'[^A-Za-z0-9_.-]', '_', dry.run_id)}.json"
+            ).read_text()
+        )
+        assert dry_report["dry_run"] and [c["table"] for c in dry_report["comparison"]] == ["public.customers"]
+        assert {"switch_record", "stop_unit", "fence_source", "drop_subscription", "set_sequence"} <= {
+            w["action"] for w in dry_report["would_change"]
+        }
+
         with GateAnswerer(gates) as answerer:
             run = run_dag(ROOT_DAGS, "ferry_d_day")
         states = {ti.task_id: ti.state for ti in run.get_task_instances()}
         assert run.state == "success", states
         assert [task for task, _ in answerer.answered] == list(gates)
+
+        stem = "d_day__" + re.sub(r"[^A-Za-z0-9_.-]", "_", run.run_id)
+        report = json.loads(Path(os.environ["FERRY_REPORT_DIR"], "d_day", f"{stem}.json").read_text())
+        assert report["fence_lsn"] and report["freeze_window_s"] > 0
+        assert report["replication_lag_at_fence"]["bytes"] >= 0
+        assert report["replication_lag_at_fence"]["caught_up_after_s"] >= 0
+        assert {t["task"] for t in report["timeline"]} >= {ti.task_id for ti in run.get_task_instances()} - {
+            "compare_data",
+            "mark_stage_complete",
+        }
+        assert all(t["seconds"] >= 0 for t in report["timeline"])
+        png = Path(os.environ["FERRY_REPORT_DIR"], "d_day", f"{stem}.png").read_bytes()
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+        assert len(report["comparison"]) == 5 and all(c["equal"] for c in report["comparison"])
+        assert report["webhooks"]["delivered"] == 3 and report["sequences_set"] >= 4
+        assert len(report["dns_changes"]) == 3  # hooks to the recorder, then both records to AWS
+        assert s3.get_object(Bucket="ferry-stand-ledger", Key=f"ferry/stand-saas/reports/{stem}.md")["Body"].read()
+        assert s3.get_object(Bucket="ferry-stand-ledger", Key=f"ferry/stand-saas/reports/{stem}.png")["Body"].read()
+
+        # Clear and re-run every task of the D-day run, gates answered again: each changes nothing.
+        # The pre-flight checks look at the world before D-day: after it, "old_app answers" fails, as it must.
+        rerun = rerun_each_task(ROOT_DAGS, "ferry_d_day", gates, may_fail=("preflight.",))
+        assert len(rerun) == len(run.get_task_instances())
+        assert {t for t, state in rerun.items() if state != "success"} <= {
+            "preflight.check_connections",
+            "preflight.check_replication_health",
+            "preflight.go_no_go_report",
+        }
 
         assert all(value == "new-lb.stand.example.net" for value, _ in records(stand).values())
         got = [
@@ -193,18 +294,13 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
                 source.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
                 <= target.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             )
-        stem = "d_day__" + re.sub(r"[^A-Za-z0-9_.-]", "_", run.run_id)
-        report = json.loads(Path(os.environ["FERRY_REPORT_DIR"], "d_day", f"{stem}.json").read_text())
-        assert report["fence_lsn"] and report["freeze_window_s"] > 0
-        assert len(report["comparison"]) == 5 and all(c["equal"] for c in report["comparison"])
-        assert report["webhooks"]["delivered"] == 3 and report["sequences_set"] >= 4
-        assert len(report["dns_changes"]) == 3  # hooks to the recorder, then both records to AWS
-        assert s3.get_object(Bucket="ferry-stand-ledger", Key=f"ferry/stand-saas/reports/{stem}.md")["Body"].read()
+
     finally:
         load(stand, "stop")
         assert run_dag(TEST_DAGS, "ferry_test_vms_start").state == "success"  # D-day stopped the old app
         load(stand, "stop")
         ReplicationHook("ferry_source", "saas").remove_fence()
+        source.execute("DELETE FROM page_views WHERE path = '/dry-run'")
         for name, count in (("web", 2), ("sidekiq", 1), ("pgbouncer", 2)):
             apps.patch_namespaced_deployment_scale(name, "saas", {"spec": {"replicas": count}})
         for delete in (

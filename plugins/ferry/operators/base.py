@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 from ferry.hooks.replication import ReplicationHook
 from ferry.ledger import Ledger, LedgerRecord
 from ferry.plan import Plan, load_runtime_plan
-from ferry.redaction import plan_secrets
+from ferry.redaction import plan_secrets, redact
 
 
-class FerryContext:
+class Timed:
+    """Pushes the task's start and end to XCom (key ``timing``), for the D-day report's timeline.
+
+    The start is kept across a deferral (a gate waiting for its answer, a deferred sensor), so the
+    timing covers the whole wait.
+    """
+
+    def pre_execute(self, context: Any) -> None:
+        ti = context["ti"]
+        server = getattr(ti, "_ti_context_from_server", None)
+        if not (server and server.next_method):  # a first start, not a resumption after a deferral
+            ti.xcom_push(key="started", value=datetime.now(UTC).isoformat())
+
+    def post_execute(self, context: Any, result: Any = None) -> None:
+        ti = context["ti"]
+        started = ti.xcom_pull(task_ids=ti.task_id, key="started", map_indexes=ti.map_index)
+        end = datetime.now(UTC).isoformat()
+        ti.xcom_push(
+            key="timing", value={"task": ti.task_id, "map_index": ti.map_index, "start": started or end, "end": end}
+        )
+
+
+class FerryContext(Timed):
     """The plan, its secrets, the ledger and the two databases, made on first use inside ``execute``."""
 
     @cached_property
@@ -40,8 +65,39 @@ class FerryContext:
             self.plan.target.conn_id, self.plan.target.database, self.plan.thresholds.statement_timeout_s
         )
 
+    @staticmethod
+    def is_dry_run(context: Any) -> bool:
+        """Whether this run was triggered as a dry run (the stage DAGs' ``dry_run`` param)."""
+        return bool((context.get("params") or {}).get("dry_run"))
+
+    def param(self, context: Any, name: str, default: Any) -> Any:
+        """A trigger-form param of the run, or ``default`` when the DAG has no such param or it is empty."""
+        value = (context.get("params") or {}).get(name)
+        return default if value in (None, "", []) else value
+
+    def would(self, context: Any, action: str, target: str, before: Any = None, after: Any = None) -> bool:
+        """On a dry run: report the change this task would make here and return True (the caller skips it).
+
+        On a real run: return False, and the caller makes the change. Every would-be change is also
+        pushed to XCom (``would_change``) for the dry run's report.
+        """
+        if not self.is_dry_run(context):
+            return False
+        change = {"task": self.task_id, "action": action, "target": target, "before": before, "after": after}
+        text = redact(json.dumps(change, default=str), self.secrets)
+        self.log.info("DRY RUN, not changed: would %s %s (before %s, after %s)", action, target, before, after)
+        self._would.append(json.loads(text))
+        context["ti"].xcom_push(key="would_change", value=self._would)
+        return True
+
+    @cached_property
+    def _would(self) -> list[dict[str, Any]]:
+        return []
+
     def record(self, context: Any, action: str, target: str, before: Any = None, after: Any = None) -> None:
         """Append what this task changed to the ledger (before returning, so a re-run sees it)."""
+        if self.is_dry_run(context):  # every change is guarded by would(); reaching here is a bug, so stop
+            raise AirflowFailException(f"dry run: {self.task_id} was about to {action} {target}; nothing was changed")
         key = self.ledger.append(
             LedgerRecord(
                 stage=context["dag"].dag_id,
@@ -55,6 +111,12 @@ class FerryContext:
             )
         )
         self.log.info("Ledger: %s %s recorded (%s)", action, target, key)
+
+
+def pull_all(context: Any, task_id: str, key: str = "return_value") -> list[Any]:
+    """Every non-empty XCom value of ``task_id`` under ``key``, as a list also when the task is mapped once."""
+    value = context["ti"].xcom_pull(task_ids=task_id, key=key)
+    return [v for v in (value if isinstance(value, list) else [value]) if v]
 
 
 class FerryOperator(FerryContext, BaseOperator):

@@ -38,6 +38,10 @@ class _KubeOperator(FerryOperator):
         )
         return done, state
 
+    def rollout_timeout(self, context: Any) -> float:
+        """This task's rollout wait: the run's ``rollout_timeout_s`` param, else the task's ``timeout_s``."""
+        return float(self.param(context, "rollout_timeout_s", self.timeout_s))
+
     def wait_for_rollouts(self, apps: Any, names: list[str], timeout_s: float, poll_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         pending = list(names)
@@ -71,6 +75,8 @@ class KubeScaleDownDeploymentsOperator(_KubeOperator):
             if current == 0:
                 self.log.info("%s: already at 0", d.name)
                 continue
+            if self.would(context, "scale_deployment", f"k8s:{ns}/{d.name}", current, 0):
+                continue
             self.record(context, "scale_deployment", f"k8s:{ns}/{d.name}", current, 0)
             apps.patch_namespaced_deployment_scale(d.name, ns, {"spec": {"replicas": 0}})
             self.log.info("%s: %d -> 0 replicas", d.name, current)
@@ -99,10 +105,13 @@ class KubeRestoreReplicasOperator(_KubeOperator):
             if current == wanted[d.name]:
                 self.log.info("%s: already at %d", d.name, current)
                 continue
+            if self.would(context, "restore_replicas", f"k8s:{ns}/{d.name}", current, wanted[d.name]):
+                continue
             self.record(context, "restore_replicas", f"k8s:{ns}/{d.name}", current, wanted[d.name])
             apps.patch_namespaced_deployment_scale(d.name, ns, {"spec": {"replicas": wanted[d.name]}})
             self.log.info("%s: %d -> %d replicas", d.name, current, wanted[d.name])
-        self.wait_for_rollouts(apps, list(wanted), self.timeout_s, self.poll_s)
+        if not self.is_dry_run(context):
+            self.wait_for_rollouts(apps, list(wanted), self.rollout_timeout(context), self.poll_s)
         return wanted
 
 
@@ -142,12 +151,14 @@ class KubeRolloutRestartOperator(_KubeOperator):
             before = (apps.read_namespaced_deployment(name, ns).spec.template.metadata.annotations or {}).get(
                 RESTARTED_AT
             )
+            if self.would(context, "rollout_restart", target, before, "now"):
+                return name
             self.record(context, "rollout_restart", target, before, stamp)
             apps.patch_namespaced_deployment(
                 name, ns, {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
             )
             self.log.info("%s: rollout restart at %s", name, stamp)
-        self.wait_for_rollouts(apps, [name], self.timeout_s, self.poll_s)
+        self.wait_for_rollouts(apps, [name], self.rollout_timeout(context), self.poll_s)
         return name
 
 
@@ -164,7 +175,7 @@ class KubeWaitForRolloutsOperator(_KubeOperator):
 
     def execute(self, context: Any) -> list[str]:
         names = [d.name for d in self.plan.kubernetes.deployments]
-        self.wait_for_rollouts(self.apps(), names, self.timeout_s, self.poll_s)
+        self.wait_for_rollouts(self.apps(), names, self.rollout_timeout(context), self.poll_s)
         return names
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, TriggerRule
 from airflow.sdk.exceptions import AirflowFailException
 
+from ferry.operators.base import Timed
 from ferry.plan import Plan, load_runtime_plan
 from ferry.preflight import CHECKS, CheckResult, render_report
 from ferry.redaction import plan_secrets, redact
@@ -26,7 +27,7 @@ def report_dir(plan: Plan) -> Path:
     return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "ferry-reports"
 
 
-class PreflightRunCheckOperator(BaseOperator):
+class PreflightRunCheckOperator(Timed, BaseOperator):
     """Run one read-only pre-flight check, log what it found, and fail (without retrying) when it blocks.
 
     The result is pushed to XCom under ``check_result`` before the task ends, pass or fail, so the
@@ -67,7 +68,7 @@ class PreflightRunCheckOperator(BaseOperator):
         return result.status
 
 
-class PreflightWriteReportOperator(BaseOperator):
+class PreflightWriteReportOperator(Timed, BaseOperator):
     """Gather every check's result, write the go/no-go report (log and Markdown file), fail on NO-GO.
 
     Runs whatever its checks ended with; a check that ended without a result (it crashed or

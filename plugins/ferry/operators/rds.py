@@ -53,6 +53,8 @@ class RdsCreateReadReplicasOperator(FerryOperator):
         endpoints = {}
         for replica in plan.rds.read_replicas:
             if describe_instance(rds, replica.id) is None:
+                if self.would(context, "create_read_replica", f"rds:{replica.id}", None, replica.instance_class):
+                    continue
                 self.record(
                     context,
                     "create_read_replica",
@@ -94,6 +96,8 @@ class RdsDeleteReadReplicasOperator(FerryOperator):
             instance = describe_instance(rds, replica_id)
             if instance is None or instance["DBInstanceStatus"] == "deleting":
                 self.log.info("Read replica %s is already gone", replica_id)
+                continue
+            if self.would(context, "delete_read_replica", f"rds:{replica_id}", instance["DBInstanceStatus"]):
                 continue
             self.record(
                 context, "delete_read_replica", f"rds:{replica_id}", {"status": instance["DBInstanceStatus"]}, None

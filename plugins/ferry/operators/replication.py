@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from psycopg.conninfo import make_conninfo
 
 from ferry.compare import Comparer
-from ferry.operators.base import FerryOperator
+from ferry.operators.base import FerryOperator, pull_all
 from ferry.operators.preflight import report_dir
 from ferry.plan import Plan
 from ferry.preflight import check_schema_drift, in_scope
@@ -95,6 +95,10 @@ class ReplicationCopySchemaOperator(FerryOperator):
                 + "; ".join(drift.findings[:20])
                 + ". Drop those objects on the target (it must hold no rows yet) or apply the missing migrations."
             )
+        if self.would(
+            context, "copy_schema", f"target:{plan.target.database}", None, {"schemas": plan.replication.schemas}
+        ):
+            return {"copied": False, "dry_run": True}
         version = self.source.get_replication_settings()["server_version_num"]
         schemas = [arg for s in plan.replication.schemas for arg in ("--schema", s)]
         dump = subprocess.run(
@@ -145,6 +149,10 @@ class ReplicationCreatePublicationOperator(FerryOperator):
         if not tables:
             raise AirflowFailException("no table in scope on the source: check replication.schemas and tables")
         before = self.source.get_publication_tables(self.plan.publication)
+        if before != sorted(tables) and self.would(
+            context, "create_publication", f"source:{self.plan.publication}", before, tables
+        ):
+            return {"publication": self.plan.publication, "tables": len(tables), "done": "dry run"}
         done = self.source.create_publication(self.plan.publication, tables)
         self.log.info("Publication %s of %d tables: %s", self.plan.publication, len(tables), done)
         if done != "unchanged":
@@ -157,6 +165,8 @@ class ReplicationDropPublicationOperator(FerryOperator):
 
     def execute(self, context: Any) -> bool:
         before = self.source.get_publication_tables(self.plan.publication)
+        if before is not None and self.would(context, "drop_publication", f"source:{self.plan.publication}", before):
+            return False
         if self.source.drop_publication(self.plan.publication):
             self.record(context, "drop_publication", f"source:{self.plan.publication}", before, None)
             self.log.info("Dropped publication %s", self.plan.publication)
@@ -175,6 +185,10 @@ class ReplicationCreateSubscriptionOperator(FerryOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         plan = self.plan
         publisher = BaseHook.get_connection(plan.replication.publisher_conn_id or plan.source.conn_id)
+        if self.target.get_subscription_status(plan.subscription) is None and self.would(
+            context, "create_subscription", f"target:{plan.subscription}", None, {"publication": plan.publication}
+        ):
+            return {"created": False, "dry_run": True}
         conninfo = make_conninfo(
             host=publisher.host,
             port=publisher.port or 5432,
@@ -202,6 +216,8 @@ class ReplicationRefreshSubscriptionOperator(FerryOperator):
 
     def execute(self, context: Any) -> int:
         before = {f"{t['schema']}.{t['table']}" for t in self.target.get_subscription_tables(self.plan.subscription)}
+        if self.would(context, "refresh_subscription", f"target:{self.plan.subscription}", sorted(before)):
+            return 0
         self.target.refresh_subscription(self.plan.subscription)
         after = {f"{t['schema']}.{t['table']}" for t in self.target.get_subscription_tables(self.plan.subscription)}
         added = sorted(after - before)
@@ -229,6 +245,8 @@ class ReplicationDropSubscriptionOperator(FerryOperator):
             self.log.warning("The source does not answer (%s): detaching the slot before dropping", exc)
             reachable = False
         status = self.target.get_subscription_status(plan.subscription)
+        if status is not None and self.would(context, "drop_subscription", f"target:{plan.subscription}", status):
+            return {"dropped": False, "dry_run": True}
         if not self.target.drop_subscription(plan.subscription, publisher_reachable=reachable):
             self.log.info("Subscription %s does not exist; nothing to do", plan.subscription)
             return {"dropped": False}
@@ -249,6 +267,8 @@ class ReplicationDropOrphanSlotOperator(FerryOperator):
             self.log.info("No slot awaits a drop")
             return False
         slot = orphan.after["slot"]
+        if self.would(context, "drop_orphan_slot", f"source:{self.plan.subscription}", {"slot": slot}):
+            return False
         if self.source.drop_slot(slot):
             self.log.info("Dropped slot %s on the source", slot)
         self.record(context, "drop_orphan_slot", f"source:{self.plan.subscription}", {"slot": slot}, None)
@@ -277,19 +297,35 @@ class ReplicationFenceSourceOperator(FerryOperator):
         if recorded and recorded.after and set(tables) <= fenced:
             self.log.info("The source is already fenced at %s; nothing to do", recorded.after["fence_lsn"])
             return {"fence_lsn": recorded.after["fence_lsn"], "tables": len(tables)}
+        if self.would(
+            context,
+            "fence_source",
+            f"source:{plan.source.database}",
+            sorted(fenced),
+            {"tables": tables, "roles": roles},
+        ):
+            return {"fence_lsn": None, "tables": len(tables), "dry_run": True}
         self.source.install_fence(tables, roles)
         missing = set(tables) - set(self.source.get_fenced_tables())
         if missing:
             raise AirflowFailException(f"fence not in place on {sorted(missing)}; run ferry_rollback to unfence")
         fence_lsn = self.source.get_current_lsn()
+        slot = self.source.get_slot_status(plan.subscription)
+        lag = None if slot is None else slot["lag_bytes"]
         self.record(
             context,
             "fence_source",
             f"source:{plan.source.database}",
             sorted(fenced),
-            {"tables": tables, "roles": roles, "fence_lsn": fence_lsn},
+            {"tables": tables, "roles": roles, "fence_lsn": fence_lsn, "lag_bytes_at_fence": lag},
         )
-        self.log.info("Source fenced at %s: %d tables refuse writes by %s", fence_lsn, len(tables), ", ".join(roles))
+        self.log.info(
+            "Source fenced at %s: %d tables refuse writes by %s; replication %s bytes behind at the fence",
+            fence_lsn,
+            len(tables),
+            ", ".join(roles),
+            lag,
+        )
         return {"fence_lsn": fence_lsn, "tables": len(tables)}
 
 
@@ -297,6 +333,9 @@ class ReplicationUnfenceSourceOperator(FerryOperator):
     """Lift the write fence (inverse of ReplicationFenceSourceOperator): the source is writable again."""
 
     def execute(self, context: Any) -> list[str]:
+        fenced = self.source.get_fenced_tables()
+        if fenced and self.would(context, "unfence_source", f"source:{self.plan.source.database}", fenced, []):
+            return []
         tables = self.source.remove_fence()
         if tables:
             self.record(context, "unfence_source", f"source:{self.plan.source.database}", tables, [])
@@ -320,8 +359,10 @@ class ReplicationListTablesOperator(FerryOperator):
 
     def execute(self, context: Any) -> list[str]:
         every = scope_tables(self.plan, self.source)
-        chosen = self.tables or (
-            self.plan.thresholds.compare_tables if self.plan.thresholds.compare_mode == "tables" else None
+        chosen = (
+            self.tables
+            or self.param(context, "tables", None)
+            or (self.plan.thresholds.compare_tables if self.plan.thresholds.compare_mode == "tables" else None)
         )
         if not chosen:
             return every
@@ -382,7 +423,9 @@ class ReplicationCompareTableOperator(FerryOperator):
                 "  row hash %s: %d on the source, %d on the target", row["row_hash"], row["source"], row["target"]
             )
         context["ti"].xcom_push(key="comparison", value=result.to_dict())
-        if not result.equal:
+        if not result.equal and self.is_dry_run(context):
+            self.log.warning("DRY RUN: %s differs; a real run (source fenced first) would stop here", self.table)
+        elif not result.equal:
             raise AirflowFailException(
                 f"{self.table} differs between source and target ({result.differences} difference(s) named in the log). "
                 "Do not cut over: run ferry_rollback, or find why the target diverged."
@@ -404,7 +447,7 @@ class ReplicationCompareReportOperator(FerryOperator):
         self.compare_task_id = compare_task_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        results = [r for r in context["ti"].xcom_pull(task_ids=self.compare_task_id, key="comparison") or [] if r]
+        results = pull_all(context, self.compare_task_id, "comparison")
         expected = context["ti"].xcom_pull(task_ids=self.list_task_id) or []
         lines = [
             "# Ferry data comparison",
@@ -441,7 +484,9 @@ class ReplicationCompareReportOperator(FerryOperator):
         path.write_text(markdown)
         self.log.info("Comparison report written to %s\n%s", path, markdown)
         differing = [r["table"] for r in results if not r["equal"]] + unreported
-        if differing or not results:
+        if differing and self.is_dry_run(context):
+            self.log.warning("DRY RUN: %s differ while the source takes writes; not failing", ", ".join(differing))
+        elif differing or not results:
             raise AirflowFailException(
                 f"source and target differ (or were not compared): {', '.join(differing) or 'no table'}"
             )
@@ -479,10 +524,14 @@ class ReplicationSyncSequencesOperator(FerryOperator):
             if target_value == wanted:
                 self.log.info("%s: already at %d", name, wanted)
                 continue
+            if self.would(context, "set_sequence", f"target:{name}", target_value, wanted):
+                continue
             self.target.set_sequence_value(name, wanted)
             changed.append(name)
             self.record(context, "set_sequence", f"target:{name}", target_value, wanted)
             self.log.info("%s: source %s, target %s -> %d", name, source_value, target_value, wanted)
+        if self.is_dry_run(context):
+            return {"changed": []}
         problems = []
         for col in self.target.get_sequence_columns(schemas):
             maximum = self.target.get_first(f"SELECT max({col['column']}) FROM {col['table']}")[0]  # noqa: S608

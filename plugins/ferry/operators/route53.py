@@ -60,7 +60,9 @@ class _Route53Operator(FerryOperator):
         return hook, zone_id, live
 
     def change(self, context: Any, hook: Route53Hook, zone_id: str, action: str, before: dict, after: dict) -> None:
-        """UPSERT ``after``, record it, wait for INSYNC and read it back."""
+        """UPSERT ``after``, record it, wait for INSYNC and read it back (on a dry run: report it only)."""
+        if self.would(context, action, f"dns:{after['Name']}{after['Type']}", before, after):
+            return
         self.record(context, action, f"dns:{after['Name']}{after['Type']}", before, after)
         change_id = hook.upsert_record(zone_id, after, f"ferry {action} {after['Name']}")
         hook.wait_for_change_insync(change_id)
@@ -151,6 +153,8 @@ class Route53RestoreRecordsOperator(_Route53Operator):
             ]
             if current == original and not weighted:
                 self.log.info("%s: already as it was (%s, TTL %s)", rec.name, record_value(original), original["TTL"])
+                continue
+            if weighted and self.would(context, "restore_record", target, weighted, original):
                 continue
             if weighted:  # a weighted switch stopped half-way: its sets go, the original comes back, in one batch
                 self.record(context, "restore_record", target, weighted, original)
@@ -244,6 +248,15 @@ class Route53WeightedSwitchOperator(_Route53Operator):
             raise AirflowFailException("nothing changed; " + "; ".join(problems) + ". Correct the plan or the zone.")
         for rec, simple, weighted in plans:
             ttl = rec.low_ttl
+            current = weighted["ferry-new"]["Weight"] if weighted else 0
+            if self.would(
+                context,
+                "weight_step",
+                f"dns:{rec.name.rstrip('.')}.{rec.type}",
+                current,
+                [s for s in self.steps if s > current],
+            ):
+                continue
             if simple:
                 self.record(
                     context,

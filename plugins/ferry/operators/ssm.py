@@ -73,6 +73,8 @@ class SsmApplyParametersOperator(FerryOperator):
                 self.log.info("  %s: unchanged (version %s)", param.name, current["version"])
                 continue
             before = None if current is None else {"version": current["version"], "type": current["type"]}
+            if self.would(context, "put_parameter", f"ssm:{param.name}", before, {"phase": self.phase}):
+                continue
             version = hook.put_parameter(param.name, value, param.secure, ssm.kms_key_id)
             after = {"version": version, "type": wanted_type, "phase": self.phase, "sha256": fingerprint(value)}
             self.record(context, "put_parameter", f"ssm:{param.name}", before, after)
@@ -113,7 +115,9 @@ class SsmRestoreParametersOperator(FerryOperator):
         for name, first in firsts.items():
             current = hook.get_parameter_state(name)
             if first.before is None:
-                if current is not None:
+                if current is not None and not self.would(
+                    context, "delete_parameter", f"ssm:{name}", {"version": current["version"]}
+                ):
                     hook.delete_parameter(name)
                     self.record(context, "delete_parameter", f"ssm:{name}", {"version": current["version"]}, None)
                     self.log.info("  %s: deleted (it did not exist before %s)", name, self.phase)
@@ -125,6 +129,8 @@ class SsmRestoreParametersOperator(FerryOperator):
             mask_secret(old["value"])
             if current and current["value"] == old["value"] and current["type"] == old["type"]:
                 self.log.info("  %s: already as before (%s)", name, self.phase)
+                continue
+            if self.would(context, "restore_parameter", f"ssm:{name}", None, {"version": first.before["version"]}):
                 continue
             key = self.plan.ssm.kms_key_id
             version = hook.put_parameter(name, old["value"], old["type"] == "SecureString", key)

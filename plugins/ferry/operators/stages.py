@@ -6,7 +6,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from ferry.operators.base import FerryOperator
+from ferry.operators.base import FerryOperator, pull_all
 
 
 class FerryMarkStageCompleteOperator(FerryOperator):
@@ -17,6 +17,8 @@ class FerryMarkStageCompleteOperator(FerryOperator):
         earlier = self.ledger.last("stage_complete", f"stage:{stage}")
         if earlier is not None:
             self.log.info("Stage %s had already completed (%s); its run again changed nothing new", stage, earlier.at)
+            return stage
+        if self.would(context, "stage_complete", f"stage:{stage}"):
             return stage
         self.record(context, "stage_complete", f"stage:{stage}", None, {"run_id": context["run_id"]})
         self.log.info("Stage %s complete", stage)
@@ -35,6 +37,9 @@ class FerryCheckStageCompleteOperator(FerryOperator):
 
     def execute(self, context: Any) -> str:
         done = self.ledger.last("stage_complete", f"stage:{self.stage}")
+        if done is None and self.is_dry_run(context):
+            self.log.warning("DRY RUN: %s has not completed; a real run would refuse to start here", self.stage)
+            return ""
         if done is None:
             raise AirflowFailException(
                 f"{self.stage} has not completed (no record in the ledger under {self.plan.ledger_prefix}); "
@@ -86,40 +91,70 @@ class FerrySmokeTestOperator(FerryOperator):
 
 
 class FerryWriteReportOperator(FerryOperator):
-    """Write the migration report (Markdown and the same data as JSON, locally and in S3) from the ledger.
+    """Write the D-day report: Markdown, the same data as JSON, and a timeline chart (PNG), locally and in S3.
+
+    From the ledger (this run's changes, the freeze window, the lag at the fence) and from XCom
+    (each task's start and end, the comparison per table, the catch-up wait; on a dry run, what
+    each task would have changed).
 
     :param compare_task_id: the mapped comparison task, for per-table results.
+    :param caught_up_task_id: the catch-up sensor, for how long the target took to confirm the fence.
     """
 
-    def __init__(self, *, compare_task_id: str = "compare_data", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        compare_task_id: str = "compare_data",
+        caught_up_task_id: str = "wait_replication_caught_up",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.compare_task_id = compare_task_id
+        self.caught_up_task_id = caught_up_task_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         import json
         import re
-        from datetime import datetime
+        from datetime import UTC, datetime
 
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         from ferry.operators.preflight import report_dir
+        from ferry.report import draw_timeline, freeze_window, markdown, timeline
 
-        run_id = context["run_id"]
+        run_id, dry = context["run_id"], self.is_dry_run(context)
         records = [r for r in self.ledger.records() if r.run_id == run_id]
-        at = {r.action: datetime.fromisoformat(r.at) for r in records}
         fence = next((r for r in records if r.action == "fence_source"), None)
-        writable = max(
-            (datetime.fromisoformat(r.at) for r in records if r.action in ("drop_subscription", "set_sequence")),
-            default=None,
+        seconds, freeze_start, freeze_end = freeze_window(records)
+        now = datetime.now(UTC).isoformat()
+        rows = timeline([t for task in context["dag"].task_ids for t in pull_all(context, task, "timing")])
+        rows.append(
+            {
+                "task": self.task_id,
+                "start": context["ti"].xcom_pull(task_ids=self.task_id, key="started", map_indexes=-1) or now,
+                "end": now,
+                "seconds": 0.0,
+            }
         )
-        comparisons = [c for c in context["ti"].xcom_pull(task_ids=self.compare_task_id, key="comparison") or [] if c]
+        caught_up = context["ti"].xcom_pull(task_ids=self.caught_up_task_id) or {}
+        comparisons = pull_all(context, self.compare_task_id, "comparison")
+        stem = f"d_day__{re.sub(r'[^A-Za-z0-9_.-]', '_', run_id)}"
         data = {
             "plan": self.plan.name,
             "run_id": run_id,
-            "freeze_window_s": round((writable - at["fence_source"]).total_seconds(), 3)
-            if fence and writable
-            else None,
+            "dry_run": dry,
+            "dday_s": round(
+                (datetime.fromisoformat(now) - datetime.fromisoformat(rows[0]["start"])).total_seconds(), 3
+            ),
+            "freeze_window_s": seconds,
+            "freeze_start": freeze_start,
+            "freeze_end": freeze_end,
             "fence_lsn": fence.after["fence_lsn"] if fence else None,
+            "replication_lag_at_fence": {
+                "bytes": fence.after.get("lag_bytes_at_fence") if fence else None,
+                "caught_up_after_s": caught_up.get("waited_s"),
+            },
+            "timeline": rows,
             "comparison": [
                 {k: c[k] for k in ("table", "equal", "rows_source", "rows_target", "seconds")} for c in comparisons
             ],
@@ -127,41 +162,26 @@ class FerryWriteReportOperator(FerryOperator):
             "read_replicas": [r.target for r in records if r.action == "create_read_replica"],
             "dns_changes": [{"record": r.target, "to": r.after} for r in records if r.action == "switch_record"],
             "webhooks": next((r.after for r in records if r.action == "replay_webhooks"), None),
+            "would_change": [w for task in context["dag"].task_ids for w in pull_all(context, task, "would_change")],
+            "chart": f"{stem}.png",
             "ledger": [{"at": r.at, "task": r.task, "action": r.action, "target": r.target} for r in records],
         }
-        lines = [
-            f"# Ferry D-day report: {self.plan.name}",
-            "",
-            f"- run: `{run_id}`",
-            f"- write freeze (fence to target writable): {data['freeze_window_s']} s",
-            f"- fence LSN: {data['fence_lsn']}",
-            f"- sequences set: {data['sequences_set']}",
-            f"- read replicas: {', '.join(data['read_replicas']) or 'none new'}",
-            f"- webhooks: {data['webhooks']}",
-            "",
-            "| table | equal | rows source | rows target | seconds |",
-            "|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {c['table']} | {c['equal']} | {c['rows_source']} | {c['rows_target']} | {c['seconds']} |"
-            for c in data["comparison"]
-        ]
-        lines += ["", "## Changes, in order", ""] + [
-            f"- {e['at']} {e['task']}: {e['action']} {e['target']}" for e in data["ledger"]
-        ]
-        markdown = "\n".join(lines) + "\n"
-        stem = f"d_day__{re.sub(r'[^A-Za-z0-9_.-]', '_', run_id)}"
+        text = markdown(data)
+        title = f"Ferry D-day {self.plan.name}{' (dry run)' if dry else ''}: {run_id}"
+        png = draw_timeline(rows, (freeze_start, freeze_end), title)
         folder = report_dir(self.plan) / "d_day"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{stem}.md").write_text(markdown)
-        (folder / f"{stem}.json").write_text(json.dumps(data, indent=2, default=str))
+        body = json.dumps(data, indent=2, default=str)
+        (folder / f"{stem}.md").write_text(text)
+        (folder / f"{stem}.json").write_text(body)
+        (folder / f"{stem}.png").write_bytes(png)
         s3 = S3Hook(aws_conn_id=self.plan.aws.conn_id)
-        for suffix, body in ((".md", markdown), (".json", json.dumps(data, default=str))):
-            s3.load_string(
-                body,
+        for suffix, content in ((".md", text.encode()), (".json", body.encode()), (".png", png)):
+            s3.load_bytes(
+                content,
                 key=f"{self.plan.ledger_prefix}/reports/{stem}{suffix}",
                 bucket_name=self.plan.ledger.bucket,
                 replace=True,
             )
-        self.log.info("D-day report written to %s\n%s", folder / f"{stem}.md", markdown)
-        return {"report_path": str(folder / f"{stem}.md"), "freeze_window_s": data["freeze_window_s"]}
+        self.log.info("D-day report written to %s (and its .json, .png, and in S3)\n%s", folder / f"{stem}.md", text)
+        return {"report_path": str(folder / f"{stem}.md"), "freeze_window_s": seconds, "dday_s": data["dday_s"]}

@@ -48,7 +48,12 @@ class StorageSyncBucketsOperator(FerryOperator):
                 workers=self.workers,
                 part_size=self.part_size_mib * MiB,
                 progress=self.log.info,
+                dry_run=self.is_dry_run(context),
             )
+            if report.to_copy is not None:  # a dry run: counted, not copied
+                if report.to_copy:
+                    self.would(context, "sync_bucket", f"s3:{pair.target}", None, {"objects": report.to_copy})
+                continue
             if report.copied:
                 self.record(
                     context,
@@ -58,6 +63,8 @@ class StorageSyncBucketsOperator(FerryOperator):
                     {"source": pair.source, "copied": report.copied, "bytes": report.copied_bytes},
                 )
             reports.append(report.to_dict())
+        if self.is_dry_run(context):
+            return []
         lines = [
             "# Ferry storage sync",
             "",

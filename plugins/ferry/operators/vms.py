@@ -34,6 +34,8 @@ class _VmOperator(FerryOperator):
         if vm.unit_active(host.status_command, unit) == wanted:
             self.log.info("%s: %s already %s", host.name, unit, "running" if wanted else "stopped")
             return
+        if self.would(context, f"{action}_unit", f"vm:{host.name}:{unit}", {"active": not wanted}, {"active": wanted}):
+            return
         self.record(context, f"{action}_unit", f"vm:{host.name}:{unit}", {"active": not wanted}, {"active": wanted})
         status, out, err = vm.run(command)
         if status != 0:

@@ -66,6 +66,12 @@ class WebhooksReplayOperator(FerryOperator):
             raise AirflowFailException(f"destination must be new or old, not {self.destination!r}")
         hooks = self.plan.webhooks
         s3 = S3Hook(aws_conn_id=self.plan.aws.conn_id).get_conn()
+        if self.is_dry_run(context):
+            from ferry.webhooks import pending_events
+
+            waiting = pending_events(s3, hooks.recorder_bucket, hooks.recorder_prefix, self.destination)
+            self.would(context, "replay_webhooks", f"webhooks:{self.destination}", None, {"pending": len(waiting)})
+            return {"dry_run": True, "pending": len(waiting)}
         with httpx.Client(timeout=self.timeout_s) as client:
             report = replay(
                 s3,
@@ -142,6 +148,8 @@ class WebhooksDeployRecorderOperator(_KubeOperator):
             except ApiException as exc:
                 if exc.status != 404:
                     raise
+                if self.would(context, "create_recorder", f"k8s:{ns}/{kind}/{name}", None, {"kind": kind}):
+                    continue
                 self.record(context, "create_recorder", f"k8s:{ns}/{kind}/{name}", None, {"kind": kind})
                 create(ns, doc)
                 done.append(f"{kind}/{name} created")
@@ -150,6 +158,8 @@ class WebhooksDeployRecorderOperator(_KubeOperator):
                 replace
                 and live["spec"]["template"]["spec"]["containers"] != doc["spec"]["template"]["spec"]["containers"]
             ):
+                if self.would(context, "update_recorder", f"k8s:{ns}/{kind}/{name}"):
+                    continue
                 self.record(
                     context,
                     "update_recorder",
@@ -159,7 +169,9 @@ class WebhooksDeployRecorderOperator(_KubeOperator):
                 )
                 replace(name, ns, doc)
                 done.append(f"{kind}/{name} replaced")
-        self.wait_for_rollouts(apps, ["webhook-recorder"], self.timeout_s, self.poll_s)
+        if self.is_dry_run(context):
+            return done
+        self.wait_for_rollouts(apps, ["webhook-recorder"], self.rollout_timeout(context), self.poll_s)
         self.log.info("Webhook recorder ready in %s: %s", ns, ", ".join(done) or "nothing to change")
         return done
 
@@ -174,6 +186,8 @@ class WebhooksRemoveRecorderOperator(_KubeOperator):
         for record in self.ledger.records(action="create_recorder"):
             kind, name = record.target.rsplit("/", 2)[-2:]
             delete = apps.delete_namespaced_deployment if kind == "Deployment" else core.delete_namespaced_service
+            if self.would(context, "remove_recorder", record.target, {"kind": kind}):
+                continue
             try:
                 delete(name, ns)
             except ApiException as exc:

@@ -20,6 +20,13 @@ class ReplicationInitialCopySensor(FerryContext, BaseSensorOperator):
     def poke(self, context: Any) -> bool:
         plan = self.plan
         status = self.target.get_subscription_status(plan.subscription)
+        if self.is_dry_run(context):
+            self.log.info(
+                "DRY RUN, not waiting: would wait for the initial copy of subscription %s (now %s)",
+                plan.subscription,
+                "absent" if status is None else f"{len(self.target.get_subscription_tables(plan.subscription))} tables",
+            )
+            return True
         if status is None:
             raise AirflowFailException(f"subscription {plan.subscription} does not exist; create it first")
         if not status["enabled"]:
@@ -45,7 +52,7 @@ class ReplicationCaughtUpSensor(FerryOperator):
     waiting for the timeout.
 
     :param fence_lsn: the fence's WAL position; by default the last one the ledger recorded.
-    :param timeout_s: the longest wait.
+    :param timeout_s: the longest wait (the run's ``catch_up_timeout_s`` param overrides it).
     :param poll_interval: seconds between polls of both servers.
     """
 
@@ -62,12 +69,24 @@ class ReplicationCaughtUpSensor(FerryOperator):
     def execute(self, context: Any) -> dict[str, Any] | None:
         plan = self.plan
         fence_lsn = self.fence_lsn
+        if self.is_dry_run(context):
+            lag = self.source.get_slot_status(plan.subscription)
+            self.log.info(
+                "DRY RUN, not waiting: would wait until the target confirms the fence position; replication lag now %s",
+                "no slot" if lag is None else f"{lag['lag_bytes']} bytes",
+            )
+            return None
         if not fence_lsn:
             record = self.ledger.last("fence_source", f"source:{plan.source.database}")
             if record is None:
                 raise AirflowFailException("no fence recorded in the ledger: fence the source first")
             fence_lsn = record.after["fence_lsn"]
         status = self.target.get_subscription_status(plan.subscription)
+        dropped = self.ledger.last("drop_subscription", f"target:{plan.subscription}")
+        fenced = self.ledger.last("fence_source", f"source:{plan.source.database}")
+        if status is None and dropped and fenced and dropped.at > fenced.at:
+            self.log.info("Caught up earlier: the subscription was dropped after the fence (%s)", dropped.at)
+            return {"status": "success", "fence_lsn": fence_lsn, "waited_s": None}
         if status is None or status["worker_pid"] is None:
             raise AirflowFailException(f"subscription {plan.subscription} is not running; it cannot catch up")
         self.log.info("Waiting for the target to confirm the fence at %s", fence_lsn)
@@ -83,7 +102,7 @@ class ReplicationCaughtUpSensor(FerryOperator):
                 poll_interval=self.poll_interval,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout_s),
+            timeout=timedelta(seconds=float(self.param(context, "catch_up_timeout_s", self.timeout_s))),
         )
         return None
 
