@@ -68,3 +68,22 @@ def test_a_bad_plan_fails_the_dag_import_listing_every_problem(dag_folder, tmp_p
     assert "has 3 problem(s)" in message
     assert "name:" in message and "source.conn_id: connection id is empty" in message
     assert "target.colour: unknown key 'colour'" in message
+
+
+def test_every_stage_offers_a_dry_run_and_d_day_its_tables_and_timeouts(dagbag):
+    for dag_id in ("ferry_week_prior", "ferry_day_before", "ferry_d_day", "ferry_rollback"):
+        params = dagbag.dags[dag_id].params
+        assert params["dry_run"] is False, dag_id
+        assert params.get_param("dry_run").schema["type"] == "boolean"
+    d_day = dagbag.dags["ferry_d_day"].params
+    assert d_day["tables"] == [] and d_day["catch_up_timeout_s"] == 1800 and d_day["rollout_timeout_s"] == 600
+    assert d_day.get_param("catch_up_timeout_s").schema["minimum"] == 1
+
+
+def test_d_day_gates_are_approval_operators_in_runbook_order(dagbag):
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    dag = dagbag.dags["ferry_d_day"]
+    gates = [t.task_id for t in dag.topological_sort() if isinstance(t, ApprovalOperator)]
+    assert gates == ["gate_go_no_go", "gate_comparison", "gate_point_of_no_return"]
+    assert dag.get_task("switch_dns").upstream_task_ids == {"gate_point_of_no_return"}

@@ -113,6 +113,14 @@ def test_day_before_after_week_prior_and_a_rerun_changes_nothing(stand, target, 
             s3.delete_object(Bucket=bucket, Key=obj["Key"])
     apps = KubernetesHook(conn_id="kube_stand").apps_v1_client
     try:
+        ledger = len(Ledger(load_plan()).records())
+        dry = run_dag(ROOT_DAGS, "ferry_day_before", conf={"dry_run": True})
+        assert dry.state == "success" and len(Ledger(load_plan()).records()) == ledger
+        assert records(stand) == original and s3.list_objects_v2(Bucket="stand-uploads-aws")["KeyCount"] == 0
+        assert "webhook-recorder" not in {d.metadata.name for d in apps.list_namespaced_deployment("saas").items}
+        assert {"create_recorder", "sync_bucket", "put_parameter", "lower_ttl", "scale_deployment"} <= {
+            w["action"] for w in would_changes(dry)
+        }
         # recorder (2 objects), 2 bucket pairs, 3 parameters, 2 TTLs, 3 deployments, completion
         assert twice("ferry_day_before", dag_folder=ROOT_DAGS) == 13
         assert len(rerun_each_task(ROOT_DAGS, "ferry_day_before")) == len(
