@@ -141,7 +141,7 @@ def main() -> int:
             f"reladiff is not installed at {RELADIFF}: run make bench-venv (make bench-compare does)", file=sys.stderr
         )
         return 2
-    stand = Stand(dir=Path("/tmp/ferry-bench-compare"), port_base=56320, rows=1000)
+    stand = Stand(dir=Path("/tmp/ferry-bench-compare"), port_base=26320, rows=1000)
     down(stand, quiet=True)
     up(stand)
     try:

@@ -33,7 +33,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=16, help="the parallel run's pool (the operator's default)")
     args = parser.parse_args()
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
-    stand = Stand(dir=Path("/tmp/ferry-bench-s3sync"), port_base=57320)
+    stand = Stand(dir=Path("/tmp/ferry-bench-s3sync"), port_base=27320)
     moto = AwsMoto("moto", 5, lambda client: None, "aws_default")
     moto.down(stand)
     stand.remove()

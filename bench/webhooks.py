@@ -41,7 +41,7 @@ def main() -> int:
         "--kill-at", type=float, default=0.4, help="share of the events after which the recorder is killed"
     )
     args = parser.parse_args()
-    stand = Stand(dir=Path("/tmp/ferry-bench-webhooks"), port_base=58320)
+    stand = Stand(dir=Path("/tmp/ferry-bench-webhooks"), port_base=28320)
     aws = AwsMoto("moto", 5, seed_aws, "aws_default")
     recorder = UvicornApp(
         "recorder", "webhook_recorder.app:app", 7, "webhook_recorder", recorder_env(aws.endpoint, BUCKET)

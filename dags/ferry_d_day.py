@@ -14,7 +14,12 @@ is undone by `ferry_rollback`; if a task fails before it, stop and trigger `ferr
 6. `drop_subscription`, `sync_sequences`: the target stands alone and is writable.
 7. `create_read_replicas`, `apply_ssm_cutover`, `restore_deployments`, `restart_pgbouncer`, `smoke_test_new_app`.
 8. **`gate_point_of_no_return`**, then `switch_dns` (every record to its new value, INSYNC),
-   `replay_webhooks` (every recorded webhook, in order, once, to the new app), `write_report`.
+   `replay_webhooks` (every recorded webhook, in order, once, to the new app), `write_report`
+   (Markdown, JSON and a timeline chart, locally and in S3).
+
+The trigger form: **dry run** (every task reports what it would change and changes nothing; the
+gates still ask), the **tables to compare** (empty: the plan's choice), and the **timeouts** of
+the catch-up wait and of each Kubernetes rollout.
 """
 
 from __future__ import annotations

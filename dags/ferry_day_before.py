@@ -12,8 +12,9 @@ otherwise). The old side keeps serving throughout.
 6. `scale_down_deployments`: the new cluster's deployments to zero, their counts recorded for D-day.
 7. `mark_stage_complete`: recorded in the ledger; `ferry_d_day` checks for it.
 
-Every task is safe to re-run. Undone by `ferry_rollback` (DNS restored, deployments scaled back
-down, recorder removed) and `SsmRestoreParametersOperator(phase=production)`.
+Every task is safe to re-run. Undone by `ferry_rollback` with undo_all_stages (DNS restored,
+deployments back to their counts, recorder removed, SSM production values restored).
+Trigger it with **dry run** (the trigger form) to see what each task would change, changing nothing.
 """
 
 from __future__ import annotations

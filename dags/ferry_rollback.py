@@ -6,14 +6,21 @@ says so). It reads the ledger and undoes, in the reverse order of D-day, what th
 every step is driven by the ledger, does nothing when there is nothing to undo, and is safe to
 run again. A dry run (trigger form) reports what each step would undo and changes nothing.
 
-1. `scale_down_new_deployments`: the new cluster's deployments back to zero, so only the old side serves.
+1. `scale_down_new_deployments`: the new cluster's deployments back to zero, so only the old side serves
+   (with undo_all_stages: back to their counts before Ferry, by `restore_deployment_counts`).
 2. `restore_ssm_cutover`: the SSM parameters D-day pointed at RDS, back to their earlier versions.
 3. `delete_read_replicas`: the RDS read replicas Ferry created, deleted.
 4. `unfence_source`: the source database writable again for the application roles.
 5. `start_vm_services`: the units Ferry stopped on the VMs, started again (reverse order), verified.
 6. `restore_dns`: every record Ferry changed (the webhook host included), back exactly as it was.
 7. `replay_webhooks_to_old_app`: every webhook recorded meanwhile, in order, each once, to the old app.
-8. `rollback_result`: fails the run if any step failed, naming it; the others still ran.
+8. With **undo_all_stages** (trigger form; off by default, so the next D-day attempt finds the
+   target still replicating), the earlier stages too, in reverse: `restore_deployment_counts`
+   (the new deployments back to their counts before Ferry), `restore_ssm_production`,
+   `remove_webhook_recorder`, `restore_ssm_staging`, `drop_subscription`, `drop_publication`,
+   `drop_orphan_slot`. The schema copied to the target stays (it holds the replicated rows; drop
+   it by hand if the target is abandoned).
+9. `rollback_result`: fails the run if any step failed, naming it; the others still ran.
 
 Nothing is lost: writes refused by the fence were refused, not dropped, and every webhook the
 recorder acknowledged reaches the old app.
@@ -21,25 +28,37 @@ recorder acknowledged reaches the old app.
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, TriggerRule
+from airflow.sdk import DAG, Param, TriggerRule
 
-from ferry.operators.kube import KubeScaleDownDeploymentsOperator
+from ferry.operators.kube import KubeRestoreReplicasOperator, KubeScaleDownDeploymentsOperator
 from ferry.operators.rds import RdsDeleteReadReplicasOperator
-from ferry.operators.replication import ReplicationUnfenceSourceOperator
+from ferry.operators.replication import (
+    ReplicationDropOrphanSlotOperator,
+    ReplicationDropPublicationOperator,
+    ReplicationDropSubscriptionOperator,
+    ReplicationUnfenceSourceOperator,
+)
 from ferry.operators.route53 import Route53RestoreRecordsOperator
 from ferry.operators.ssm import SsmRestoreParametersOperator
 from ferry.operators.stages import RollbackResultOperator
 from ferry.operators.vms import VmStartServicesOperator
-from ferry.operators.webhooks import WebhooksReplayOperator
+from ferry.operators.webhooks import WebhooksRemoveRecorderOperator, WebhooksReplayOperator
 from ferry.taskgroups import stage_dag_args
 
-args = stage_dag_args("ferry_rollback", __doc__, "rollback", retry_delay_s=15)
+UNDO_ALL = Param(
+    False,
+    type="boolean",
+    title="Undo all stages",
+    description="Also undo ferry_day_before and ferry_week_prior: recorder, SSM values, subscription, publication.",
+)
+args = stage_dag_args("ferry_rollback", __doc__, "rollback", retry_delay_s=15, params={"undo_all_stages": UNDO_ALL})
 args["default_args"]["trigger_rule"] = TriggerRule.ALL_DONE  # every step runs, whatever the one before did
 
 with DAG(schedule=None, **args):
     steps = [
         KubeScaleDownDeploymentsOperator(
             task_id="scale_down_new_deployments",
+            skip_if_param="undo_all_stages",  # then restore_deployment_counts sets the counts from before Ferry
             doc_md="Scales the new cluster's deployments to zero (counts recorded). Undoes: restore_deployments.",
         ),
         SsmRestoreParametersOperator(
@@ -67,6 +86,43 @@ with DAG(schedule=None, **args):
             task_id="replay_webhooks_to_old_app",
             destination="old",
             doc_md="Replays every recorded webhook, in order, each once, to the old app.",
+        ),
+        KubeRestoreReplicasOperator(
+            task_id="restore_deployment_counts",
+            only_if_param="undo_all_stages",
+            doc_md="The new deployments back to their counts before Ferry. Undoes: scale_down_deployments.",
+        ),
+        SsmRestoreParametersOperator(
+            task_id="restore_ssm_production",
+            phase="production",
+            only_if_param="undo_all_stages",
+            doc_md="SSM values from before the production phase. Undoes: apply_ssm_production.",
+        ),
+        WebhooksRemoveRecorderOperator(
+            task_id="remove_webhook_recorder",
+            only_if_param="undo_all_stages",
+            doc_md="Removes what deploy_webhook_recorder created. Undoes: deploy_webhook_recorder.",
+        ),
+        SsmRestoreParametersOperator(
+            task_id="restore_ssm_staging",
+            phase="staging",
+            only_if_param="undo_all_stages",
+            doc_md="SSM values from before the staging phase. Undoes: apply_ssm_staging.",
+        ),
+        ReplicationDropSubscriptionOperator(
+            task_id="drop_subscription",
+            only_if_param="undo_all_stages",
+            doc_md="Drops the subscription on the target. Undoes: create_subscription.",
+        ),
+        ReplicationDropPublicationOperator(
+            task_id="drop_publication",
+            only_if_param="undo_all_stages",
+            doc_md="Drops the publication on the source. Undoes: create_publication.",
+        ),
+        ReplicationDropOrphanSlotOperator(
+            task_id="drop_orphan_slot",
+            only_if_param="undo_all_stages",
+            doc_md="Drops a slot a subscription left on the source when dropped while the source was unreachable.",
         ),
         RollbackResultOperator(task_id="rollback_result", doc_md="Fails the run if any step failed, naming it."),
     ]

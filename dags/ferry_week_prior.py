@@ -12,7 +12,8 @@ keeps serving, untouched apart from a publication and a replication slot on its 
 5. `mark_stage_complete`: recorded in the ledger; `ferry_day_before` checks for it.
 
 Every task is safe to re-run: what is already in place is left as it is. To undo the stage:
-drop the subscription and the publication (`ferry_rollback`), restore the SSM parameters.
+`ferry_rollback` with undo_all_stages (subscription, publication, SSM staging values).
+Trigger it with **dry run** (the trigger form) to see what each task would change, changing nothing.
 """
 
 from __future__ import annotations

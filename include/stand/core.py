@@ -25,7 +25,7 @@ class Stand:
     """One stand instance: a folder for its data, logs and state, and a base for its loopback ports."""
 
     dir: Path = field(default_factory=lambda: Path(os.environ.get("FERRY_STAND_DIR", "/tmp/ferry-stand")))
-    port_base: int = field(default_factory=lambda: int(os.environ.get("FERRY_STAND_PORT_BASE", "54320")))
+    port_base: int = field(default_factory=lambda: int(os.environ.get("FERRY_STAND_PORT_BASE", "24320")))
     rows: int = field(default_factory=lambda: int(os.environ.get("FERRY_STAND_ROWS", str(DEFAULT_ROWS))))
 
     @property

@@ -23,7 +23,7 @@ from stand.services.postgres import APP_ROLE, CLUSTERS, PG_BIN, PostgresPair
 
 TEST_DAGS = Path(__file__).parent / "dags"
 ROOT_DAGS = Path(__file__).resolve().parents[2] / "dags"
-TEST_STAND = Stand(dir=Path("/tmp/ferry-stand-test"), port_base=55320, rows=20_000)
+TEST_STAND = Stand(dir=Path("/tmp/ferry-stand-test"), port_base=25320, rows=20_000)
 
 
 @pytest.fixture(scope="session")
@@ -137,7 +137,8 @@ def rerun_each_task(
     """Clear each task of the latest successful run of ``dag_id``, in the order they ran, and run it again.
 
     As the UI's Clear does: the task instance gets a new try and runs with its run's XComs and
-    params. No re-run may write to the ledger; each must succeed, except tasks whose id starts
+    params. No re-run may write to the ledger; each must end as it first did (success, or skipped
+    by the run's params), except tasks whose id starts
     with one of ``may_fail`` (read-only checks of the world before the stage, such as the
     pre-flight's "the old app answers" after D-day stopped it). Gates are answered with ``gates``.
     Returns each task re-run (mapped ones as ``task[i]``) and its state.
@@ -155,11 +156,13 @@ def rerun_each_task(
     rerun = {}
     with create_session() as session:
         run = sorted(DagRun.find(dag_id=dag_id, state="success", session=session), key=lambda r: r.run_after)[-1]
-        order = sorted(run.get_task_instances(session=session), key=lambda ti: (ti.start_date, ti.map_index))
-        keys = [(ti.task_id, ti.map_index) for ti in order]
+        order = sorted(
+            run.get_task_instances(session=session), key=lambda ti: (ti.start_date or run.start_date, ti.map_index)
+        )
+        keys = [(ti.task_id, ti.map_index, getattr(ti.state, "value", ti.state)) for ti in order]
     session = settings.Session()
     with GateAnswerer(gates or {}):
-        for task_id, map_index in keys:
+        for task_id, map_index, first in keys:
             session.expire_all()
             ti = run.get_task_instance(task_id, session=session, map_index=map_index)
             clear_task_instances([ti], session, dag_run_state=False)
@@ -175,8 +178,8 @@ def rerun_each_task(
                 if ti.state == "scheduled":  # resumed by its answer, as dag.test() resumes it
                     _run_task(ti=ti, task=dag.task_dict[task_id], run_triggerer=True)
             name = task_id if map_index < 0 else f"{task_id}[{map_index}]"
-            if not task_id.startswith(may_fail):
-                assert ti.state == "success", f"re-running {name} of {dag_id} ended {ti.state}"
+            if not task_id.startswith(may_fail):  # as the first time: success, or skipped by the run's params
+                assert ti.state == first, f"re-running {name} of {dag_id} ended {ti.state}, not {first}"
             after = [(r.action, r.target) for r in ledger.records()]
             assert after == before, f"re-running {name} of {dag_id} changed something: {after[len(before) :]}"
             rerun[name] = getattr(ti.state, "value", ti.state)
@@ -234,15 +237,18 @@ class GateAnswerer:
         from sqlalchemy import select
 
         with create_session() as session:
-            for detail in session.scalars(select(HITLDetail).where(HITLDetail.responded_at.is_(None))):
-                ti = session.get(TaskInstance, detail.ti_id)
-                state = getattr(ti.state, "value", ti.state) if ti else None
-                if ti is None or ti.task_id not in self.decisions or state not in ("awaiting_input", "deferred"):
-                    continue
-                detail.responded_by = {"id": "rehearsal", "name": "Rehearsal operator"}
-                detail.responded_at = utcnow()
-                detail.chosen_options = [self.decisions[ti.task_id]]
-                detail.params_input = {}
-                session.add(detail)
+            waiting = session.execute(
+                select(HITLDetail, TaskInstance)
+                .join(TaskInstance, TaskInstance.id == HITLDetail.ti_id)
+                .where(TaskInstance.state == "awaiting_input", TaskInstance.task_id.in_(list(self.decisions)))
+            ).all()
+            for detail, ti in waiting:
+                if detail.responded_at is None:
+                    detail.responded_by = {"id": "rehearsal", "name": "Rehearsal operator"}
+                    detail.responded_at = utcnow()
+                    detail.chosen_options = [self.decisions[ti.task_id]]
+                    detail.params_input = {}
+                    session.add(detail)
+                    self.answered.append((ti.task_id, self.decisions[ti.task_id]))
+                # Answered but still waiting (the answer met the task on its way into awaiting_input): resume it.
                 handle_event_submit(TriggerEvent(detail.as_resume_event_payload()), task_instance=ti, session=session)
-                self.answered.append((ti.task_id, self.decisions[ti.task_id]))

@@ -144,6 +144,33 @@ def test_day_before_after_week_prior_and_a_rerun_changes_nothing(stand, target, 
         assert records(stand) == original
 
 
+def test_rollback_of_all_stages_leaves_both_sides_as_before_ferry(stand, source, target, after_week_prior):
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+    from tests.integration.test_aws_side import records
+
+    apps = KubernetesHook(conn_id="kube_stand").apps_v1_client
+
+    def counts() -> dict[str, int]:
+        return {d.metadata.name: d.spec.replicas for d in apps.list_namespaced_deployment("saas").items}
+
+    original_dns, original_counts = records(stand), counts()
+    assert original_counts == {"web": 2, "sidekiq": 1, "pgbouncer": 2}
+    assert run_dag(ROOT_DAGS, "ferry_week_prior").state == "success"
+    assert run_dag(ROOT_DAGS, "ferry_day_before").state == "success"
+    assert counts()["webhook-recorder"] == 2 and counts()["web"] == 0
+
+    # DNS x2, deployments x3, SSM production x3 then staging x3, recorder x2, subscription, publication: 15
+    assert twice("ferry_rollback", {"undo_all_stages": True}, dag_folder=ROOT_DAGS) == 15
+    assert records(stand) == original_dns and counts() == original_counts
+    assert not aws(stand, "ssm").get_parameters_by_path(Path="/stand", Recursive=True)["Parameters"]
+    assert target.execute("SELECT count(*) FROM pg_subscription").fetchone() == (0,)
+    assert source.execute("SELECT count(*) FROM pg_publication").fetchone() == (0,)
+    assert source.execute("SELECT count(*) FROM pg_replication_slots").fetchone() == (0,)
+    rerun = rerun_each_task(ROOT_DAGS, "ferry_rollback")
+    assert rerun["scale_down_new_deployments"] == "skipped" and rerun["drop_publication"] == "success"
+
+
 def test_rollback_gives_the_service_back_to_the_old_side_losing_nothing(stand, source):
     import base64
     import json
@@ -206,7 +233,7 @@ def test_rollback_gives_the_service_back_to_the_old_side_losing_nothing(stand, s
             apps.patch_namespaced_deployment_scale(name, "saas", {"spec": {"replicas": count}})
 
 
-def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_week_prior):
+def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_week_prior, stand_secrets):
     import base64
     import json
 
@@ -278,6 +305,8 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
         assert len(report["dns_changes"]) == 3  # hooks to the recorder, then both records to AWS
         assert s3.get_object(Bucket="ferry-stand-ledger", Key=f"ferry/stand-saas/reports/{stem}.md")["Body"].read()
         assert s3.get_object(Bucket="ferry-stand-ledger", Key=f"ferry/stand-saas/reports/{stem}.png")["Body"].read()
+        reports = "".join(p.read_text() for p in Path(os.environ["FERRY_REPORT_DIR"], "d_day").glob("*.[jm][sd]*"))
+        assert stem in reports and not [secret for secret in stand_secrets if secret in reports]
 
         # Clear and re-run every task of the D-day run, gates answered again: each changes nothing.
         # The pre-flight checks look at the world before D-day: after it, "old_app answers" fails, as it must.

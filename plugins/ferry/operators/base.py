@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ferry.hooks.replication import ReplicationHook
 from ferry.ledger import Ledger, LedgerRecord
@@ -84,9 +84,11 @@ class FerryContext(Timed):
         if not self.is_dry_run(context):
             return False
         change = {"task": self.task_id, "action": action, "target": target, "before": before, "after": after}
-        text = redact(json.dumps(change, default=str), self.secrets)
-        self.log.info("DRY RUN, not changed: would %s %s (before %s, after %s)", action, target, before, after)
-        self._would.append(json.loads(text))
+        self.log.info(
+            "DRY RUN, not changed: would %s",
+            redact(f"{action} {target} (before {before}, after {after})", self.secrets),
+        )
+        self._would.append(json.loads(redact(json.dumps(change, default=str), self.secrets)))
         context["ti"].xcom_push(key="would_change", value=self._would)
         return True
 
@@ -120,8 +122,22 @@ def pull_all(context: Any, task_id: str, key: str = "return_value") -> list[Any]
 
 
 class FerryOperator(FerryContext, BaseOperator):
-    """Base of Ferry's operators. Hooks and the plan are made in ``execute``, never at parse time."""
+    """Base of Ferry's operators. Hooks and the plan are made in ``execute``, never at parse time.
+
+    :param only_if_param: run only when the run's param of this name is true; skipped otherwise
+        (ferry_rollback's ``undo_all_stages`` steps).
+    :param skip_if_param: skipped when the run's param of this name is true.
+    """
 
     # Without an __init__ of its own, a mapped subclass gets inlets=None from partial() (Airflow 3.3).
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, only_if_param: str | None = None, skip_if_param: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.only_if_param, self.skip_if_param = only_if_param, skip_if_param
+
+    def pre_execute(self, context: Any) -> None:
+        params = context.get("params") or {}
+        if self.only_if_param and not params.get(self.only_if_param):
+            raise AirflowSkipException(f"skipped: trigger with {self.only_if_param} to run this step")
+        if self.skip_if_param and params.get(self.skip_if_param):
+            raise AirflowSkipException(f"skipped: not needed when triggered with {self.skip_if_param}")
+        super().pre_execute(context)

@@ -108,12 +108,19 @@ class SsmRestoreParametersOperator(FerryOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         hook = SsmParameterHook(aws_conn_id=self.plan.aws.conn_id)
         firsts: dict[str, Any] = {}
-        for r in self.ledger.records(action="put_parameter"):
-            if r.after.get("phase") == self.phase:
+        deleted_at: dict[str, str] = {}
+        for r in self.ledger.records():
+            if r.action == "put_parameter" and r.after.get("phase") == self.phase:
                 firsts.setdefault(r.target.removeprefix("ssm:"), r)
+            elif r.action == "delete_parameter":
+                deleted_at[r.target.removeprefix("ssm:")] = r.at
         restored = []
         for name, first in firsts.items():
             current = hook.get_parameter_state(name)
+            if current is None and deleted_at.get(name, "") > first.at:
+                # Restoring an earlier phase deleted it after this phase wrote it: it is back further than asked.
+                self.log.info("  %s: deleted since %s wrote it (an earlier phase was restored)", name, self.phase)
+                continue
             if first.before is None:
                 if current is not None and not self.would(
                     context, "delete_parameter", f"ssm:{name}", {"version": current["version"]}
