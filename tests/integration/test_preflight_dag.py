@@ -35,6 +35,11 @@ def test_healthy_stand_is_go(stand, dag_folder):
     assert "| connections | PASS | all 8 connections answer |" in report
     assert "public.invoice_number_seq (sequence, owned by no column)" in report
 
+    from tests.integration.conftest import rerun_each_task
+
+    rerun = rerun_each_task(dag_folder, "ferry_preflight")  # cleared and run again: same results, nothing changed
+    assert set(rerun) == set(tasks) and set(rerun.values()) == {"success"}
+
 
 def test_table_without_key_or_replica_identity_is_no_go_naming_it(stand, source, dag_folder):
     source.execute("CREATE TABLE legacy_audit (who text, what text)")
