@@ -31,7 +31,8 @@ help:
 	@echo "make bench-webhooks  20 providers, 10,000 webhooks into the recorder across a crash, then replay"
 	@echo "make bench-cutover   D-day on a fresh stand (1,000,000 rows, write load on): freeze window, D-day by task"
 
-# Debian packages: PostgreSQL 15 for the stand's clusters and pg_dump, sshd for the VM stand-in.
+# Debian packages: PostgreSQL 15 for the stand's clusters and pg_dump, sshd for the VM stand-in, chromium
+# and its driver for the browser test.
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done; \
 	  python3 -c 'import ensurepip, venv' 2>/dev/null || echo python3-venv); \

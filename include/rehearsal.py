@@ -298,16 +298,25 @@ def received_ids(stand, app: str = "new_app") -> set[str]:
     return {json.loads(base64.b64decode(json.loads(line)["body_b64"])).get("id") for line in lines}
 
 
+def plan_and_sides():
+    """The stand's plan and a hook on each of its two databases."""
+    from ferry.hooks.replication import ReplicationHook
+    from ferry.plan import load_plan
+
+    plan = load_plan()
+    return (
+        plan,
+        ReplicationHook(plan.source.conn_id, plan.source.database),
+        ReplicationHook(plan.target.conn_id, plan.target.database),
+    )
+
+
 def lost_rows() -> dict[str, int]:
     """Per table, the rows the source holds that the target lacks or holds otherwise (after cutover: 0)."""
     from ferry.compare import Comparer
-    from ferry.hooks.replication import ReplicationHook
-    from ferry.plan import load_plan
     from ferry.preflight import in_scope
 
-    plan = load_plan()
-    source = ReplicationHook(plan.source.conn_id, plan.source.database)
-    target = ReplicationHook(plan.target.conn_id, plan.target.database)
+    plan, source, target = plan_and_sides()
     comparer = Comparer(source, target, concurrency=plan.thresholds.compare_concurrency)
     lost = {}
     for table in in_scope(plan, source.get_tables(plan.replication.schemas)):
@@ -319,13 +328,9 @@ def lost_rows() -> dict[str, int]:
 
 def migration_state() -> list[str]:
     """Rows per table on both sides and the subscription's state, read from the stand."""
-    from ferry.hooks.replication import ReplicationHook
-    from ferry.plan import load_plan
     from ferry.preflight import in_scope
 
-    plan = load_plan()
-    source = ReplicationHook(plan.source.conn_id, plan.source.database)
-    target = ReplicationHook(plan.target.conn_id, plan.target.database)
+    plan, source, target = plan_and_sides()
     lines = []
     target_tables = {t["qualified"] for t in target.get_tables(plan.replication.schemas)}
     for table in in_scope(plan, source.get_tables(plan.replication.schemas)):

@@ -70,7 +70,7 @@ def test_the_stand_databases_replicate_logically(compose):
         service = compose["services"][name]
         assert service["image"] == "postgres:15"
         assert re.search(r"-c wal_level=logical\b", service["command"])
-    for mount in compose["services"]["source-db"]["volumes"]:
+    for mount in compose["services"]["source-db"].get("volumes", []):  # every file it mounts exists
         assert (ROOT / mount.split(":")[0]).is_file(), mount
 
 

@@ -76,14 +76,28 @@ class ReplicationCaughtUpSensor(FerryOperator):
                 "no slot" if lag is None else f"{lag['lag_bytes']} bytes",
             )
             return None
+        history = self.ledger.records()  # read once: the ledger is one S3 object per record
+        fenced = next(
+            (
+                r
+                for r in reversed(history)
+                if r.action == "fence_source" and r.target == f"source:{plan.source.database}"
+            ),
+            None,
+        )
+        dropped = next(
+            (
+                r
+                for r in reversed(history)
+                if r.action == "drop_subscription" and r.target == f"target:{plan.subscription}"
+            ),
+            None,
+        )
         if not fence_lsn:
-            record = self.ledger.last("fence_source", f"source:{plan.source.database}")
-            if record is None:
+            if fenced is None:
                 raise AirflowFailException("no fence recorded in the ledger: fence the source first")
-            fence_lsn = record.after["fence_lsn"]
+            fence_lsn = fenced.after["fence_lsn"]
         status = self.target.get_subscription_status(plan.subscription)
-        dropped = self.ledger.last("drop_subscription", f"target:{plan.subscription}")
-        fenced = self.ledger.last("fence_source", f"source:{plan.source.database}")
         if status is None and dropped and fenced and dropped.at > fenced.at:
             self.log.info("Caught up earlier: the subscription was dropped after the fence (%s)", dropped.at)
             return {"status": "success", "fence_lsn": fence_lsn, "waited_s": None}
