@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from ferry.compare import Comparer
-from ferry.hooks.replication import ReplicationHook
+from ferry.hooks.replication import FenceNotInstalled, ReplicationHook
 from ferry.ledger import Ledger
 from ferry.plan import load_plan
 from ferry.triggers.replication import ReplicationCaughtUpTrigger
@@ -131,6 +131,67 @@ def test_fence_refuses_a_role_it_cannot_hold(stand, source, hooks):
     assert problems[0] == "role nobody does not exist on the source"
     assert "role ferry_owner_app owns public.owned_by_app" in problems[1]
     assert len(problems) == 2
+
+
+def fence_waits_for_a_lock(source) -> bool:
+    return (
+        source.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ferry' AND wait_event_type = 'Lock'"
+        ).fetchone()[0]
+        > 0
+    )
+
+
+def test_fence_deadlocking_with_an_application_transaction_rolls_back_and_tries_again(stand, source, hooks):
+    src, _ = hooks
+    app = app_connection(stand, "source")
+    app.autocommit = False
+    # The application's transaction writes events, then customers; the fence locks customers, then events.
+    app.execute("INSERT INTO events (customer_id, kind, payload) VALUES (1, 'ferry-deadlock-test', '{}')")
+    failure: list[BaseException] = []
+
+    def fence():
+        try:
+            src.install_fence(SCOPE, ["saas_app"])
+        except BaseException as err:  # noqa: BLE001 - reported by the assertion below
+            failure.append(err)
+
+    fencing = threading.Thread(target=fence)
+    fencing.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not fence_waits_for_a_lock(source):
+            assert time.monotonic() < deadline, "the fence never waited for the application's lock on events"
+            time.sleep(0.02)
+        # Needs customers, which the fence holds: a deadlock. It completes only once the fence's
+        # transaction has rolled back.
+        app.execute("INSERT INTO customers (email, name, country) VALUES ('deadlock@example.com', 'D', 'DE')")
+        app.commit()
+        fencing.join(timeout=60)
+        assert not fencing.is_alive()
+        assert failure == []
+        assert src.get_fenced_tables() == SCOPE
+    finally:
+        app.close()
+        fencing.join(timeout=60)
+        src.remove_fence()
+        source.execute("DELETE FROM events WHERE kind = 'ferry-deadlock-test'")
+        source.execute("DELETE FROM customers WHERE email = 'deadlock@example.com'")
+
+
+def test_fence_blocked_past_its_attempts_fences_nothing_and_says_why(stand, source, hooks):
+    src, _ = hooks
+    app = app_connection(stand, "source")
+    app.autocommit = False
+    app.execute("UPDATE invoices SET tax = tax WHERE id = 1")
+    try:
+        with pytest.raises(FenceNotInstalled, match="after 2 attempts: a table stayed locked for over 200 ms"):
+            src.install_fence(SCOPE, ["saas_app"], lock_timeout_ms=200, attempts=2)
+        assert src.get_fenced_tables() == []
+        app.commit()  # the application's session was not ended
+    finally:
+        app.close()
+        src.remove_fence()
 
 
 # Catching up to the fence --------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator
 from contextlib import closing, contextmanager
 from functools import cache
@@ -19,6 +20,10 @@ from ferry.paths import SQL_DIR
 def load_sql(name: str) -> str:
     """The text of ``include/sql/<name>.sql``."""
     return (SQL_DIR / f"{name}.sql").read_text()
+
+
+class FenceNotInstalled(RuntimeError):
+    """Application transactions kept the fence from being installed; nothing was fenced."""
 
 
 class ReplicationHook(PostgresHook):
@@ -193,22 +198,54 @@ class ReplicationHook(PostgresHook):
                 )
         return problems
 
-    def install_fence(self, tables: list[str], roles: list[str], lock_timeout_ms: int = 2000) -> None:
+    def install_fence(
+        self, tables: list[str], roles: list[str], lock_timeout_ms: int = 2000, attempts: int = 5
+    ) -> None:
         """Refuse writes by ``roles`` to ``tables`` in one transaction, then end those roles' sessions.
 
         Creating the triggers waits for open writing transactions (they commit before the fence or
         not at all), so every write by the roles commits before the fence's WAL position or is refused.
+        An application transaction that writes to two tables in scope can deadlock with the fence,
+        and a long one can outlast ``lock_timeout_ms``; either way the fence's transaction rolls
+        back whole (nothing is fenced) and is tried again, up to ``attempts`` times.
         """
+        for attempt in range(1, attempts + 1):
+            try:
+                self._install_fence_once(tables, roles, lock_timeout_ms)
+                break
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable) as err:
+                why = (
+                    "deadlock with an application transaction"
+                    if isinstance(err, psycopg.errors.DeadlockDetected)
+                    else f"a table stayed locked for over {lock_timeout_ms} ms"
+                )
+                if attempt == attempts:
+                    raise FenceNotInstalled(
+                        f"the fence was not installed after {attempts} attempts: {why} each time; "
+                        "nothing is fenced. Find the long or conflicting transactions in pg_stat_activity "
+                        "on the source, then re-run the task"
+                    ) from err
+                pause = 0.25 * attempt
+                self.log.warning(
+                    "Fence attempt %d of %d rolled back (%s); nothing is fenced yet; trying again in %.2f s",
+                    attempt,
+                    attempts,
+                    why,
+                    pause,
+                )
+                time.sleep(pause)
+        self.terminate_sessions(roles)
+
+    def _install_fence_once(self, tables: list[str], roles: list[str], lock_timeout_ms: int) -> None:
         with self.session(autocommit=False) as conn:
             conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{lock_timeout_ms}ms")))
             self.execute("fence_function", conn=conn)
-            fenced = set(self.get_fenced_tables())
+            fenced = {r["table"] for r in self.execute("fence_status", conn=conn)}
             role_args = sql.SQL(", ").join(sql.Literal(r) for r in roles)
             for table in tables:
                 if table not in fenced:
                     self.execute("fence_trigger", {"table": sql.SQL(table), "roles": role_args}, conn)
             conn.commit()
-        self.terminate_sessions(roles)
 
     def remove_fence(self) -> list[str]:
         """Drop the fence's triggers and function; return the tables that were fenced."""

@@ -16,6 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from psycopg.conninfo import make_conninfo
 
 from ferry.compare import Comparer
+from ferry.hooks.replication import FenceNotInstalled
 from ferry.operators.base import FerryOperator, pull_all
 from ferry.operators.preflight import report_dir
 from ferry.plan import Plan
@@ -305,7 +306,10 @@ class ReplicationFenceSourceOperator(FerryOperator):
             {"tables": tables, "roles": roles},
         ):
             return {"fence_lsn": None, "tables": len(tables), "dry_run": True}
-        self.source.install_fence(tables, roles)
+        try:
+            self.source.install_fence(tables, roles)
+        except FenceNotInstalled as err:
+            raise AirflowFailException(f"{err}; the application still writes to the source") from err
         missing = set(tables) - set(self.source.get_fenced_tables())
         if missing:
             raise AirflowFailException(f"fence not in place on {sorted(missing)}; run ferry_rollback to unfence")
