@@ -351,7 +351,19 @@ async def core_routes(request: Request) -> JSONResponse:
 
 
 async def version(request: Request) -> JSONResponse:
-    return JSONResponse({"major": "1", "minor": "30", "gitVersion": "v1.30.0-ferry-standin", "platform": "linux/amd64"})
+    return JSONResponse(
+        {  # every field a real API server returns (the client's VersionInfo requires them)
+            "major": "1",
+            "minor": "30",
+            "gitVersion": "v1.30.0-ferry-standin",
+            "gitCommit": "0" * 40,
+            "gitTreeState": "clean",
+            "buildDate": "2026-01-01T00:00:00Z",
+            "goVersion": "go1.22.0",
+            "compiler": "gc",
+            "platform": "linux/amd64",
+        }
+    )
 
 
 async def healthz(request: Request) -> JSONResponse:

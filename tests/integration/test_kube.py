@@ -9,7 +9,7 @@ import pytest
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 from kubernetes.client.rest import ApiException
 
-from stand.services.kube import deployment
+from stand.seeding import deployment
 from tests.integration.conftest import TEST_DAGS, run_dag, twice
 
 

@@ -6,32 +6,13 @@ from __future__ import annotations
 
 import json
 
-import httpx
+from kubernetes.config import new_client_from_config
 
 from stand.core import Stand, conn_json
+from stand.seeding import NAMESPACE, deployment, seed_kubernetes
 from stand.services.web import UvicornApp
 
-NAMESPACE = "saas"
-REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
-DEPLOYMENTS = {
-    "web": (2, f"{REGISTRY}/saas-web:2026.11.20"),
-    "sidekiq": (1, f"{REGISTRY}/saas-web:2026.11.20"),
-    "pgbouncer": (2, f"{REGISTRY}/pgbouncer:1.23"),
-}
-
-
-def deployment(name: str, replicas: int, image: str) -> dict:
-    labels = {"app.kubernetes.io/name": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": name, "image": image}]}},
-        },
-    }
+__all__ = ["KubeApi", "deployment"]
 
 
 class KubeApi(UvicornApp):
@@ -65,12 +46,8 @@ class KubeApi(UvicornApp):
                 }
             )
         )
-        with httpx.Client(base_url=self.url(stand)) as api:
-            api.post("/api/v1/namespaces", json={"metadata": {"name": NAMESPACE}}).raise_for_status()
-            for name, (replicas, image) in DEPLOYMENTS.items():
-                api.post(
-                    f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments", json=deployment(name, replicas, image)
-                ).raise_for_status()
+        with new_client_from_config(str(self.kubeconfig(stand))) as api:
+            seed_kubernetes(api)
 
     def env(self, stand: Stand) -> dict[str, str]:
         return {

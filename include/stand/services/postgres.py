@@ -9,18 +9,14 @@ from __future__ import annotations
 import os
 import pwd
 import subprocess
-import time
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 from stand.core import Stand, conn_json
+from stand.seeding import APP_ROLE, DATABASE, ensure_role_and_database, seed_source
 
 PG_BIN = Path(os.environ.get("FERRY_PG_BIN", "/usr/lib/postgresql/15/bin"))
-DATABASE = "saas"
-APP_ROLE = "saas_app"
-SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 CLUSTERS = {"source": 1, "target": 2}  # name: port offset
 
 
@@ -93,37 +89,9 @@ class PostgresPair:
                     "-c fsync=off -c full_page_writes=off -c max_connections=100",
                 )
             with self.admin(stand, cluster, "postgres") as conn:
-                if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone():
-                    conn.execute(
-                        sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                            sql.Identifier(APP_ROLE), sql.Literal(stand.secret("app_role"))
-                        )
-                    )
-                if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():
-                    conn.execute(f"CREATE DATABASE {DATABASE}")
-        self.seed(stand)
-
-    def seed(self, stand: Stand) -> None:
-        """The sample schema and ``stand.rows`` rows in all on the source, once."""
+                ensure_role_and_database(conn, stand.secret("app_role"))
         with self.admin(stand, "source") as conn:
-            if conn.execute("SELECT to_regclass('public.customers')").fetchone()[0]:
-                return
-            started = time.monotonic()
-            conn.execute((SQL_DIR / "schema.sql").read_text())
-            n = stand.rows
-            counts = {
-                "customers": n // 10,
-                "subscriptions": n * 15 // 100,
-                "invoices": n * 35 // 100,
-                "events": n * 30 // 100,
-            }
-            counts["page_views"] = n - sum(counts.values())
-            conn.execute((SQL_DIR / "seed.sql").read_text().format(**counts))
-            conn.execute("VACUUM ANALYZE")
-            print(
-                f"  seeded {n:,} rows on the source in {time.monotonic() - started:.1f} s: "
-                + ", ".join(f"{t} {c:,}" for t, c in counts.items())
-            )
+            seed_source(conn, stand.rows)
 
     def healthy(self, stand: Stand) -> bool:
         try:

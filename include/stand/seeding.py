@@ -1,0 +1,112 @@
+"""What the stand holds before Ferry runs, seeded the same way on the local stand and in
+docker-compose.yaml (``python -m stand.compose_seed``): the application role and database on both
+clusters, the sample schema and rows on the source, the namespace and deployments in the new
+Kubernetes cluster. AWS and Spaces are seeded by ``stand.services.moto.seed_aws``/``seed_spaces``.
+Every function is safe to run again: it leaves what already exists alone.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+DATABASE = "saas"
+APP_ROLE = "saas_app"
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+NAMESPACE = "saas"
+REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+DEPLOYMENTS = {  # name: (replicas, image), as CI/CD would have deployed them in the new cluster
+    "web": (2, f"{REGISTRY}/saas-web:2026.11.20"),
+    "sidekiq": (1, f"{REGISTRY}/saas-web:2026.11.20"),
+    "pgbouncer": (2, f"{REGISTRY}/pgbouncer:1.23"),
+}
+
+
+def ensure_role_and_database(conn: psycopg.Connection, app_password: str, database: str = DATABASE) -> list[str]:
+    """The application's login role and ``database`` on one cluster (a superuser connection to any
+    database, autocommit); returns what it created."""
+    created = []
+    if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone():
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(APP_ROLE), sql.Literal(app_password))
+        )
+        created.append(f"role {APP_ROLE}")
+    if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone():
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        created.append(f"database {database}")
+    return created
+
+
+def row_counts(rows: int) -> dict[str, int]:
+    """How ``rows`` sample rows split between the tables."""
+    counts = {
+        "customers": rows // 10,
+        "subscriptions": rows * 15 // 100,
+        "invoices": rows * 35 // 100,
+        "events": rows * 30 // 100,
+    }
+    counts["page_views"] = rows - sum(counts.values())
+    return counts
+
+
+def seed_source(conn: psycopg.Connection, rows: int) -> dict[str, int] | None:
+    """The sample schema and ``rows`` rows in all, in the source database ``conn`` is connected to
+    (superuser, autocommit); None when the schema is already there."""
+    if conn.execute("SELECT to_regclass('public.customers')").fetchone()[0]:
+        return None
+    started = time.monotonic()
+    conn.execute((SQL_DIR / "schema.sql").read_text())
+    counts = row_counts(rows)
+    conn.execute((SQL_DIR / "seed.sql").read_text().format(**counts))
+    conn.execute("VACUUM ANALYZE")
+    print(
+        f"  seeded {rows:,} rows on the source in {time.monotonic() - started:.1f} s: "
+        + ", ".join(f"{t} {c:,}" for t, c in counts.items())
+    )
+    return counts
+
+
+def deployment(name: str, replicas: int, image: str) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/name": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": name, "image": image}]}},
+        },
+    }
+
+
+def seed_kubernetes(api_client: Any, namespace: str = NAMESPACE) -> list[str]:
+    """The application's namespace and deployments, through a ``kubernetes.client.ApiClient``;
+    returns what it created (what exists already is left as it is)."""
+    from kubernetes.client import AppsV1Api, CoreV1Api
+    from kubernetes.client.exceptions import ApiException
+
+    def create(what: str, call: Any, *args: Any) -> str | None:
+        try:
+            call(*args)
+        except ApiException as err:
+            if err.status == 409:  # AlreadyExists
+                return None
+            raise
+        return what
+
+    created = [
+        create(f"namespace {namespace}", CoreV1Api(api_client).create_namespace, {"metadata": {"name": namespace}})
+    ]
+    apps = AppsV1Api(api_client)
+    for name, (replicas, image) in DEPLOYMENTS.items():
+        created.append(
+            create(
+                f"deployment {name}", apps.create_namespaced_deployment, namespace, deployment(name, replicas, image)
+            )
+        )
+    return [c for c in created if c]
