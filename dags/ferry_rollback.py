@@ -18,8 +18,9 @@ run again. A dry run (trigger form) reports what each step would undo and change
    target still replicating), the earlier stages too, in reverse: `restore_deployment_counts`
    (the new deployments back to their counts before Ferry), `restore_ssm_production`,
    `remove_webhook_recorder`, `restore_ssm_staging`, `drop_subscription`, `drop_publication`,
-   `drop_orphan_slot`. The schema copied to the target stays (it holds the replicated rows; drop
-   it by hand if the target is abandoned).
+   `drop_orphan_slot`, `drop_copied_schema` (the tables week_prior copied to the target, whose
+   rows are copies of the source's; refused once D-day has pointed the application's DNS at the
+   new side).
 9. `rollback_result`: fails the run if any step failed, naming it; the others still ran.
 
 Nothing is lost: writes refused by the fence were refused, not dropped, and every webhook the
@@ -33,6 +34,7 @@ from airflow.sdk import DAG, Param, TriggerRule
 from ferry.operators.kube import KubeRestoreReplicasOperator, KubeScaleDownDeploymentsOperator
 from ferry.operators.rds import RdsDeleteReadReplicasOperator
 from ferry.operators.replication import (
+    ReplicationDropCopiedSchemaOperator,
     ReplicationDropOrphanSlotOperator,
     ReplicationDropPublicationOperator,
     ReplicationDropSubscriptionOperator,
@@ -49,7 +51,8 @@ UNDO_ALL = Param(
     False,
     type="boolean",
     title="Undo all stages",
-    description="Also undo ferry_day_before and ferry_week_prior: recorder, SSM values, subscription, publication.",
+    description="Also undo ferry_day_before and ferry_week_prior: recorder, SSM values, subscription, publication, "
+    "the schema copied to the target.",
 )
 args = stage_dag_args("ferry_rollback", __doc__, "rollback", retry_delay_s=15, params={"undo_all_stages": UNDO_ALL})
 args["default_args"]["trigger_rule"] = TriggerRule.ALL_DONE  # every step runs, whatever the one before did
@@ -123,6 +126,12 @@ with DAG(schedule=None, **args):
             task_id="drop_orphan_slot",
             only_if_param="undo_all_stages",
             doc_md="Drops a slot a subscription left on the source when dropped while the source was unreachable.",
+        ),
+        ReplicationDropCopiedSchemaOperator(
+            task_id="drop_copied_schema",
+            only_if_param="undo_all_stages",
+            doc_md="Drops the tables Ferry copied to the target, once nothing replicates into them and DNS "
+            "never pointed at the new side. Undoes: copy_schema.",
         ),
         RollbackResultOperator(task_id="rollback_result", doc_md="Fails the run if any step failed, naming it."),
     ]

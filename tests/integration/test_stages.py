@@ -160,8 +160,10 @@ def test_rollback_of_all_stages_leaves_both_sides_as_before_ferry(stand, source,
     assert run_dag(ROOT_DAGS, "ferry_day_before").state == "success"
     assert counts()["webhook-recorder"] == 2 and counts()["web"] == 0
 
-    # DNS x2, deployments x3, SSM production x3 then staging x3, recorder x2, subscription, publication: 15
-    assert twice("ferry_rollback", {"undo_all_stages": True}, dag_folder=ROOT_DAGS) == 15
+    # DNS x2, deployments x3, SSM production x3 then staging x3, recorder x2, subscription, publication,
+    # the copied schema: 16
+    assert twice("ferry_rollback", {"undo_all_stages": True}, dag_folder=ROOT_DAGS) == 16
+    assert target.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
     assert records(stand) == original_dns and counts() == original_counts
     assert not aws(stand, "ssm").get_parameters_by_path(Path="/stand", Recursive=True)["Parameters"]
     assert target.execute("SELECT count(*) FROM pg_subscription").fetchone() == (0,)

@@ -142,6 +142,79 @@ class ReplicationCopySchemaOperator(FerryOperator):
         return {"copied": True, "tables": len(tables)}
 
 
+class ReplicationDropCopiedSchemaOperator(FerryOperator):
+    """Drop the tables ``copy_schema`` created on the target, and the sequences they own.
+
+    Inverse of ReplicationCopySchemaOperator, for abandoning the target (``ferry_rollback`` with
+    undo_all_stages). Their rows are replicated copies of the source's, which keeps every row. Only
+    the tables the ledger says Ferry copied; refused while a subscription still feeds the target, and
+    refused once D-day has switched the application's DNS to the new side (the target may then hold
+    writes the source never saw).
+    """
+
+    def execute(self, context: Any) -> list[str]:
+        plan = self.plan
+        target = f"target:{plan.target.database}"
+        history = self.ledger.records()
+        copied = [r for r in history if r.action == "copy_schema" and r.target == target]
+        dropped = [r for r in history if r.action == "drop_copied_schema" and r.target == target]
+        if not copied or (dropped and dropped[-1].at > copied[-1].at):
+            self.log.info("Ferry copied no schema to the target, or dropped it already; nothing to do")
+            return []
+        if self.target.get_subscription_status(plan.subscription) is not None:
+            raise AirflowFailException(
+                f"subscription {plan.subscription} still feeds the target: drop_subscription must succeed "
+                "first; then clear this task"
+            )
+        switched = switched_to_new_side(plan, history, since=copied[-1].at)
+        if switched is not None:
+            raise AirflowFailException(
+                f"D-day pointed {switched.target.removeprefix('dns:')} at the new side at {switched.at}: the target "
+                "may hold writes the source never saw, so its tables stay. Drop them by hand once that is settled"
+            )
+        present = [
+            t
+            for t in copied[-1].after["tables"]
+            if self.target.get_first("SELECT to_regclass(%s) IS NOT NULL", parameters=(t,))[0]
+        ]
+        if not present:
+            self.log.info(
+                "None of the %d tables Ferry copied is on the target any more", len(copied[-1].after["tables"])
+            )
+            return []
+        if self.would(context, "drop_copied_schema", target, present, None):
+            return []
+        self.target.run(f"DROP TABLE {', '.join(present)} CASCADE")  # noqa: S608 - quoted catalog names from the ledger
+        self.record(context, "drop_copied_schema", target, present, None)
+        self.log.info("Dropped the %d tables Ferry copied to the target: %s", len(present), ", ".join(present))
+        return present
+
+
+def switched_to_new_side(plan: Plan, history: list[Any], since: str) -> Any | None:
+    """The first ledger record after ``since`` pointing a record of the plan (other than the webhook
+    host, which D-day routes to the recorder) at its new value; None when there is none."""
+    new_values = (
+        {
+            f"dns:{r.name.rstrip('.')}.{r.type}": r.new_value.rstrip(".")
+            for r in plan.dns.records
+            if not (plan.webhooks and r.name == plan.webhooks.host)
+        }
+        if plan.dns
+        else {}
+    )
+    for record in history:
+        if record.at <= since or record.action not in ("switch_record", "weight_step"):
+            continue
+        key = record.target.rstrip(".")
+        after = record.after or {}
+        values = (
+            {v["Value"].rstrip(".") for v in after.get("ResourceRecords", [])} if isinstance(after, dict) else set()
+        )
+        if key in new_values and (new_values[key] in values or record.action == "weight_step"):
+            return record
+    return None
+
+
 class ReplicationCreatePublicationOperator(FerryOperator):
     """Create the publication of the tables in scope on the source. Inverse: ReplicationDropPublicationOperator."""
 
