@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from ferry.compare import Comparer
-from ferry.hooks.replication import FenceNotInstalled, ReplicationHook
+from ferry.hooks.replication import FenceBlocked, ReplicationHook
 from ferry.ledger import Ledger
 from ferry.plan import load_plan
 from ferry.triggers.replication import ReplicationCaughtUpTrigger
@@ -185,12 +185,31 @@ def test_fence_blocked_past_its_attempts_fences_nothing_and_says_why(stand, sour
     app.autocommit = False
     app.execute("UPDATE invoices SET tax = tax WHERE id = 1")
     try:
-        with pytest.raises(FenceNotInstalled, match="after 2 attempts: a table stayed locked for over 200 ms"):
+        with pytest.raises(FenceBlocked, match="after 2 attempts: a table stayed locked for over 200 ms"):
             src.install_fence(SCOPE, ["saas_app"], lock_timeout_ms=200, attempts=2)
         assert src.get_fenced_tables() == []
         app.commit()  # the application's session was not ended
     finally:
         app.close()
+        src.remove_fence()
+
+
+def test_unfence_waiting_on_a_reader_past_its_attempts_keeps_the_fence_and_says_why(stand, source, hooks):
+    src, _ = hooks
+    src.install_fence(SCOPE, ["saas_app"])
+    reader = psycopg.connect(
+        host=str(stand.dir / "pg" / "source"), port=stand.port(1), user="postgres", dbname="saas"
+    )  # not an application role: the fence does not end its session
+    try:
+        reader.execute("SELECT count(*) FROM events").fetchone()  # holds its lock until the transaction ends
+        with pytest.raises(FenceBlocked, match="the fence was not removed after 2 attempts: a table stayed locked"):
+            src.remove_fence(lock_timeout_ms=200, attempts=2)
+        assert src.get_fenced_tables() == SCOPE
+        reader.rollback()
+        assert src.remove_fence() == SCOPE
+        assert src.get_fenced_tables() == []
+    finally:
+        reader.close()
         src.remove_fence()
 
 

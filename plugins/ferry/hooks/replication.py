@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from contextlib import closing, contextmanager
 from functools import cache
 from typing import Any
@@ -22,8 +22,8 @@ def load_sql(name: str) -> str:
     return (SQL_DIR / f"{name}.sql").read_text()
 
 
-class FenceNotInstalled(RuntimeError):
-    """Application transactions kept the fence from being installed; nothing was fenced."""
+class FenceBlocked(RuntimeError):
+    """Other transactions kept the fence from being installed or removed; nothing changed."""
 
 
 class ReplicationHook(PostgresHook):
@@ -209,10 +209,55 @@ class ReplicationHook(PostgresHook):
         and a long one can outlast ``lock_timeout_ms``; either way the fence's transaction rolls
         back whole (nothing is fenced) and is tried again, up to ``attempts`` times.
         """
+
+        def install(conn: psycopg.Connection) -> None:
+            self.execute("fence_function", conn=conn)
+            fenced = {r["table"] for r in self.execute("fence_status", conn=conn)}
+            role_args = sql.SQL(", ").join(sql.Literal(r) for r in roles)
+            for table in tables:
+                if table not in fenced:
+                    self.execute("fence_trigger", {"table": sql.SQL(table), "roles": role_args}, conn)
+
+        self._locking_transaction(
+            "the fence was not installed", "nothing is fenced", install, lock_timeout_ms, attempts
+        )
+        self.terminate_sessions(roles)
+
+    def remove_fence(self, lock_timeout_ms: int = 2000, attempts: int = 5) -> list[str]:
+        """Drop the fence's triggers and function in one transaction; return the tables that were fenced.
+
+        Dropping a trigger waits for every open transaction on its table, readers included; a reader
+        of two tables can deadlock with it. Tried again as :meth:`install_fence` is.
+        """
+
+        def remove(conn: psycopg.Connection) -> list[str]:
+            tables = [r["table"] for r in self.execute("fence_status", conn=conn)]
+            for table in tables:
+                self.execute("fence_trigger_drop", {"table": sql.SQL(table)}, conn)
+            self.execute("fence_function_drop", conn=conn)
+            return tables
+
+        return self._locking_transaction(
+            "the fence was not removed", "the source is still fenced", remove, lock_timeout_ms, attempts
+        )
+
+    def _locking_transaction(
+        self,
+        failed: str,
+        state: str,
+        body: Callable[[psycopg.Connection], Any],
+        lock_timeout_ms: int,
+        attempts: int,
+    ) -> Any:
+        """Run ``body`` in one transaction under ``lock_timeout_ms``; when it deadlocks with another
+        transaction or a lock outlasts the timeout, it rolls back whole and is tried again."""
         for attempt in range(1, attempts + 1):
             try:
-                self._install_fence_once(tables, roles, lock_timeout_ms)
-                break
+                with self.session(autocommit=False) as conn:
+                    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{lock_timeout_ms}ms")))
+                    result = body(conn)
+                    conn.commit()
+                return result
             except (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable) as err:
                 why = (
                     "deadlock with an application transaction"
@@ -220,42 +265,21 @@ class ReplicationHook(PostgresHook):
                     else f"a table stayed locked for over {lock_timeout_ms} ms"
                 )
                 if attempt == attempts:
-                    raise FenceNotInstalled(
-                        f"the fence was not installed after {attempts} attempts: {why} each time; "
-                        "nothing is fenced. Find the long or conflicting transactions in pg_stat_activity "
-                        "on the source, then re-run the task"
+                    raise FenceBlocked(
+                        f"{failed} after {attempts} attempts: {why} each time; {state}. Find the long or "
+                        "conflicting transactions in pg_stat_activity on the source, then re-run the task"
                     ) from err
                 pause = 0.25 * attempt
                 self.log.warning(
-                    "Fence attempt %d of %d rolled back (%s); nothing is fenced yet; trying again in %.2f s",
+                    "Attempt %d of %d rolled back (%s); %s; trying again in %.2f s",
                     attempt,
                     attempts,
                     why,
+                    state,
                     pause,
                 )
                 time.sleep(pause)
-        self.terminate_sessions(roles)
-
-    def _install_fence_once(self, tables: list[str], roles: list[str], lock_timeout_ms: int) -> None:
-        with self.session(autocommit=False) as conn:
-            conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{lock_timeout_ms}ms")))
-            self.execute("fence_function", conn=conn)
-            fenced = {r["table"] for r in self.execute("fence_status", conn=conn)}
-            role_args = sql.SQL(", ").join(sql.Literal(r) for r in roles)
-            for table in tables:
-                if table not in fenced:
-                    self.execute("fence_trigger", {"table": sql.SQL(table), "roles": role_args}, conn)
-            conn.commit()
-
-    def remove_fence(self) -> list[str]:
-        """Drop the fence's triggers and function; return the tables that were fenced."""
-        with self.session(autocommit=False) as conn:
-            tables = [r["table"] for r in self.execute("fence_status", conn=conn)]
-            for table in tables:
-                self.execute("fence_trigger_drop", {"table": sql.SQL(table)}, conn)
-            self.execute("fence_function_drop", conn=conn)
-            conn.commit()
-        return tables
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def terminate_sessions(self, roles: list[str]) -> list[dict[str, Any]]:
         """End every session of ``roles`` on this database."""

@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from psycopg.conninfo import make_conninfo
 
 from ferry.compare import Comparer
-from ferry.hooks.replication import FenceNotInstalled
+from ferry.hooks.replication import FenceBlocked
 from ferry.operators.base import FerryOperator, pull_all
 from ferry.operators.preflight import report_dir
 from ferry.plan import Plan
@@ -381,7 +381,7 @@ class ReplicationFenceSourceOperator(FerryOperator):
             return {"fence_lsn": None, "tables": len(tables), "dry_run": True}
         try:
             self.source.install_fence(tables, roles)
-        except FenceNotInstalled as err:
+        except FenceBlocked as err:
             raise AirflowFailException(f"{err}; the application still writes to the source") from err
         missing = set(tables) - set(self.source.get_fenced_tables())
         if missing:
@@ -413,7 +413,10 @@ class ReplicationUnfenceSourceOperator(FerryOperator):
         fenced = self.source.get_fenced_tables()
         if fenced and self.would(context, "unfence_source", f"source:{self.plan.source.database}", fenced, []):
             return []
-        tables = self.source.remove_fence()
+        try:
+            tables = self.source.remove_fence()
+        except FenceBlocked as err:
+            raise AirflowFailException(str(err)) from err
         if tables:
             self.record(context, "unfence_source", f"source:{self.plan.source.database}", tables, [])
             self.log.info("Fence lifted from %d tables", len(tables))
