@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -140,21 +141,39 @@ def rehearsal_folder(suffix: str = "") -> Path:
     return folder
 
 
-def migrate(folder: Path, stages: list[str] = STAGES) -> dict:
-    """Run ``stages`` on the stand with the write load running, webhooks arriving and D-day's gates
-    answered through the API; return what happened (stage timings, webhooks, the D-day report)."""
-    from stand.control import load, load_stats
+@contextmanager
+def live_stand(folder: Path, after_switch: str):
+    """The stand as a migration meets it: the write load running, providers sending webhooks (to the
+    recorder, and to ``after_switch`` once the point of no return is approved), D-day's gates answered
+    through the API. Yields the providers; everything is stopped on the way out."""
+    from stand.control import load
     from stand.core import Stand
 
     stand = Stand()
     api = ApiServer(folder)
     gates = GateOperator(api)
-    providers = Providers(http_url("AIRFLOW_CONN_WEBHOOK_RECORDER"), http_url("AIRFLOW_CONN_NEW_APP"), gates)
+    providers = Providers(http_url("AIRFLOW_CONN_WEBHOOK_RECORDER"), after_switch, gates)
     load(stand, "start", rate=50)
     gates.start()
     providers.start()
-    ok, timings = True, {}
     try:
+        yield providers
+    finally:
+        providers.stop.set()
+        providers.join()
+        gates.done.set()
+        load(stand, "stop")
+        api.stop()
+
+
+def migrate(folder: Path, stages: list[str] = STAGES) -> dict:
+    """Run ``stages`` on the live stand; return what happened (stage timings, webhooks, the D-day report)."""
+    from stand.control import load_stats
+    from stand.core import Stand
+
+    stand = Stand()
+    ok, timings = True, {}
+    with live_stand(folder, http_url("AIRFLOW_CONN_NEW_APP")) as providers:
         for dag_id in stages:
             passed, seconds, log = run_stage(dag_id, folder)
             timings[dag_id] = seconds
@@ -163,12 +182,6 @@ def migrate(folder: Path, stages: list[str] = STAGES) -> dict:
                 ok = False
                 break
         time.sleep(1)
-    finally:
-        providers.stop.set()
-        providers.join()
-        gates.done.set()
-        load(stand, "stop")
-        api.stop()
     delivered = received_ids(stand)
     d_day = sorted((folder / "reports" / "d_day").glob("*.json")) if (folder / "reports" / "d_day").exists() else []
     return {
@@ -217,73 +230,62 @@ def rehearse_rollback() -> int:
     """D-day with a divergence planted on the target: the comparison must stop it, then ferry_rollback
     must give the service back to the old side with nothing lost."""
     folder = rehearsal_folder("-rollback")
-    from psycopg import connect
+    from psycopg import Error, connect
 
     from ferry.hooks.replication import ReplicationHook
-    from stand.control import load
     from stand.core import Stand
 
     stand = Stand()
     print(f"Rollback rehearsal; logs and reports in {folder}")
-    api = ApiServer(folder)
-    gates = GateOperator(api)
-    old_app, recorder = http_url("AIRFLOW_CONN_OLD_APP"), http_url("AIRFLOW_CONN_WEBHOOK_RECORDER")
-    providers = Providers(recorder, recorder, gates)
-    load(stand, "start", rate=50)
-    gates.start()
-    providers.start()
-    results = {}
-    try:
+    old_app = http_url("AIRFLOW_CONN_OLD_APP")
+    passed = {}
+
+    def stage(dag_id: str, failure_expected: bool = False) -> None:
+        passed[dag_id], seconds, _ = run_stage(dag_id, folder)
+        outcome = "succeeded" if passed[dag_id] else ("stopped, as it must" if failure_expected else "FAILED")
+        print(f"  {dag_id}: {outcome} in {seconds:.1f} s", flush=True)
+
+    # The point of no return is never approved here, so every webhook goes to the recorder.
+    with live_stand(folder, http_url("AIRFLOW_CONN_WEBHOOK_RECORDER")) as providers:
         for dag_id in ("ferry_preflight", "ferry_week_prior", "ferry_day_before"):
-            results[dag_id] = run_stage(dag_id, folder)
-            print(
-                f"  {dag_id}: {'succeeded' if results[dag_id][0] else 'FAILED'} in {results[dag_id][1]:.1f} s",
-                flush=True,
-            )
-        target = ReplicationHook("ferry_target", "saas")
-        with target.session() as conn:  # a row the application never updates, changed on the target only
+            stage(dag_id)
+        with ReplicationHook("ferry_target", "saas").session() as conn:  # a row the application never updates
             conn.execute("UPDATE customers SET name = 'diverged on the target' WHERE id = 7")
         print("  planted: customers id 7 changed on the target only", flush=True)
-        results["ferry_d_day"] = run_stage("ferry_d_day", folder)
-        print(
-            f"  ferry_d_day: {'succeeded' if results['ferry_d_day'][0] else 'stopped, as it must'} "
-            f"in {results['ferry_d_day'][1]:.1f} s",
-            flush=True,
-        )
+        stage("ferry_d_day", failure_expected=True)
         providers.stop.set()
         providers.join()
-        results["ferry_rollback"] = run_stage("ferry_rollback", folder)
-        print(
-            f"  ferry_rollback: {'succeeded' if results['ferry_rollback'][0] else 'FAILED'} in "
-            f"{results['ferry_rollback'][1]:.1f} s",
-            flush=True,
-        )
-    finally:
-        providers.stop.set()
-        gates.done.set()
-        load(stand, "stop")
-        api.stop()
-    compare_log = (folder / "ferry_d_day.log").read_text()
-    found = "keys changed: 7" in compare_log
+        stage("ferry_rollback")
+    found = "keys changed: 7" in (folder / "ferry_d_day.log").read_text()
     serving = httpx.get(old_app + "/healthz", timeout=5).status_code == 200
-    password = json.loads((stand.dir / "state.json").read_text())["secrets"]["app_role"]
-    with connect(
-        host="127.0.0.1", port=stand.port(1), dbname="saas", user="saas_app", password=password, autocommit=True
-    ) as app:
-        app.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/after-rollback', now())")
+    try:
+        with connect(
+            host="127.0.0.1",
+            port=stand.port(1),
+            dbname="saas",
+            user="saas_app",
+            password=stand.secret("app_role"),
+            autocommit=True,
+        ) as app:
+            app.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/after-rollback', now())")
+        writes_again = True
+    except Error as exc:
+        print(f"  the application's write on the source failed: {type(exc).__name__}: {exc}".splitlines()[0])
+        writes_again = False
     delivered = received_ids(stand, "old_app")
     lost = sorted(set(providers.acked) - delivered)
     print(f"\n  the comparison named the planted key: {found}")
-    print(f"  old app serving: {serving}; the application writes on the source again: True")
+    print(f"  old app serving: {serving}; the application writes on the source again: {writes_again}")
     print(
         f"  webhooks: sent {len(providers.acked)}, delivered to the old app {len(delivered & set(providers.acked))}, lost {len(lost)}"
     )
     ok = (
-        results["ferry_day_before"][0]
-        and not results["ferry_d_day"][0]
-        and results["ferry_rollback"][0]
+        passed["ferry_day_before"]
+        and not passed["ferry_d_day"]
+        and passed["ferry_rollback"]
         and found
         and serving
+        and writes_again
         and not lost
     )
     print(f"\nRollback rehearsal {'passed' if ok else 'FAILED'}; logs and reports in {folder}")

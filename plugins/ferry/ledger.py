@@ -65,5 +65,10 @@ class Ledger:
 
     def last(self, action: str, target: str) -> LedgerRecord | None:
         """The latest record of ``action`` on ``target``, or None."""
-        matching = self.records(action=action, target=target)
-        return matching[-1] if matching else None
+        return latest(self.records(action=action, target=target), action, target)
+
+
+def latest(records: list[LedgerRecord], action: str, target: str) -> LedgerRecord | None:
+    """The latest of ``records`` (in write order) of ``action`` on ``target``, or None: for a task that
+    reads the ledger once and asks it several questions."""
+    return next((r for r in reversed(records) if r.action == action and r.target == target), None)

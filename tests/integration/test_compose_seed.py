@@ -58,17 +58,6 @@ def empty_services(stand, tmp_path):
 
 def seeder_env(stand, tmp_path: Path, moto_port: int, kube_port: int) -> dict[str, str]:
     """What docker-compose.yaml gives stand-seed, pointed at the test's services."""
-    pg = {
-        f"AIRFLOW_CONN_FERRY_{cluster.upper()}": conn_json(
-            conn_type="postgres",
-            host="127.0.0.1",
-            port=stand.port(offset),
-            login="postgres",
-            password=stand.secret(f"{cluster}_superuser"),
-            schema=DATABASE,
-        )
-        for cluster, offset in CLUSTERS.items()
-    }
     aws = conn_json(
         conn_type="aws",
         login="testing",
@@ -96,15 +85,7 @@ def seeder_env(stand, tmp_path: Path, moto_port: int, kube_port: int) -> dict[st
         "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
-        **pg,
-        "AIRFLOW_CONN_FERRY_TARGET_APP": conn_json(
-            conn_type="postgres",
-            host="127.0.0.1",
-            port=stand.port(CLUSTERS["target"]),
-            login=APP_ROLE,
-            password=stand.secret("app_role"),
-            schema=DATABASE,
-        ),
+        **PostgresPair().env(stand, DATABASE),  # as the stand's, to the seeder's own database
         "AIRFLOW_CONN_AWS_DEFAULT": aws,
         "AIRFLOW_CONN_DO_SPACES": aws,  # one moto for both: their buckets differ
         "AIRFLOW_CONN_KUBE_STAND": conn_json(

@@ -102,7 +102,8 @@ class PostgresPair:
         except psycopg.Error:
             return False
 
-    def env(self, stand: Stand) -> dict[str, str]:
+    def env(self, stand: Stand, database: str = DATABASE) -> dict[str, str]:
+        """The connections to both clusters, as superuser and as the application role, to ``database``."""
         env = {}
         for cluster, offset in CLUSTERS.items():
             env[f"AIRFLOW_CONN_FERRY_{cluster.upper()}"] = conn_json(
@@ -111,7 +112,7 @@ class PostgresPair:
                 port=stand.port(offset),
                 login="postgres",
                 password=stand.secret(f"{cluster}_superuser"),
-                schema=DATABASE,
+                schema=database,
             )
             env[f"AIRFLOW_CONN_FERRY_{cluster.upper()}_APP"] = conn_json(
                 conn_type="postgres",
@@ -119,7 +120,7 @@ class PostgresPair:
                 port=stand.port(offset),
                 login=APP_ROLE,
                 password=stand.secret("app_role"),
-                schema=DATABASE,
+                schema=database,
             )
         return env
 

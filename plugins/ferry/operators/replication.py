@@ -17,6 +17,7 @@ from psycopg.conninfo import make_conninfo
 
 from ferry.compare import Comparer
 from ferry.hooks.replication import FenceBlocked
+from ferry.ledger import latest
 from ferry.operators.base import FerryOperator, pull_all
 from ferry.operators.preflight import report_dir
 from ferry.plan import Plan
@@ -156,9 +157,8 @@ class ReplicationDropCopiedSchemaOperator(FerryOperator):
         plan = self.plan
         target = f"target:{plan.target.database}"
         history = self.ledger.records()
-        copied = [r for r in history if r.action == "copy_schema" and r.target == target]
-        dropped = [r for r in history if r.action == "drop_copied_schema" and r.target == target]
-        if not copied or (dropped and dropped[-1].at > copied[-1].at):
+        copied, dropped = latest(history, "copy_schema", target), latest(history, "drop_copied_schema", target)
+        if copied is None or (dropped is not None and dropped.at > copied.at):
             self.log.info("Ferry copied no schema to the target, or dropped it already; nothing to do")
             return []
         if self.target.get_subscription_status(plan.subscription) is not None:
@@ -166,21 +166,21 @@ class ReplicationDropCopiedSchemaOperator(FerryOperator):
                 f"subscription {plan.subscription} still feeds the target: drop_subscription must succeed "
                 "first; then clear this task"
             )
-        switched = switched_to_new_side(plan, history, since=copied[-1].at)
+        switched = switched_to_new_side(plan, history, since=copied.at)
         if switched is not None:
             raise AirflowFailException(
                 f"D-day pointed {switched.target.removeprefix('dns:')} at the new side at {switched.at}: the target "
                 "may hold writes the source never saw, so its tables stay. Drop them by hand once that is settled"
             )
         present = [
-            t
-            for t in copied[-1].after["tables"]
-            if self.target.get_first("SELECT to_regclass(%s) IS NOT NULL", parameters=(t,))[0]
+            row[0]
+            for row in self.target.get_records(
+                "SELECT t FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, n) WHERE to_regclass(t) IS NOT NULL ORDER BY n",
+                parameters=(copied.after["tables"],),
+            )
         ]
         if not present:
-            self.log.info(
-                "None of the %d tables Ferry copied is on the target any more", len(copied[-1].after["tables"])
-            )
+            self.log.info("None of the %d tables Ferry copied is on the target any more", len(copied.after["tables"]))
             return []
         if self.would(context, "drop_copied_schema", target, present, None):
             return []

@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from ferry.ledger import latest
 from ferry.operators.base import FerryContext, FerryOperator
 from ferry.triggers.replication import ReplicationCaughtUpTrigger
 
@@ -77,22 +78,8 @@ class ReplicationCaughtUpSensor(FerryOperator):
             )
             return None
         history = self.ledger.records()  # read once: the ledger is one S3 object per record
-        fenced = next(
-            (
-                r
-                for r in reversed(history)
-                if r.action == "fence_source" and r.target == f"source:{plan.source.database}"
-            ),
-            None,
-        )
-        dropped = next(
-            (
-                r
-                for r in reversed(history)
-                if r.action == "drop_subscription" and r.target == f"target:{plan.subscription}"
-            ),
-            None,
-        )
+        fenced = latest(history, "fence_source", f"source:{plan.source.database}")
+        dropped = latest(history, "drop_subscription", f"target:{plan.subscription}")
         if not fence_lsn:
             if fenced is None:
                 raise AirflowFailException("no fence recorded in the ledger: fence the source first")
