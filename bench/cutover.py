@@ -48,13 +48,14 @@ def main() -> int:
     )
     print(f"replication lag at the fence: {report['replication_lag_at_fence']}")
     print(f"rows lost per table: {lost}")
+    ok = not sum(lost.values()) and not result["lost_webhooks"]
     print(
         f"freeze_s={freeze} dday_s={dday:.1f} dday_tasks_s={report['dday_s']} gates_s={gates:.1f} "
         f"lost_rows={sum(lost.values())} lost_webhooks={len(result['lost_webhooks'])} "
         f"webhooks={len(result['acked'])} writes={result['load'].get('committed', 0)} rows={rows} "
-        f"ok={'yes' if not sum(lost.values()) and not result['lost_webhooks'] else 'no'}"
+        f"ok={'yes' if ok else 'no'}"
     )
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
 
 from botocore.config import Config  # noqa: E402
 
-from ferry.storage import MiB, sync_bucket  # noqa: E402
+from ferry.hooks.storage import MiB, sync_bucket  # noqa: E402
 from stand.core import Stand  # noqa: E402
 from stand.services.moto import AwsMoto  # noqa: E402
 

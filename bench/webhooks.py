@@ -25,7 +25,7 @@ sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
 
 import httpx  # noqa: E402
 
-from ferry.webhooks import replay  # noqa: E402
+from ferry.hooks.webhooks import replay  # noqa: E402
 from stand.core import Stand  # noqa: E402
 from stand.services.moto import AwsMoto, seed_aws  # noqa: E402
 from stand.services.web import UvicornApp, app_env, recorder_env  # noqa: E402

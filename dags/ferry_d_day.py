@@ -18,26 +18,28 @@ is undone by `ferry_rollback`; if a task fails before it, stop and trigger `ferr
    (Markdown, JSON and a timeline chart, locally and in S3).
 
 The trigger form: **dry run** (every task reports what it would change and changes nothing; the
-gates still ask), the **tables to compare** (empty: the plan's choice), and the **timeouts** of
-the catch-up wait and of each Kubernetes rollout.
+gates still ask), the **tables to compare** (empty: the plan's choice), the **timeouts** of
+the catch-up wait and of each Kubernetes rollout (empty: 1800 s and 600 s), and a **weighted DNS
+switch** (say 10, 50, 100: the share of answers for the new side at each step, with a pause to
+watch it; empty: all at once).
 """
 
 from __future__ import annotations
 
 from airflow.sdk import DAG, TaskGroup
 
+from ferry.operators.compare import (
+    ReplicationCompareReportOperator,
+    ReplicationCompareTableOperator,
+    ReplicationListTablesOperator,
+)
+from ferry.operators.fence import ReplicationFenceSourceOperator
 from ferry.operators.gates import FerryApprovalOperator
 from ferry.operators.kube import KubeRestoreReplicasOperator, KubeRolloutRestartOperator
 from ferry.operators.rds import RdsCreateReadReplicasOperator
-from ferry.operators.replication import (
-    ReplicationCompareReportOperator,
-    ReplicationCompareTableOperator,
-    ReplicationDropSubscriptionOperator,
-    ReplicationFenceSourceOperator,
-    ReplicationListTablesOperator,
-    ReplicationSyncSequencesOperator,
-)
+from ferry.operators.replication import ReplicationDropSubscriptionOperator
 from ferry.operators.route53 import Route53RouteWebhooksToRecorderOperator, Route53SwitchRecordsOperator
+from ferry.operators.sequences import ReplicationSyncSequencesOperator
 from ferry.operators.ssm import SsmApplyParametersOperator
 from ferry.operators.stages import (
     FerryCheckStageCompleteOperator,
@@ -85,8 +87,9 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
     )
     caught_up = ReplicationCaughtUpSensor(
         task_id="wait_replication_caught_up",
+        fence_lsn=fence.output["fence_lsn"],
         timeout_s=1800,
-        doc_md="Waits (deferred) until the target confirmed the fence LSN.",
+        doc_md="Waits (deferred) until the target confirmed the fence LSN (fence_source's XCom).",
     )
     tables = ReplicationListTablesOperator(task_id="list_tables", doc_md="The tables to compare, one mapped task each.")
     compare = ReplicationCompareTableOperator.partial(
@@ -130,7 +133,9 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         "After this, rolling back means moving data back by hand. The new app passed its smoke test.",
     )
     dns = Route53SwitchRecordsOperator(
-        task_id="switch_dns", doc_md="Points every record at its new value, INSYNC, verified."
+        task_id="switch_dns",
+        doc_md="Points every record at its new value, INSYNC, verified: all at once, or in the trigger form's "
+        "weighted steps (the webhook host at once).",
     )
     replay = WebhooksReplayOperator(
         task_id="replay_webhooks", destination="new", doc_md="Replays recorded webhooks to the new app."

@@ -16,28 +16,17 @@ found and, when it fails, what to do:
 | `go_no_go_report` | writes the go/no-go report (log and Markdown file); fails the run on NO-GO. Warnings do not fail it |
 
 A failed check does not retry (its finding will not change by waiting); an unreachable system does.
-The plan comes from the Airflow Variable `ferry_plan` (a path), else `$FERRY_PLAN`, else the example.
+The plan comes from the Airflow Variable `ferry_plan` (a path, or the YAML itself), else `$FERRY_PLAN`, else the example.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from airflow.sdk import DAG
 
 from ferry.plan import load_plan
-from ferry.taskgroups import preflight_checks
+from ferry.taskgroups import ferry_dag_args, preflight_checks
 
 plan = load_plan()
 
-with DAG(
-    dag_id="ferry_preflight",
-    schedule=plan.preflight.schedule,
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    tags=["ferry", "preflight", "read-only"],
-    doc_md=__doc__,
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
-):
+with DAG(schedule=plan.preflight.schedule, **ferry_dag_args("ferry_preflight", __doc__, "preflight", "read-only")):
     preflight_checks()

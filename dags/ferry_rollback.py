@@ -31,16 +31,16 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param, TriggerRule
 
+from ferry.operators.fence import ReplicationUnfenceSourceOperator
 from ferry.operators.kube import KubeRestoreReplicasOperator, KubeScaleDownDeploymentsOperator
 from ferry.operators.rds import RdsDeleteReadReplicasOperator
 from ferry.operators.replication import (
-    ReplicationDropCopiedSchemaOperator,
     ReplicationDropOrphanSlotOperator,
     ReplicationDropPublicationOperator,
     ReplicationDropSubscriptionOperator,
-    ReplicationUnfenceSourceOperator,
 )
 from ferry.operators.route53 import Route53RestoreRecordsOperator
+from ferry.operators.schema import ReplicationDropCopiedSchemaOperator
 from ferry.operators.ssm import SsmRestoreParametersOperator
 from ferry.operators.stages import RollbackResultOperator
 from ferry.operators.vms import VmStartServicesOperator

@@ -6,7 +6,8 @@ keeps serving, untouched apart from a publication and a replication slot on its 
 
 1. `preflight`: the pre-flight checks; a NO-GO stops the stage here.
 2. `copy_schema`: the source schema to the target (`pg_dump --schema-only`, one transaction); refuses a target holding rows.
-3. `create_publication` (source) and `create_subscription` (target), then `wait_initial_copy` until every table is copied.
+3. `create_publication` (source) and `create_subscription` (target); `refresh_subscription` (on a re-run, the tables that
+   joined the scope since); then `wait_initial_copy` until every table is copied.
 4. In parallel: `review_aws_infrastructure` (RDS, parameter group, EKS), `apply_ssm_staging` (SSM parameters, staging
    values), `review_new_cluster` (deployments exist with the plan's images, images in ECR).
 5. `mark_stage_complete`: recorded in the ledger; `ferry_day_before` checks for it.
@@ -23,10 +24,11 @@ from airflow.sdk import DAG, TaskGroup
 from ferry.operators.kube import KubeReviewDeploymentsOperator
 from ferry.operators.rds import AwsReviewInfrastructureOperator
 from ferry.operators.replication import (
-    ReplicationCopySchemaOperator,
     ReplicationCreatePublicationOperator,
     ReplicationCreateSubscriptionOperator,
+    ReplicationRefreshSubscriptionOperator,
 )
+from ferry.operators.schema import ReplicationCopySchemaOperator
 from ferry.operators.ssm import SsmApplyParametersOperator
 from ferry.operators.stages import FerryMarkStageCompleteOperator
 from ferry.sensors.replication import ReplicationInitialCopySensor
@@ -48,6 +50,11 @@ with DAG(schedule=None, **stage_dag_args("ferry_week_prior", __doc__)):
         task_id="create_subscription",
         doc_md="Subscribes the target (copies rows, then streams changes; a slot on the source). "
         "Undone by: ReplicationDropSubscriptionOperator (ferry_rollback).",
+    )
+    refresh = ReplicationRefreshSubscriptionOperator(
+        task_id="refresh_subscription",
+        doc_md="On a re-run after tables joined the scope (and the publication): subscribes to them, copying their "
+        "rows. Changes nothing when the subscription covers every published table.",
     )
     initial_copy = ReplicationInitialCopySensor(
         task_id="wait_initial_copy",
@@ -71,5 +78,5 @@ with DAG(schedule=None, **stage_dag_args("ferry_week_prior", __doc__)):
     done = FerryMarkStageCompleteOperator(
         task_id="mark_stage_complete", doc_md="Records the stage's completion in the ledger for ferry_day_before."
     )
-    preflight >> copy >> publish >> subscribe >> initial_copy >> done
+    preflight >> copy >> publish >> subscribe >> refresh >> initial_copy >> done
     preflight >> [review_aws, ssm, review_cluster] >> done

@@ -316,7 +316,7 @@ def plan_and_sides():
 def lost_rows() -> dict[str, int]:
     """Per table, the rows the source holds that the target lacks or holds otherwise (after cutover: 0)."""
     from ferry.compare import Comparer
-    from ferry.preflight import in_scope
+    from ferry.plan import in_scope
 
     plan, source, target = plan_and_sides()
     comparer = Comparer(source, target, concurrency=plan.thresholds.compare_concurrency)
@@ -330,7 +330,7 @@ def lost_rows() -> dict[str, int]:
 
 def migration_state() -> list[str]:
     """Rows per table on both sides and the subscription's state, read from the stand."""
-    from ferry.preflight import in_scope
+    from ferry.plan import in_scope
 
     plan, source, target = plan_and_sides()
     lines = []

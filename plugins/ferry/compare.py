@@ -23,7 +23,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from ferry.hooks.replication import ReplicationHook, load_sql
+from ferry.hooks.postgres import load_sql
+from ferry.hooks.replication import ReplicationHook
 
 Mode = Literal["full", "counts"]
 INTEGER_TYPES = {"smallint", "integer", "bigint"}
@@ -264,7 +265,7 @@ class _KeyedTable:
         return self.sides[0].submit(statement), self.sides[1].submit(statement)
 
     def _plan_ranges(self) -> list[_Range]:
-        estimated = self.c.source.execute("table_stats", {"table": self.names["table"]}, table=self.table)[0][
+        estimated = self.c.source.run_template("table_stats", {"table": self.names["table"]}, table=self.table)[0][
             "estimated_rows"
         ]
         wanted = max(self.c.concurrency, math.ceil(estimated / self.c.chunk_rows))

@@ -470,27 +470,58 @@ def parse_plan(text: str, source: str = "<text>") -> Plan:
         raise PlanError(source, problems) from None
 
 
-def plan_path(variable_value: str | None = None) -> Path:
-    """Where the plan is: the Airflow Variable ``ferry_plan``, else ``$FERRY_PLAN``, else the example."""
-    chosen = variable_value or os.environ.get(f"AIRFLOW_VAR_{PLAN_VARIABLE.upper()}") or os.environ.get(PLAN_ENV)
-    return Path(chosen) if chosen else EXAMPLE_PLAN
+def plan_source(variable_value: str | None = None) -> str:
+    """Where the plan comes from: the Airflow Variable ``ferry_plan``, else ``$FERRY_PLAN``, else the example.
+
+    The value is a path to the YAML file, or the YAML itself (any value spanning lines, or a
+    flow mapping starting with ``{``).
+    """
+    return (
+        variable_value
+        or os.environ.get(f"AIRFLOW_VAR_{PLAN_VARIABLE.upper()}")
+        or os.environ.get(PLAN_ENV)
+        or str(EXAMPLE_PLAN)
+    )
 
 
-def load_plan(path: str | Path | None = None) -> Plan:
-    """Load and validate the plan at ``path`` (default: :func:`plan_path`)."""
-    where = Path(path) if path else plan_path()
+def load_plan(value: str | Path | None = None) -> Plan:
+    """Load and validate a plan: ``value`` is a path or the YAML itself (default: :func:`plan_source`).
+
+    The one loader of parse time (the DAG files, with the environment's choice) and run time
+    (:func:`load_runtime_plan`, with the Airflow Variable's).
+    """
+    chosen = str(value) if value is not None else plan_source()
+    if "\n" in chosen.strip() or chosen.lstrip().startswith("{"):
+        return parse_plan(chosen, f"the YAML of the Airflow Variable {PLAN_VARIABLE} (or ${PLAN_ENV})")
     try:
-        text = where.read_text()
+        text = Path(chosen).read_text()
     except OSError as exc:
         raise PlanError(
-            str(where),
-            [("", f"cannot read the plan ({exc.strerror}); set the Airflow Variable {PLAN_VARIABLE} or {PLAN_ENV}")],
+            chosen,
+            [
+                (
+                    "",
+                    f"cannot read the plan ({exc.strerror}); set the Airflow Variable {PLAN_VARIABLE} or "
+                    f"{PLAN_ENV} to its path or to the YAML itself",
+                )
+            ],
         ) from None
-    return parse_plan(text, str(where))
+    return parse_plan(text, chosen)
 
 
 def load_runtime_plan() -> Plan:
     """The plan as a task sees it: the Airflow Variable ``ferry_plan`` wins over the environment."""
     from airflow.sdk import Variable
 
-    return load_plan(plan_path(Variable.get(PLAN_VARIABLE, default=None)))
+    return load_plan(Variable.get(PLAN_VARIABLE, default=None))
+
+
+def in_scope(plan: Plan, tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tables the plan migrates, of ``tables`` (rows with ``schema`` and ``table``):
+    ``replication.tables`` (all when omitted) less ``replication.exclude_tables``."""
+
+    def named(row: dict[str, Any], names: list[str]) -> bool:
+        return f"{row['schema']}.{row['table']}" in names or row["table"] in names
+
+    wanted = plan.replication.tables
+    return [t for t in tables if (wanted is None or named(t, wanted)) and not named(t, plan.replication.exclude_tables)]

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from airflow.sdk import BaseHook
 
 from ferry.hooks.replication import ReplicationHook
-from ferry.plan import Plan
+from ferry.plan import Plan, in_scope
 
 Status = Literal["pass", "warn", "fail", "skip"]
-_ICON = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
 
 
 @dataclasses.dataclass
@@ -39,21 +37,11 @@ class CheckResult:
 
 
 def _source(plan: Plan) -> ReplicationHook:
-    return ReplicationHook(plan.source.conn_id, plan.source.database, plan.thresholds.statement_timeout_s)
+    return ReplicationHook.for_side(plan, "source")
 
 
 def _target(plan: Plan) -> ReplicationHook:
-    return ReplicationHook(plan.target.conn_id, plan.target.database, plan.thresholds.statement_timeout_s)
-
-
-def in_scope(plan: Plan, tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The tables the plan migrates: ``replication.tables`` (all when omitted) less ``exclude_tables``."""
-
-    def named(row: dict[str, Any], names: list[str]) -> bool:
-        return f"{row['schema']}.{row['table']}" in names or row["table"] in names
-
-    wanted = plan.replication.tables
-    return [t for t in tables if (wanted is None or named(t, wanted)) and not named(t, plan.replication.exclude_tables)]
+    return ReplicationHook.for_side(plan, "target")
 
 
 def _ping(kind: str, conn_id: str, plan: Plan) -> str:
@@ -278,8 +266,8 @@ def check_replication_health(plan: Plan) -> CheckResult:
 def check_sequences(plan: Plan) -> CheckResult:
     """List the sequences in scope (owned or not): logical replication does not carry them."""
     sequences = _source(plan).get_sequences(plan.replication.schemas)
-    scope = {t["table"] for t in in_scope(plan, _source(plan).get_tables(plan.replication.schemas))}
-    kept = [s for s in sequences if s["owner_table"] is None or s["owner_table"] in scope]
+    scope = {(t["schema"], t["table"]) for t in in_scope(plan, _source(plan).get_tables(plan.replication.schemas))}
+    kept = [s for s in sequences if s["owner_table"] is None or (s["schema"], s["owner_table"]) in scope]
     target_seqs = {(s["schema"], s["sequence"]) for s in _target(plan).get_sequences(plan.replication.schemas)}
     findings = []
     for s in kept:
@@ -316,29 +304,3 @@ CHECKS: dict[str, Callable[[Plan], CheckResult]] = {
     "replication_health": check_replication_health,
     "sequences": check_sequences,
 }
-
-
-def render_report(plan: Plan, results: list[CheckResult], run_id: str) -> tuple[bool, str]:
-    """The go/no-go verdict and its Markdown report."""
-    go = not any(r.status == "fail" for r in results)
-    lines = [
-        f"# Ferry pre-flight: {'GO' if go else 'NO-GO'}",
-        "",
-        f"- plan: `{plan.name}`",
-        f"- run: `{run_id}`",
-        f"- written: {datetime.now(UTC).isoformat(timespec='seconds')}",
-        f"- checks: {len(results)}; failed: {sum(r.status == 'fail' for r in results)}; "
-        f"warnings: {sum(r.status == 'warn' for r in results)}",
-        "",
-        "| check | status | summary |",
-        "|---|---|---|",
-    ]
-    lines += [f"| {r.check} | {_ICON[r.status]} | {r.summary.replace('|', '/')} |" for r in results]
-    for r in results:
-        if not (r.findings or r.remedy):
-            continue
-        lines += ["", f"## {r.check}: {_ICON[r.status]}", ""]
-        lines += [f"- {f}" for f in r.findings]
-        if r.remedy and r.status in ("fail", "warn"):
-            lines += ["", f"**What to do:** {r.remedy}"]
-    return go, "\n".join(lines) + "\n"

@@ -1,11 +1,90 @@
-"""The D-day report: its data from the ledger and the tasks' timings, as Markdown and as a timeline chart (PNG)."""
+"""Ferry's reports: one writer, and a pure renderer per kind of report.
+
+:func:`write` puts every report in one place (``<report_dir>/<kind>/<name>__<run>.md``, the same
+data as JSON beside it when given, other files such as the D-day chart, and a copy in the ledger
+bucket when asked) and logs it. The renderers turn plain data into Markdown and know nothing of
+Airflow, so they are unit-tested on their own.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import re
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-FREEZE_START, FREEZE_END = "fence_source", ("drop_subscription", "set_sequence")
+from ferry.ledger import Action
+from ferry.plan import Plan
+
+FREEZE_START, FREEZE_END = Action.FENCE_SOURCE, (Action.DROP_SUBSCRIPTION, Action.SET_SEQUENCE)
+log = logging.getLogger(__name__)
+
+
+def report_dir(plan: Plan) -> Path:
+    """Where reports are written: the plan's ``report_dir``, ``$FERRY_REPORT_DIR``, or under ``$AIRFLOW_HOME``."""
+    chosen = plan.report_dir or os.environ.get("FERRY_REPORT_DIR")
+    if chosen:
+        return Path(chosen)
+    return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "ferry-reports"
+
+
+def stem(name: str, run_id: str) -> str:
+    """A report file's name without its suffix: ``<name>__<run id, made safe for a file name>``."""
+    return f"{name}__{re.sub(r'[^A-Za-z0-9_.-]', '_', run_id)}"
+
+
+def write(
+    plan: Plan,
+    kind: str,
+    context: Any,
+    markdown: str,
+    data: dict[str, Any] | None = None,
+    *,
+    name: str | None = None,
+    files: dict[str, bytes] | None = None,
+    upload: bool = False,
+) -> Path:
+    """Write a report of ``kind`` for the run of ``context``; return the Markdown file's path.
+
+    :param markdown: the report (already redacted).
+    :param data: the same as JSON, written beside it.
+    :param name: the file stem's first part (default: the DAG id); the run id follows.
+    :param files: more files beside it, by suffix (``{".png": ...}``).
+    :param upload: also copy every file to ``<ledger prefix>/reports/`` in the ledger bucket.
+    """
+    stem_ = stem(name or context["dag"].dag_id, context["run_id"])
+    folder = report_dir(plan) / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    contents = {".md": markdown.encode()}
+    if data is not None:
+        contents[".json"] = json.dumps(data, indent=2, default=str).encode()
+    contents |= files or {}
+    for suffix, content in contents.items():
+        (folder / f"{stem_}{suffix}").write_bytes(content)
+    if upload:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        s3 = S3Hook(aws_conn_id=plan.aws.conn_id)
+        for suffix, content in contents.items():
+            s3.load_bytes(
+                content,
+                key=f"{plan.ledger_prefix}/reports/{stem_}{suffix}",
+                bucket_name=plan.ledger.bucket,
+                replace=True,
+            )
+    path = folder / f"{stem_}.md"
+    extra = ", ".join(s for s in contents if s != ".md")
+    log.info(
+        "Report written to %s%s%s\n%s",
+        path,
+        f" (and its {extra})" if extra else "",
+        " and to the ledger bucket" if upload else "",
+        markdown,
+    )
+    return path
 
 
 def timeline(timings: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -23,15 +102,15 @@ def timeline(timings: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def freeze_window(records: list[Any]) -> tuple[float | None, str | None, str | None]:
     """Seconds from the fence to the target standing alone and writable (subscription dropped, sequences set)."""
     fence = next((r for r in records if r.action == FREEZE_START), None)
-    writable = max((r.at for r in records if r.action in FREEZE_END), default=None)
+    writable = max((r.finished_at for r in records if r.action in FREEZE_END), default=None)
     if fence is None or writable is None:
         return None, fence.at if fence else None, writable
     seconds = (datetime.fromisoformat(writable) - datetime.fromisoformat(fence.at)).total_seconds()
     return round(seconds, 3), fence.at, writable
 
 
-def markdown(data: dict[str, Any]) -> str:
-    """The report as Markdown."""
+def render_d_day(data: dict[str, Any]) -> str:
+    """The D-day report as Markdown."""
     lag = data["replication_lag_at_fence"]
     lines = [
         f"# Ferry D-day report: {data['plan']}" + (" (DRY RUN: nothing was changed)" if data["dry_run"] else ""),
@@ -126,3 +205,90 @@ def draw_timeline(rows: list[dict[str, Any]], freeze: tuple[str | None, str | No
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
+
+
+def render_preflight(plan_name: str, results: list[Any], run_id: str, written_at: str) -> tuple[bool, str]:
+    """The pre-flight's go/no-go verdict and its Markdown, from check results (``check``, ``status``,
+    ``summary``, ``findings``, ``remedy``)."""
+    icon = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
+    go = not any(r.status == "fail" for r in results)
+    lines = [
+        f"# Ferry pre-flight: {'GO' if go else 'NO-GO'}",
+        "",
+        f"- plan: `{plan_name}`",
+        f"- run: `{run_id}`",
+        f"- written: {written_at}",
+        f"- checks: {len(results)}; failed: {sum(r.status == 'fail' for r in results)}; "
+        f"warnings: {sum(r.status == 'warn' for r in results)}",
+        "",
+        "| check | status | summary |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {r.check} | {icon[r.status]} | {r.summary.replace('|', '/')} |" for r in results]
+    for r in results:
+        if not (r.findings or r.remedy):
+            continue
+        lines += ["", f"## {r.check}: {icon[r.status]}", ""]
+        lines += [f"- {f}" for f in r.findings]
+        if r.remedy and r.status in ("fail", "warn"):
+            lines += ["", f"**What to do:** {r.remedy}"]
+    return go, "\n".join(lines) + "\n"
+
+
+def render_comparison(results: list[dict[str, Any]], unreported: list[str]) -> str:
+    """The data comparison as Markdown: a row per table, then every difference named, then the tables
+    whose comparison ended without a result."""
+    lines = [
+        "# Ferry data comparison",
+        "",
+        "| table | result | rows source | rows target | ranges | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in sorted(results, key=lambda r: r["table"]):
+        lines.append(
+            f"| {r['table']} | {'EQUAL' if r['equal'] else 'DIFFERENT'} | {r['rows_source']} | {r['rows_target']} "
+            f"| {r['chunks']} | {r['seconds']} |"
+        )
+    for r in results:
+        if not r["equal"]:
+            lines += ["", f"## {r['table']}: DIFFERENT", ""]
+            lines += [f"- missing on the target: {k}" for k in r["missing_on_target"]]
+            lines += [f"- only on the target: {k}" for k in r["extra_on_target"]]
+            lines += [f"- changed: {k}" for k in r["changed"]]
+            lines += [
+                f"- row hash {d['row_hash']}: {d['source']} on the source, {d['target']} on the target"
+                for d in r["differing_rows"]
+            ]
+    if unreported:
+        lines += ["", f"Not compared (their task failed before a result): {', '.join(unreported)}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_aws_review(facts: list[str], blocking: list[str], warnings: list[str]) -> str:
+    """The review of the AWS side as Markdown: READY or BLOCKED, what was found, what blocks, what to watch."""
+    lines = [f"# Ferry AWS review: {'BLOCKED' if blocking else 'READY'}", ""]
+    lines += [f"- {f}" for f in facts]
+    if blocking:
+        lines += ["", "## Blocking", ""] + [f"- {b}" for b in blocking]
+    if warnings:
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
+    return "\n".join(lines) + "\n"
+
+
+def render_storage(reports: list[dict[str, Any]]) -> str:
+    """The bucket copy as Markdown: a row per bucket pair, then every object that failed or does not verify."""
+    lines = [
+        "# Ferry storage sync",
+        "",
+        "| source | target | objects | copied | skipped | failed | verified | seconds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['source']} | {r['target']} | {r['objects']} | {r['copied']} | {r['skipped']} | {len(r['failed'])} "
+        f"| {r['verified']} | {r['seconds']} |"
+        for r in reports
+    ]
+    for r in reports:
+        lines += [f"- failed {f['key']}: {f['error']}" for f in r["failed"]]
+        lines += [f"- does not verify: {k}" for k in r["mismatched"]]
+    return "\n".join(lines) + "\n"

@@ -36,7 +36,8 @@ def dry_run_param() -> Param:
 
 
 def cutover_params() -> dict[str, Param]:
-    """D-day's trigger form besides the dry run: the tables to compare and the timeouts (new Params each call)."""
+    """D-day's trigger form besides the dry run: the tables to compare, the timeouts and how DNS moves
+    (new Params each call). An empty timeout leaves the task's own (set where the DAG wires it)."""
     return {
         "tables": Param(
             [],
@@ -46,34 +47,57 @@ def cutover_params() -> dict[str, Param]:
             description="schema.table or table names; empty: the plan's choice (thresholds.compare_mode).",
         ),
         "catch_up_timeout_s": Param(
-            1800,
-            type="integer",
+            None,
+            type=["null", "integer"],
             minimum=1,
             title="Replication catch-up timeout (s)",
-            description="How long wait_replication_caught_up waits for the target to confirm the fence.",
+            description="How long wait_replication_caught_up waits for the target to confirm the fence; empty: 1800.",
         ),
         "rollout_timeout_s": Param(
-            600,
-            type="integer",
+            None,
+            type=["null", "integer"],
             minimum=1,
             title="Kubernetes rollout timeout (s)",
-            description="How long each rollout (deployments scaled up, PgBouncer restarted, recorder) may take.",
+            description="How long each rollout (deployments scaled up, PgBouncer restarted) may take; empty: 600.",
         ),
+        "dns_weighted_steps": Param(
+            [],
+            type="array",
+            items={"type": "integer", "minimum": 1, "maximum": 100},
+            title="Weighted DNS switch (%)",
+            description="Move the application's records in steps of answers to the new side, e.g. 10, 50, 100; "
+            "empty: all at once. The webhook host always moves at once.",
+        ),
+        "dns_step_pause_s": Param(
+            None,
+            type=["null", "number"],
+            minimum=0,
+            title="Pause between weighted steps (s)",
+            description="How long to watch the new side at each step; empty: 60.",
+        ),
+    }
+
+
+def ferry_dag_args(
+    dag_id: str, doc: str, *tags: str, retry_delay_s: int = 30, params: dict[str, Param] | None = None
+) -> dict[str, Any]:
+    """What every Ferry DAG shares besides its (explicit) schedule: one run at a time, no catch-up, retries, docs."""
+    return {
+        "params": params or {},
+        "dag_id": dag_id,
+        "start_date": datetime(2026, 1, 1),
+        "catchup": False,
+        "max_active_runs": 1,
+        "tags": ["ferry", *tags],
+        "doc_md": doc,
+        "default_args": {"retries": 2, "retry_delay": timedelta(seconds=retry_delay_s)},
     }
 
 
 def stage_dag_args(
     dag_id: str, doc: str, *tags: str, retry_delay_s: int = 30, params: dict[str, Param] | None = None
 ) -> dict[str, Any]:
-    """What every stage DAG shares besides its (explicit) schedule: one run at a time, no catch-up, retries,
-    and the trigger form's ``dry_run`` (plus ``params``)."""
-    return {
-        "params": {"dry_run": dry_run_param(), **(params or {})},
-        "dag_id": dag_id,
-        "start_date": datetime(2026, 1, 1),
-        "catchup": False,
-        "max_active_runs": 1,
-        "tags": ["ferry", "stage", *tags],
-        "doc_md": doc,
-        "default_args": {"retries": 2, "retry_delay": timedelta(seconds=retry_delay_s)},
-    }
+    """A stage DAG's arguments: :func:`ferry_dag_args`, tagged ``stage``, with the trigger form's ``dry_run``."""
+    return ferry_dag_args(
+        dag_id, doc, "stage", *tags, retry_delay_s=retry_delay_s, params={"dry_run": dry_run_param(), **(params or {})}
+    )

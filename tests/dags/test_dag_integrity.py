@@ -76,8 +76,12 @@ def test_every_stage_offers_a_dry_run_and_d_day_its_tables_and_timeouts(dagbag):
         assert params["dry_run"] is False, dag_id
         assert params.get_param("dry_run").schema["type"] == "boolean"
     d_day = dagbag.dags["ferry_d_day"].params
-    assert d_day["tables"] == [] and d_day["catch_up_timeout_s"] == 1800 and d_day["rollout_timeout_s"] == 600
+    assert d_day["tables"] == [] and d_day["dns_weighted_steps"] == []
+    # Empty timeouts leave each task's own, which the DAG sets: the form does not silently override them.
+    assert d_day["catch_up_timeout_s"] is None and d_day["rollout_timeout_s"] is None
     assert d_day.get_param("catch_up_timeout_s").schema["minimum"] == 1
+    task = dagbag.dags["ferry_d_day"].task_dict
+    assert task["wait_replication_caught_up"].timeout_s == 1800 and task["restore_deployments"].timeout_s == 600
 
 
 def test_d_day_gates_are_approval_operators_in_runbook_order(dagbag):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ferry.plan import EXAMPLE_PLAN, PlanError, load_plan, parse_plan, plan_path
+from ferry.plan import EXAMPLE_PLAN, PlanError, load_plan, load_runtime_plan, parse_plan, plan_source
 
 ROOT = Path(__file__).resolve().parents[2]
 STAND_PLAN = ROOT / "include" / "stand" / "plan.stand.yaml"
@@ -139,16 +139,37 @@ def test_not_yaml_and_not_a_mapping():
 
 
 def test_missing_file_says_where_the_plan_comes_from(tmp_path):
-    with pytest.raises(PlanError, match="set the Airflow Variable ferry_plan or FERRY_PLAN"):
+    with pytest.raises(PlanError, match="set the Airflow Variable ferry_plan or FERRY_PLAN to its path or to the YAML"):
         load_plan(tmp_path / "nowhere.yaml")
 
 
-def test_plan_path_precedence(monkeypatch):
+def test_plan_source_precedence(monkeypatch):
     monkeypatch.delenv("FERRY_PLAN", raising=False)
     monkeypatch.delenv("AIRFLOW_VAR_FERRY_PLAN", raising=False)
-    assert plan_path() == EXAMPLE_PLAN
+    assert plan_source() == str(EXAMPLE_PLAN)
     monkeypatch.setenv("FERRY_PLAN", "/plans/env.yaml")
-    assert plan_path() == Path("/plans/env.yaml")
+    assert plan_source() == "/plans/env.yaml"
     monkeypatch.setenv("AIRFLOW_VAR_FERRY_PLAN", "/plans/variable.yaml")
-    assert plan_path() == Path("/plans/variable.yaml")
-    assert plan_path("/plans/from-the-database.yaml") == Path("/plans/from-the-database.yaml")
+    assert plan_source() == "/plans/variable.yaml"
+    assert plan_source("/plans/from-the-database.yaml") == "/plans/from-the-database.yaml"
+
+
+def test_the_loader_takes_a_path(monkeypatch, tmp_path):
+    monkeypatch.delenv("AIRFLOW_VAR_FERRY_PLAN", raising=False)
+    (tmp_path / "plan.yaml").write_text(STAND_PLAN.read_text())
+    monkeypatch.setenv("FERRY_PLAN", str(tmp_path / "plan.yaml"))
+    assert load_plan().name == "stand-saas"  # parse time: the environment's choice
+    assert load_runtime_plan().name == "stand-saas"  # run time: no Variable, so the same
+
+
+def test_the_loader_takes_the_yaml_itself_at_parse_and_at_run_time(monkeypatch):
+    monkeypatch.delenv("FERRY_PLAN", raising=False)
+    monkeypatch.setenv("AIRFLOW_VAR_FERRY_PLAN", STAND_PLAN.read_text())  # the Variable holds the YAML
+    assert load_plan().name == "stand-saas"
+    assert load_runtime_plan().name == "stand-saas"
+    flow = yaml.safe_dump(yaml.safe_load(STAND_PLAN.read_text()), default_flow_style=True, width=10**6)
+    assert "\n" not in flow.strip() and load_plan(flow).name == "stand-saas"  # one line of flow YAML
+    broken = STAND_PLAN.read_text().replace("name: stand-saas", "name: Stand_Saas")
+    with pytest.raises(PlanError, match="the YAML of the Airflow Variable ferry_plan") as caught:
+        load_plan(broken)
+    assert [path for path, _ in caught.value.problems] == ["name"]

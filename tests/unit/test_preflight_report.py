@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import yaml
 
-from ferry.plan import EXAMPLE_PLAN, parse_plan
-from ferry.preflight import CheckResult, in_scope, render_report
+from ferry.plan import EXAMPLE_PLAN, in_scope, parse_plan
+from ferry.preflight import CheckResult
 from ferry.redaction import redact
+from ferry.report import render_preflight
 
 
 def plan_with(**replication):
@@ -31,7 +32,7 @@ def test_warnings_do_not_make_a_no_go():
         CheckResult("sequences", "warn", "one unowned", ["public.s"], "sync it"),
         CheckResult("schema_drift", "skip", "no schema yet"),
     ]
-    go, markdown = render_report(plan_with(), results, "run-1")
+    go, markdown = render_preflight("acme-saas", results, "run-1", "2026-11-28T10:00:00+00:00")
     assert go
     assert markdown.startswith("# Ferry pre-flight: GO\n")
     assert "| sequences | WARN | one unowned |" in markdown
@@ -43,7 +44,7 @@ def test_a_failed_check_makes_a_no_go_with_its_remedy():
         CheckResult("connections", "pass", "all answer"),
         CheckResult("replica_identity", "fail", "1 table", ["public.t: ALTER TABLE public.t ..."], "add a key"),
     ]
-    go, markdown = render_report(plan_with(), results, "run-2")
+    go, markdown = render_preflight("acme-saas", results, "run-2", "2026-11-28T10:00:00+00:00")
     assert not go
     assert markdown.startswith("# Ferry pre-flight: NO-GO\n")
     assert "failed: 1" in markdown

@@ -7,7 +7,7 @@ import io
 from PIL import Image
 
 from ferry.ledger import LedgerRecord
-from ferry.report import draw_timeline, freeze_window, markdown, timeline
+from ferry.report import draw_timeline, freeze_window, render_d_day, timeline
 
 TIMINGS = [
     {"task": "fence_source", "map_index": -1, "start": "2026-11-27T10:00:05+00:00", "end": "2026-11-27T10:00:06+00:00"},
@@ -70,7 +70,7 @@ def test_markdown_and_chart_carry_the_timeline_and_the_freeze():
         "would_change": [{"task": "switch_dns", "action": "switch_record", "target": "dns:a", "before": 1, "after": 2}],
         "ledger": [],
     }
-    text = markdown(data)
+    text = render_d_day(data)
     assert "(DRY RUN: nothing was changed)" in text
     assert "| compare_data[1] | 2026-11-27T10:00:07+00:00 | 2026-11-27T10:00:09.5+00:00 | 2.5 |" in text
     assert "replication lag at the fence: 4096 bytes, caught up after 0.3 s" in text

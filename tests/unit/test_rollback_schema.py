@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from ferry.hooks.route53 import record_set
-from ferry.ledger import LedgerRecord
-from ferry.operators.replication import switched_to_new_side
+from ferry.ledger import LedgerRecord, switched_to_new_side
 from ferry.plan import load_plan
 
 ROOT = Path(__file__).resolve().parents[2]

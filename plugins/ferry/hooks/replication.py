@@ -1,99 +1,32 @@
-"""Postgres logical replication over ``PostgresHook``: every statement comes from ``include/sql/``."""
+"""Postgres logical replication and the write fence, over :class:`ferry.hooks.postgres.FerryPostgresHook`."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator
-from contextlib import closing, contextmanager
-from functools import cache
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from airflow.providers.postgres.hooks.postgres import PostgresHook
 from psycopg import sql
-from psycopg.rows import dict_row
 
-from ferry.paths import SQL_DIR
-
-
-@cache
-def load_sql(name: str) -> str:
-    """The text of ``include/sql/<name>.sql``."""
-    return (SQL_DIR / f"{name}.sql").read_text()
+from ferry.hooks.postgres import FerryPostgresHook
 
 
 class FenceBlocked(RuntimeError):
     """Other transactions kept the fence from being installed or removed; nothing changed."""
 
 
-class ReplicationHook(PostgresHook):
-    """A Postgres connection for replication work; every statement runs under a statement timeout.
+class ReplicationHook(FerryPostgresHook):
+    """A Postgres connection for replication work: publication, subscription, slots and the write fence.
 
     :param postgres_conn_id: the Airflow connection of the server.
     :param database: the database to connect to (overrides the connection's schema).
     :param statement_timeout_s: the longest any one statement may run.
     """
 
-    def __init__(self, postgres_conn_id: str, database: str | None = None, statement_timeout_s: int = 60) -> None:
-        super().__init__(
-            postgres_conn_id=postgres_conn_id,
-            database=database,
-            options=f"-c statement_timeout={statement_timeout_s * 1000} -c application_name=ferry",
-        )
-
-    @contextmanager
-    def session(self, *, autocommit: bool = True) -> Generator[psycopg.Connection, None, None]:
-        """A connection of its own, closed afterwards (autocommit unless asked otherwise)."""
-        with closing(self.get_conn()) as conn:
-            conn.autocommit = autocommit
-            yield conn
-
-    def fetch(self, name: str, **parameters: Any) -> list[dict[str, Any]]:
-        """Run the named SQL file with ``parameters`` and return its rows as dicts."""
-        with closing(self.get_conn()) as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(load_sql(name), parameters or None)
-            return cur.fetchall()
-
-    def execute(
-        self,
-        name: str,
-        identifiers: dict[str, sql.Composable] | None = None,
-        conn: psycopg.Connection | None = None,
-        **parameters: Any,
-    ) -> list[dict[str, Any]]:
-        """Run the named SQL template, its ``{placeholders}`` filled with ``identifiers``; return any rows.
-
-        Runs in ``conn`` when given, else in a connection of its own with autocommit (DDL such as
-        ``CREATE SUBSCRIPTION`` cannot run inside a transaction block).
-        """
-        statement = sql.SQL(load_sql(name)).format(**(identifiers or {}))
-        if conn is None:
-            with self.session() as own:
-                return self.execute(name, identifiers, own, **parameters)
-        with conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(statement, parameters or None)
-            return cur.fetchall() if cur.description else []
-
-    def fetch_one(self, name: str, **parameters: Any) -> dict[str, Any] | None:
-        """The first row of the named SQL file, or None."""
-        rows = self.fetch(name, **parameters)
-        return rows[0] if rows else None
-
     def get_replication_settings(self) -> dict[str, Any]:
         """``wal_level`` and the slot and WAL sender headroom of a publisher."""
         return self.fetch("replication_settings")[0]
-
-    def get_tables(self, schemas: list[str]) -> list[dict[str, Any]]:
-        """Tables of ``schemas`` with their primary key and replica identity."""
-        return self.fetch("tables", schemas=schemas)
-
-    def get_columns(self, schemas: list[str]) -> list[dict[str, Any]]:
-        """Columns of the tables of ``schemas`` with their exact types."""
-        return self.fetch("columns", schemas=schemas)
-
-    def get_sequences(self, schemas: list[str]) -> list[dict[str, Any]]:
-        """Sequences of ``schemas``, their owning column if any and their last value."""
-        return self.fetch("sequences", schemas=schemas)
 
     def get_subscription_status(self, subscription: str) -> dict[str, Any] | None:
         """The subscription's state on this subscriber, or None when it does not exist."""
@@ -102,14 +35,6 @@ class ReplicationHook(PostgresHook):
     def get_slot_status(self, slot_name: str) -> dict[str, Any] | None:
         """Lag and retained WAL of a replication slot on this publisher, or None when it does not exist."""
         return self.fetch_one("slot_status", slot_name=slot_name)
-
-    def count_rows(self, table: str) -> int:
-        """Exact row count of ``table`` (a quoted, schema-qualified name)."""
-        return self.execute("table_count", {"table": sql.SQL(table)})[0]["rows"]
-
-    def get_current_lsn(self) -> str:
-        """The publisher's current WAL position."""
-        return self.fetch("current_lsn")[0]["lsn"]
 
     # Publication (on the source) -----------------------------------------------------------
 
@@ -123,17 +48,17 @@ class ReplicationHook(PostgresHook):
         names = {"publication": sql.Identifier(publication), "tables": _table_list(tables)}
         current = self.get_publication_tables(publication)
         if current is None:
-            self.execute("publication_create", names)
+            self.run_template("publication_create", names)
             return "created"
         if current != sorted(tables):
-            self.execute("publication_set_tables", names)
+            self.run_template("publication_set_tables", names)
             return "altered"
         return "unchanged"
 
     def drop_publication(self, publication: str) -> bool:
         """Drop ``publication``; False when it did not exist."""
         existed = self.get_publication_tables(publication) is not None
-        self.execute("publication_drop", {"publication": sql.Identifier(publication)})
+        self.run_template("publication_drop", {"publication": sql.Identifier(publication)})
         return existed
 
     def drop_slot(self, slot_name: str) -> bool:
@@ -152,7 +77,7 @@ class ReplicationHook(PostgresHook):
             "conninfo": sql.Literal(conninfo),
             "slot_name": sql.Literal(subscription),
         }
-        self.execute("subscription_create", names)
+        self.run_template("subscription_create", names)
         return True
 
     def get_subscription_tables(self, subscription: str) -> list[dict[str, Any]]:
@@ -161,7 +86,7 @@ class ReplicationHook(PostgresHook):
 
     def refresh_subscription(self, subscription: str) -> None:
         """Pick up tables added to the publication since the subscription was created."""
-        self.execute("subscription_refresh", {"subscription": sql.Identifier(subscription)})
+        self.run_template("subscription_refresh", {"subscription": sql.Identifier(subscription)})
 
     def drop_subscription(self, subscription: str, publisher_reachable: bool) -> bool:
         """Drop ``subscription``; when the publisher is unreachable, detach its slot first.
@@ -173,9 +98,9 @@ class ReplicationHook(PostgresHook):
             return False
         names = {"subscription": sql.Identifier(subscription)}
         if not publisher_reachable:
-            self.execute("subscription_disable", names)
-            self.execute("subscription_detach_slot", names)
-        self.execute("subscription_drop", names)
+            self.run_template("subscription_disable", names)
+            self.run_template("subscription_detach_slot", names)
+        self.run_template("subscription_drop", names)
         return True
 
     # Write fence (on the source) -----------------------------------------------------------
@@ -211,12 +136,12 @@ class ReplicationHook(PostgresHook):
         """
 
         def install(conn: psycopg.Connection) -> None:
-            self.execute("fence_function", conn=conn)
-            fenced = {r["table"] for r in self.execute("fence_status", conn=conn)}
+            self.run_template("fence_function", conn=conn)
+            fenced = {r["table"] for r in self.run_template("fence_status", conn=conn)}
             role_args = sql.SQL(", ").join(sql.Literal(r) for r in roles)
             for table in tables:
                 if table not in fenced:
-                    self.execute("fence_trigger", {"table": sql.SQL(table), "roles": role_args}, conn)
+                    self.run_template("fence_trigger", {"table": sql.SQL(table), "roles": role_args}, conn)
 
         self._locking_transaction(
             "the fence was not installed", "nothing is fenced", install, lock_timeout_ms, attempts
@@ -231,10 +156,10 @@ class ReplicationHook(PostgresHook):
         """
 
         def remove(conn: psycopg.Connection) -> list[str]:
-            tables = [r["table"] for r in self.execute("fence_status", conn=conn)]
+            tables = [r["table"] for r in self.run_template("fence_status", conn=conn)]
             for table in tables:
-                self.execute("fence_trigger_drop", {"table": sql.SQL(table)}, conn)
-            self.execute("fence_function_drop", conn=conn)
+                self.run_template("fence_trigger_drop", {"table": sql.SQL(table)}, conn)
+            self.run_template("fence_function_drop", conn=conn)
             return tables
 
         return self._locking_transaction(
@@ -284,21 +209,6 @@ class ReplicationHook(PostgresHook):
     def terminate_sessions(self, roles: list[str]) -> list[dict[str, Any]]:
         """End every session of ``roles`` on this database."""
         return self.fetch("sessions_terminate", roles=roles)
-
-    # Sequences -----------------------------------------------------------------------------
-
-    def get_sequence_value(self, sequence: str) -> int | None:
-        """The last value handed out by ``sequence`` (a quoted name), or None if never used."""
-        row = self.execute("sequence_state", {"sequence": sql.SQL(sequence)})[0]
-        return row["last_value"] if row["is_called"] else None
-
-    def set_sequence_value(self, sequence: str, value: int) -> int:
-        """Make ``sequence``'s next value ``value + increment``."""
-        return self.fetch("sequence_setval", sequence=sequence, value=value)[0]["value"]
-
-    def get_sequence_columns(self, schemas: list[str]) -> list[dict[str, Any]]:
-        """Integer columns fed by a sequence, with the sequence behind each."""
-        return self.fetch("sequence_columns", schemas=schemas)
 
 
 def _table_list(tables: list[str]) -> sql.Composable:

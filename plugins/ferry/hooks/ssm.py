@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.hooks.ssm import SsmHook
 
 
@@ -39,3 +40,13 @@ class SsmParameterHook(SsmHook):
         except self.conn.exceptions.ParameterNotFound:
             return False
         return True
+
+
+def kms_key_exists(aws_conn_id: str, key_id: str) -> bool:
+    """Whether the KMS key (id, ARN or alias) SecureString parameters are encrypted with exists."""
+    kms = AwsBaseHook(aws_conn_id=aws_conn_id, client_type="kms").conn
+    try:
+        kms.describe_key(KeyId=key_id)
+    except kms.exceptions.NotFoundException:
+        return False
+    return True

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Generator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -11,8 +14,8 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ferry.hooks.replication import ReplicationHook
-from ferry.ledger import Ledger, LedgerRecord
-from ferry.plan import Plan, load_runtime_plan
+from ferry.ledger import Action, Ledger, LedgerRecord, Target
+from ferry.plan import Plan, in_scope, load_runtime_plan
 from ferry.redaction import plan_secrets, redact
 
 
@@ -51,19 +54,24 @@ class FerryContext(Timed):
 
     @cached_property
     def ledger(self) -> Ledger:
-        return Ledger(self.plan, self.secrets)
+        """The ledger as this task sees it: read from S3 once, plus what the task itself writes."""
+        return Ledger(self.plan, self.secrets, cached=True)
 
     @cached_property
     def source(self) -> ReplicationHook:
-        return ReplicationHook(
-            self.plan.source.conn_id, self.plan.source.database, self.plan.thresholds.statement_timeout_s
-        )
+        return ReplicationHook.for_side(self.plan, "source")
 
     @cached_property
     def target(self) -> ReplicationHook:
-        return ReplicationHook(
-            self.plan.target.conn_id, self.plan.target.database, self.plan.thresholds.statement_timeout_s
-        )
+        return ReplicationHook.for_side(self.plan, "target")
+
+    def scope_tables(self, hook: ReplicationHook) -> list[str]:
+        """The quoted, schema-qualified names of the tables in scope on the server of ``hook``."""
+        return [t["qualified"] for t in self.scope_table_rows(hook)]
+
+    def scope_table_rows(self, hook: ReplicationHook) -> list[dict[str, Any]]:
+        """The catalog rows (``tables.sql``) of the tables in scope on the server of ``hook``."""
+        return in_scope(self.plan, hook.get_tables(self.plan.replication.schemas))
 
     @staticmethod
     def is_dry_run(context: Any) -> bool:
@@ -75,7 +83,7 @@ class FerryContext(Timed):
         value = (context.get("params") or {}).get(name)
         return default if value in (None, "", []) else value
 
-    def would(self, context: Any, action: str, target: str, before: Any = None, after: Any = None) -> bool:
+    def would(self, context: Any, action: Action, target: Target, before: Any = None, after: Any = None) -> bool:
         """On a dry run: report the change this task would make here and return True (the caller skips it).
 
         On a real run: return False, and the caller makes the change. Every would-be change is also
@@ -96,11 +104,19 @@ class FerryContext(Timed):
     def _would(self) -> list[dict[str, Any]]:
         return []
 
-    def record(self, context: Any, action: str, target: str, before: Any = None, after: Any = None) -> None:
-        """Append what this task changed to the ledger (before returning, so a re-run sees it)."""
+    @contextmanager
+    def changing(
+        self, context: Any, action: Action, target: Target, before: Any = None, after: Any = None
+    ) -> Generator[Change, None, None]:
+        """Record the intent of a change, let the caller make it, then record its outcome.
+
+        The intent (with the expected ``after``) is in the ledger before the body runs, so a task that
+        dies half-way leaves a record its inverse can act on. The body may set ``change.after`` to what
+        actually resulted; the outcome is recorded only when the body returns without an error.
+        """
         if self.is_dry_run(context):  # every change is guarded by would(); reaching here is a bug, so stop
             raise AirflowFailException(f"dry run: {self.task_id} was about to {action} {target}; nothing was changed")
-        key = self.ledger.append(
+        intent = self.ledger.intend(
             LedgerRecord(
                 stage=context["dag"].dag_id,
                 task=self.task_id,
@@ -112,7 +128,22 @@ class FerryContext(Timed):
                 run_id=context["run_id"],
             )
         )
-        self.log.info("Ledger: %s %s recorded (%s)", action, target, key)
+        change = Change(after)
+        yield change
+        self.ledger.complete(intent, change.after)
+        self.log.info("Ledger: %s %s recorded (change %s)", action, target, intent.change_id[:8])
+
+    def record(self, context: Any, action: Action, target: Target, before: Any = None, after: Any = None) -> None:
+        """Record a change whose making is the record itself (a stage's completion, a slot left behind)."""
+        with self.changing(context, action, target, before, after):
+            pass
+
+
+@dataclass
+class Change:
+    """A change being made: its body may set ``after`` to what actually resulted."""
+
+    after: Any = None
 
 
 def pull_all(context: Any, task_id: str, key: str = "return_value") -> list[Any]:

@@ -6,17 +6,20 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 from airflow.sdk.exceptions import AirflowFailException
 from kubernetes.client.rest import ApiException
 
+from ferry.hooks.ecr import EcrImageHook
+from ferry.ledger import Action, Target
 from ferry.operators.base import FerryOperator
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 
-class _KubeOperator(FerryOperator):
+class KubeBaseOperator(FerryOperator):
+    """What the Kubernetes operators share: the apps/v1 client of the plan's cluster and rollout waits."""
+
     def apps(self) -> Any:
         if self.plan.kubernetes is None:
             raise AirflowFailException("the plan has no kubernetes section")
@@ -60,7 +63,7 @@ class _KubeOperator(FerryOperator):
         self.log.info("Rollout complete: %s", ", ".join(names))
 
 
-class KubeScaleDownDeploymentsOperator(_KubeOperator):
+class KubeScaleDownDeploymentsOperator(KubeBaseOperator):
     """Scale every deployment in the plan's scope to zero, recording each replica count first.
 
     Inverse: KubeRestoreReplicasOperator.
@@ -75,15 +78,15 @@ class KubeScaleDownDeploymentsOperator(_KubeOperator):
             if current == 0:
                 self.log.info("%s: already at 0", d.name)
                 continue
-            if self.would(context, "scale_deployment", f"k8s:{ns}/{d.name}", current, 0):
+            if self.would(context, Action.SCALE_DEPLOYMENT, Target.k8s(ns, d.name), current, 0):
                 continue
-            self.record(context, "scale_deployment", f"k8s:{ns}/{d.name}", current, 0)
-            apps.patch_namespaced_deployment_scale(d.name, ns, {"spec": {"replicas": 0}})
+            with self.changing(context, Action.SCALE_DEPLOYMENT, Target.k8s(ns, d.name), current, 0):
+                apps.patch_namespaced_deployment_scale(d.name, ns, {"spec": {"replicas": 0}})
             self.log.info("%s: %d -> 0 replicas", d.name, current)
         return counts
 
 
-class KubeRestoreReplicasOperator(_KubeOperator):
+class KubeRestoreReplicasOperator(KubeBaseOperator):
     """Scale each deployment back to the count recorded before Ferry first scaled it (else the plan's), and wait.
 
     :param timeout_s: the longest wait for the rollouts.
@@ -96,26 +99,26 @@ class KubeRestoreReplicasOperator(_KubeOperator):
 
     def execute(self, context: Any) -> dict[str, int]:
         apps, ns = self.apps(), self.plan.kubernetes.namespace
-        history = self.ledger.records(action="scale_deployment")
+        history = self.ledger.records(action=Action.SCALE_DEPLOYMENT)
         wanted = {}
         for d in self.plan.kubernetes.deployments:
-            recorded = [r for r in history if r.target == f"k8s:{ns}/{d.name}"]
+            recorded = [r for r in history if r.target == Target.k8s(ns, d.name)]
             wanted[d.name] = recorded[0].before if recorded else d.replicas
             current = apps.read_namespaced_deployment_scale(d.name, ns).spec.replicas or 0
             if current == wanted[d.name]:
                 self.log.info("%s: already at %d", d.name, current)
                 continue
-            if self.would(context, "restore_replicas", f"k8s:{ns}/{d.name}", current, wanted[d.name]):
+            if self.would(context, Action.RESTORE_REPLICAS, Target.k8s(ns, d.name), current, wanted[d.name]):
                 continue
-            self.record(context, "restore_replicas", f"k8s:{ns}/{d.name}", current, wanted[d.name])
-            apps.patch_namespaced_deployment_scale(d.name, ns, {"spec": {"replicas": wanted[d.name]}})
+            with self.changing(context, Action.RESTORE_REPLICAS, Target.k8s(ns, d.name), current, wanted[d.name]):
+                apps.patch_namespaced_deployment_scale(d.name, ns, {"spec": {"replicas": wanted[d.name]}})
             self.log.info("%s: %d -> %d replicas", d.name, current, wanted[d.name])
         if not self.is_dry_run(context):
             self.wait_for_rollouts(apps, list(wanted), self.rollout_timeout(context), self.poll_s)
         return wanted
 
 
-class KubeRolloutRestartOperator(_KubeOperator):
+class KubeRolloutRestartOperator(KubeBaseOperator):
     """Restart a deployment's pods as ``kubectl rollout restart`` does (the restartedAt annotation), and wait.
 
     Once per DAG run: a re-run of the same run finds its restart in the ledger and only waits.
@@ -138,10 +141,10 @@ class KubeRolloutRestartOperator(_KubeOperator):
         name = self.deployment or self.plan.kubernetes.pgbouncer
         if not name:
             raise AirflowFailException("no deployment given and kubernetes.pgbouncer is not set")
-        target = f"k8s:{ns}/{name}"
+        target = Target.k8s(ns, name)
         done = [
             r
-            for r in self.ledger.records(action="rollout_restart")
+            for r in self.ledger.records(action=Action.ROLLOUT_RESTART)
             if r.target == target and r.run_id == context["run_id"]
         ]
         if done:
@@ -151,40 +154,23 @@ class KubeRolloutRestartOperator(_KubeOperator):
             before = (apps.read_namespaced_deployment(name, ns).spec.template.metadata.annotations or {}).get(
                 RESTARTED_AT
             )
-            if self.would(context, "rollout_restart", target, before, "now"):
+            if self.would(context, Action.ROLLOUT_RESTART, target, before, "now"):
                 return name
-            self.record(context, "rollout_restart", target, before, stamp)
-            apps.patch_namespaced_deployment(
-                name, ns, {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
-            )
+            with self.changing(context, Action.ROLLOUT_RESTART, target, before, stamp):
+                apps.patch_namespaced_deployment(
+                    name, ns, {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
+                )
             self.log.info("%s: rollout restart at %s", name, stamp)
         self.wait_for_rollouts(apps, [name], self.rollout_timeout(context), self.poll_s)
         return name
 
 
-class KubeWaitForRolloutsOperator(_KubeOperator):
-    """Wait until every deployment in scope has rolled out; on timeout, name each stuck one and its state.
-
-    :param timeout_s: the longest wait.
-    :param poll_s: seconds between checks.
-    """
-
-    def __init__(self, *, timeout_s: float = 600, poll_s: float = 2, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.timeout_s, self.poll_s = timeout_s, poll_s
-
-    def execute(self, context: Any) -> list[str]:
-        names = [d.name for d in self.plan.kubernetes.deployments]
-        self.wait_for_rollouts(self.apps(), names, self.rollout_timeout(context), self.poll_s)
-        return names
-
-
-class KubeReviewDeploymentsOperator(_KubeOperator):
+class KubeReviewDeploymentsOperator(KubeBaseOperator):
     """Check the CI/CD side: each deployment exists in the new cluster, runs the plan's image, and that image is in ECR."""
 
     def execute(self, context: Any) -> dict[str, Any]:
         apps, ns = self.apps(), self.plan.kubernetes.namespace
-        ecr = AwsBaseHook(aws_conn_id=self.plan.aws.conn_id, client_type="ecr").conn
+        ecr = EcrImageHook(aws_conn_id=self.plan.aws.conn_id)
         problems, found = [], []
         for i, d in enumerate(self.plan.kubernetes.deployments):
             try:
@@ -199,10 +185,7 @@ class KubeReviewDeploymentsOperator(_KubeOperator):
             if d.image and d.image not in images:
                 problems.append(f"kubernetes.deployments[{i}].image: {d.name} runs {images}, the plan says {d.image}")
             for image in [d.image] if d.image else images:
-                repository, _, tag = image.split("/", 1)[-1].rpartition(":")
-                try:
-                    ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
-                except (ecr.exceptions.ImageNotFoundException, ecr.exceptions.RepositoryNotFoundException):
+                if not ecr.image_exists(image):
                     problems.append(f"{d.name}: image {image} is not in ECR")
         for line in found:
             self.log.info("  %s", line)

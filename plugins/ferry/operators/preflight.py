@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Sequence
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import BaseOperator, TriggerRule
 from airflow.sdk.exceptions import AirflowFailException
 
+from ferry import report
 from ferry.operators.base import Timed
-from ferry.plan import Plan, load_runtime_plan
-from ferry.preflight import CHECKS, CheckResult, render_report
+from ferry.plan import load_runtime_plan
+from ferry.preflight import CHECKS, CheckResult
 from ferry.redaction import plan_secrets, redact
 
 RESULT_KEY = "check_result"
-
-
-def report_dir(plan: Plan) -> Path:
-    """Where reports are written: the plan's ``report_dir``, ``$FERRY_REPORT_DIR``, or under ``$AIRFLOW_HOME``."""
-    chosen = plan.report_dir or os.environ.get("FERRY_REPORT_DIR")
-    if chosen:
-        return Path(chosen)
-    return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "ferry-reports"
 
 
 class PreflightRunCheckOperator(Timed, BaseOperator):
@@ -102,13 +93,10 @@ class PreflightWriteReportOperator(Timed, BaseOperator):
                         remedy=f"Read the log of task {task_id}, fix the cause and run again.",
                     )
                 )
-        run_id = context["run_id"]
-        go, markdown = render_report(plan, results, run_id)
-        markdown = redact(markdown, secrets)
-        path = report_dir(plan) / "preflight" / f"{context['dag'].dag_id}__{re.sub(r'[^A-Za-z0-9_.-]', '_', run_id)}.md"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(markdown)
-        self.log.info("Pre-flight report written to %s\n%s", path, markdown)
+        go, markdown = report.render_preflight(
+            plan.name, results, context["run_id"], datetime.now(UTC).isoformat(timespec="seconds")
+        )
+        path = report.write(plan, "preflight", context, redact(markdown, secrets))
         verdict = {"go": go, "report_path": str(path), "failed": [r.check for r in results if r.status == "fail"]}
         if not go:
             raise AirflowFailException(

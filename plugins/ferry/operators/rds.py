@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.eks import EksHook
-from airflow.providers.amazon.aws.hooks.rds import RdsHook
 from airflow.sdk.exceptions import AirflowFailException
 
+from ferry import report
+from ferry.hooks.rds import RdsInstanceHook
+from ferry.ledger import Action, Target
 from ferry.operators.base import FerryOperator
-from ferry.operators.preflight import report_dir
-
-
-def describe_instance(rds: RdsHook, instance_id: str) -> dict[str, Any] | None:
-    try:
-        return rds.conn.describe_db_instances(DBInstanceIdentifier=instance_id)["DBInstances"][0]
-    except rds.conn.exceptions.DBInstanceNotFoundFault:
-        return None
 
 
 class RdsCreateReadReplicasOperator(FerryOperator):
@@ -37,11 +30,11 @@ class RdsCreateReadReplicasOperator(FerryOperator):
         plan = self.plan
         if plan.rds is None:
             raise AirflowFailException("the plan has no rds section")
-        rds = RdsHook(aws_conn_id=plan.aws.conn_id)
-        if describe_instance(rds, plan.rds.instance_id) is None:
+        rds = RdsInstanceHook(aws_conn_id=plan.aws.conn_id)
+        if rds.get_instance(plan.rds.instance_id) is None:
             raise AirflowFailException(f"rds.instance_id: RDS instance {plan.rds.instance_id} does not exist")
         for i, replica in enumerate(plan.rds.read_replicas):
-            existing = describe_instance(rds, replica.id)
+            existing = rds.get_instance(replica.id)
             if existing is None:
                 continue
             source = existing.get("ReadReplicaSourceDBInstanceIdentifier")
@@ -52,27 +45,20 @@ class RdsCreateReadReplicasOperator(FerryOperator):
                 )
         endpoints = {}
         for replica in plan.rds.read_replicas:
-            if describe_instance(rds, replica.id) is None:
-                if self.would(context, "create_read_replica", f"rds:{replica.id}", None, replica.instance_class):
+            if rds.get_instance(replica.id) is None:
+                target = Target.rds(replica.id)
+                if self.would(context, Action.CREATE_READ_REPLICA, target, None, replica.instance_class):
                     continue
-                self.record(
-                    context,
-                    "create_read_replica",
-                    f"rds:{replica.id}",
-                    None,
-                    {"source": plan.rds.instance_id, "instance_class": replica.instance_class},
-                )
-                rds.conn.create_db_instance_read_replica(
-                    DBInstanceIdentifier=replica.id,
-                    SourceDBInstanceIdentifier=plan.rds.instance_id,
-                    DBInstanceClass=replica.instance_class,
-                    Tags=[{"Key": "ferry:plan", "Value": plan.name}],
-                )
+                wanted = {"source": plan.rds.instance_id, "instance_class": replica.instance_class}
+                with self.changing(context, Action.CREATE_READ_REPLICA, target, None, wanted):
+                    rds.create_read_replica(
+                        replica.id, plan.rds.instance_id, replica.instance_class, {"ferry:plan": plan.name}
+                    )
                 self.log.info("Creating read replica %s of %s", replica.id, plan.rds.instance_id)
             else:
                 self.log.info("Read replica %s of %s already exists", replica.id, plan.rds.instance_id)
             rds.wait_for_db_instance_state(replica.id, target_state="available", check_interval=self.check_interval)
-            endpoint = describe_instance(rds, replica.id)["Endpoint"]
+            endpoint = rds.get_instance(replica.id)["Endpoint"]
             endpoints[replica.id] = f"{endpoint['Address']}:{endpoint['Port']}"
             self.log.info("Read replica %s available at %s", replica.id, endpoints[replica.id])
         return endpoints
@@ -89,25 +75,19 @@ class RdsDeleteReadReplicasOperator(FerryOperator):
         self.check_interval = check_interval
 
     def execute(self, context: Any) -> list[str]:
-        rds = RdsHook(aws_conn_id=self.plan.aws.conn_id)
-        created = {r.target.removeprefix("rds:") for r in self.ledger.records(action="create_read_replica")}
+        rds = RdsInstanceHook(aws_conn_id=self.plan.aws.conn_id)
+        created = {r.target.name for r in self.ledger.records(action=Action.CREATE_READ_REPLICA)}
         deleted = []
         for replica_id in sorted(created):
-            instance = describe_instance(rds, replica_id)
+            instance = rds.get_instance(replica_id)
             if instance is None or instance["DBInstanceStatus"] == "deleting":
                 self.log.info("Read replica %s is already gone", replica_id)
                 continue
-            if self.would(context, "delete_read_replica", f"rds:{replica_id}", instance["DBInstanceStatus"]):
+            target, status = Target.rds(replica_id), {"status": instance["DBInstanceStatus"]}
+            if self.would(context, Action.DELETE_READ_REPLICA, target, instance["DBInstanceStatus"]):
                 continue
-            self.record(
-                context, "delete_read_replica", f"rds:{replica_id}", {"status": instance["DBInstanceStatus"]}, None
-            )
-            rds.conn.delete_db_instance(
-                DBInstanceIdentifier=replica_id, SkipFinalSnapshot=True, DeleteAutomatedBackups=True
-            )
-            rds.conn.get_waiter("db_instance_deleted").wait(
-                DBInstanceIdentifier=replica_id, WaiterConfig={"Delay": self.check_interval, "MaxAttempts": 120}
-            )
+            with self.changing(context, Action.DELETE_READ_REPLICA, target, status, None):
+                rds.delete_instance(replica_id, self.check_interval)
             self.log.info("Read replica %s deleted", replica_id)
             deleted.append(replica_id)
         return deleted
@@ -125,8 +105,8 @@ class AwsReviewInfrastructureOperator(FerryOperator):
         plan = self.plan
         blocking, warnings, facts = [], [], []
         if plan.rds:
-            rds = RdsHook(aws_conn_id=plan.aws.conn_id)
-            db = describe_instance(rds, plan.rds.instance_id)
+            rds = RdsInstanceHook(aws_conn_id=plan.aws.conn_id)
+            db = rds.get_instance(plan.rds.instance_id)
             if db is None:
                 blocking.append(f"rds.instance_id: RDS instance {plan.rds.instance_id} does not exist")
             else:
@@ -136,7 +116,7 @@ class AwsReviewInfrastructureOperator(FerryOperator):
                 )
                 if db["DBInstanceStatus"] != "available":
                     blocking.append(f"RDS instance is {db['DBInstanceStatus']}, not available")
-                source_major = self.source.get_replication_settings()["server_version_num"] // 10000
+                source_major = self.source.server_version_num() // 10000
                 if db["Engine"] != "postgres" or int(db["EngineVersion"].split(".")[0]) < source_major:
                     blocking.append(
                         f"RDS runs {db['Engine']} {db['EngineVersion']}; the source is PostgreSQL {source_major}"
@@ -145,11 +125,11 @@ class AwsReviewInfrastructureOperator(FerryOperator):
                 wanted_group = plan.rds.parameter_group or (groups[0] if groups else None)
                 if plan.rds.parameter_group and plan.rds.parameter_group not in groups:
                     blocking.append(f"rds.parameter_group: the instance uses {groups}, not {plan.rds.parameter_group}")
-                if wanted_group and self._logical_replication(rds, wanted_group) != "1":
+                if wanted_group and rds.get_parameter_value(wanted_group, "rds.logical_replication") != "1":
                     blocking.append(
                         f"parameter group {wanted_group} lacks rds.logical_replication = 1 (set it and reboot)"
                     )
-                size = self.source.get_first("SELECT pg_database_size(current_database())")[0]
+                size = self.source.database_size()
                 if db["AllocatedStorage"] * 1024**3 < 2 * size:
                     warnings.append(
                         f"RDS storage {db['AllocatedStorage']} GiB is under twice the source database ({size / 1024**3:.1f} GiB)"
@@ -177,26 +157,7 @@ class AwsReviewInfrastructureOperator(FerryOperator):
                     facts.append(f"EKS node group {name}: {ng['status']}, version {ng.get('version')}")
                     if ng["status"] != "ACTIVE":
                         blocking.append(f"EKS node group {name} is {ng['status']}")
-        lines = [f"# Ferry AWS review: {'BLOCKED' if blocking else 'READY'}", ""]
-        lines += [f"- {f}" for f in facts]
-        lines += ["", "## Blocking", ""] + [f"- {b}" for b in blocking] if blocking else []
-        lines += ["", "## Warnings", ""] + [f"- {w}" for w in warnings] if warnings else []
-        path = (
-            report_dir(plan)
-            / "aws"
-            / f"{context['dag'].dag_id}__{re.sub(r'[^A-Za-z0-9_.-]', '_', context['run_id'])}.md"
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(lines) + "\n")
-        self.log.info("AWS review written to %s\n%s", path, "\n".join(lines))
+        path = report.write(plan, "aws", context, report.render_aws_review(facts, blocking, warnings))
         if blocking:
             raise AirflowFailException("AWS side not ready: " + "; ".join(blocking))
         return {"ready": True, "warnings": warnings, "report_path": str(path)}
-
-    @staticmethod
-    def _logical_replication(rds: RdsHook, group: str) -> str | None:
-        for page in rds.conn.get_paginator("describe_db_parameters").paginate(DBParameterGroupName=group):
-            for p in page["Parameters"]:
-                if p["ParameterName"] == "rds.logical_replication":
-                    return p.get("ParameterValue")
-        return None

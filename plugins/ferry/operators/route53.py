@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from ferry.hooks.route53 import Route53Hook, record_set, record_value
+from ferry.ledger import Action, Target
 from ferry.operators.base import FerryOperator
 from ferry.plan import DnsRecord
 
@@ -59,16 +60,17 @@ class _Route53Operator(FerryOperator):
             raise AirflowFailException("nothing changed; " + "; ".join(problems) + ". Correct the plan or the zone.")
         return hook, zone_id, live
 
-    def change(self, context: Any, hook: Route53Hook, zone_id: str, action: str, before: dict, after: dict) -> None:
-        """UPSERT ``after``, record it, wait for INSYNC and read it back (on a dry run: report it only)."""
-        if self.would(context, action, f"dns:{after['Name']}{after['Type']}", before, after):
+    def change(self, context: Any, hook: Route53Hook, zone_id: str, action: Action, before: dict, after: dict) -> None:
+        """UPSERT ``after``, wait for INSYNC and read it back, intent and outcome recorded (on a dry run: report it only)."""
+        target = Target.dns(after["Name"], after["Type"])
+        if self.would(context, action, target, before, after):
             return
-        self.record(context, action, f"dns:{after['Name']}{after['Type']}", before, after)
-        change_id = hook.upsert_record(zone_id, after, f"ferry {action} {after['Name']}")
-        hook.wait_for_change_insync(change_id)
-        back = hook.get_record(zone_id, after["Name"], after["Type"])
-        if back is None or record_value(back) != record_value(after) or back.get("TTL") != after["TTL"]:
-            raise AirflowFailException(f"{after['Name']}: reads back as {back}, not {after}")
+        with self.changing(context, action, target, before, after):
+            change_id = hook.upsert_record(zone_id, after, f"ferry {action} {after['Name']}")
+            hook.wait_for_change_insync(change_id)
+            back = hook.get_record(zone_id, after["Name"], after["Type"])
+            if back is None or record_value(back) != record_value(after) or back.get("TTL") != after["TTL"]:
+                raise AirflowFailException(f"{after['Name']}: reads back as {back}, not {after}")
         self.log.info(
             "%s %s: %s (TTL %s) -> %s (TTL %s), INSYNC",
             action,
@@ -95,20 +97,48 @@ class Route53LowerTtlOperator(_Route53Operator):
             if current["TTL"] <= rec.low_ttl:
                 self.log.info("%s: TTL already %s", rec.name, current["TTL"])
                 continue
-            self.change(context, hook, zone_id, "lower_ttl", current, {**current, "TTL": rec.low_ttl})
+            self.change(context, hook, zone_id, Action.LOWER_TTL, current, {**current, "TTL": rec.low_ttl})
             changed += 1
         return changed
+
+
+def check_steps(steps: list[int], field: str) -> list[int]:
+    """Weighted steps rise from above 0 to 100, else a ValueError naming ``field``."""
+    if steps != sorted(steps) or steps[-1] != 100 or steps[0] <= 0:
+        raise ValueError(f"{field}: steps must rise from above 0 to 100, like [10, 50, 100]; got {steps}")
+    return steps
 
 
 class Route53SwitchRecordsOperator(_Route53Operator):
     """Point each record at its ``new_value`` (with its low TTL), wait for INSYNC, verify by reading back.
 
-    Inverse: Route53RestoreRecordsOperator.
+    All at once, or in weighted steps (say 10%, 50%, 100% of answers): the simple record becomes two
+    weighted sets (``ferry-old`` and ``ferry-new``) whose weights move step by step, INSYNC at each,
+    with a pause between steps to watch the new side; the last step (100) leaves a simple record with
+    the new value. A re-run resumes from the live weights. Inverse: Route53RestoreRecordsOperator,
+    also from half-way.
 
     :param records: names of the plan's records to switch (default: all).
+    :param weighted_steps: percentages of answers for the new value, rising to 100; empty: all at once.
+        The run's ``dns_weighted_steps`` param (D-day's trigger form) overrides it.
+    :param step_pause_s: seconds between weighted steps; the run's ``dns_step_pause_s`` param overrides it.
     """
 
+    def __init__(self, *, weighted_steps: list[int] | None = None, step_pause_s: float = 60, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.weighted_steps = check_steps(weighted_steps, "weighted_steps") if weighted_steps else []
+        self.step_pause_s = step_pause_s
+
     def execute(self, context: Any) -> int:
+        steps = self.param(context, "dns_weighted_steps", self.weighted_steps)
+        if steps:
+            try:
+                check_steps(steps, "dns_weighted_steps")
+            except ValueError as err:
+                raise AirflowFailException(f"{err}; nothing changed") from None
+            return self.switch_weighted(
+                context, steps, float(self.param(context, "dns_step_pause_s", self.step_pause_s))
+            )
         hook, zone_id, live = self.checked_records("old_or_new")
         changed = 0
         for _, rec, current in live:
@@ -119,12 +149,80 @@ class Route53SwitchRecordsOperator(_Route53Operator):
                 context,
                 hook,
                 zone_id,
-                "switch_record",
+                Action.SWITCH_RECORD,
                 current,
                 record_set(rec.name, rec.type, rec.new_value, min(current["TTL"], rec.low_ttl)),
             )
             changed += 1
         return changed
+
+    def switch_weighted(self, context: Any, steps: list[int], pause_s: float) -> int:
+        """Move each record to its new value in the weighted ``steps``, ``pause_s`` apart."""
+        hook, zone_id = self.zone()
+        dns, hooks = self.plan.dns, self.plan.webhooks
+        plans, problems, direct = [], [], []
+        for i, rec in enumerate(dns.records):
+            if self.records is not None and rec.name not in self.records:
+                continue
+            sets = hook.get_record_sets(zone_id, rec.name, rec.type)
+            simple = next((r for r in sets if "SetIdentifier" not in r), None)
+            weighted = {r["SetIdentifier"]: r for r in sets if r.get("SetIdentifier") in WEIGHTED_SETS}
+            if simple and record_value(simple) == rec.new_value:
+                self.log.info("%s: already points at %s", rec.name, rec.new_value)
+                continue
+            if simple and hooks and rec.name == hooks.host and record_value(simple) == hooks.recorder_address:
+                direct.append((rec, simple))  # webhooks leave the recorder all at once: no canary for them
+                continue
+            if simple and record_value(simple) != rec.old_value:
+                problems.append(
+                    f"dns.records[{i}].old_value: {rec.name} holds {record_value(simple)!r}, expected {rec.old_value!r}"
+                )
+            elif not simple and len(weighted) != 2:
+                problems.append(
+                    f"dns.records[{i}].name: {rec.name} {rec.type} has neither a simple record nor Ferry's weighted sets"
+                )
+            else:
+                plans.append((rec, simple, weighted))
+        if problems:
+            raise AirflowFailException("nothing changed; " + "; ".join(problems) + ". Correct the plan or the zone.")
+        for rec, simple in direct:
+            new = record_set(rec.name, rec.type, rec.new_value, min(simple["TTL"], rec.low_ttl))
+            self.change(context, hook, zone_id, Action.SWITCH_RECORD, simple, new)
+        for rec, simple, weighted in plans:
+            ttl = rec.low_ttl
+            current = weighted["ferry-new"]["Weight"] if weighted else 0
+            target = Target.dns(rec.name, rec.type)
+            if self.would(context, Action.WEIGHT_STEP, target, current, [s for s in steps if s > current]):
+                continue
+            if simple:  # the switch as a whole, so that restore finds the record as it was first
+                self.record(
+                    context, Action.SWITCH_RECORD, target, simple, record_set(rec.name, rec.type, rec.new_value, ttl)
+                )
+            current = weighted["ferry-new"]["Weight"] if weighted else 0
+            for step in (s for s in steps if s > current):
+                old_set = record_set(rec.name, rec.type, rec.old_value, ttl, ("ferry-old", 100 - step))
+                new_set = record_set(rec.name, rec.type, rec.new_value, ttl, ("ferry-new", step))
+                live = list(weighted.values())
+                if step == 100:
+                    changes = [("DELETE", r) for r in live] + [
+                        ("CREATE", record_set(rec.name, rec.type, rec.new_value, ttl))
+                    ]
+                elif simple:
+                    changes = [("DELETE", simple), ("CREATE", old_set), ("CREATE", new_set)]
+                else:
+                    changes = [("UPSERT", old_set), ("UPSERT", new_set)]
+                with self.changing(context, Action.WEIGHT_STEP, target, current, step):
+                    hook.wait_for_change_insync(
+                        hook.change_records(zone_id, changes, f"ferry weighted switch {rec.name} {step}%")
+                    )
+                self.log.info("%s: %d%% of answers now %s (INSYNC)", rec.name, step, rec.new_value)
+                simple, weighted, current = None, {"ferry-old": old_set, "ferry-new": new_set}, step
+                if step < 100:
+                    time.sleep(pause_s)
+            back = hook.get_record(zone_id, rec.name, rec.type)
+            if record_value(back) != rec.new_value:
+                raise AirflowFailException(f"{rec.name}: reads back as {back}, not {rec.new_value}")
+        return len(plans) + len(direct)
 
 
 class Route53RestoreRecordsOperator(_Route53Operator):
@@ -141,8 +239,10 @@ class Route53RestoreRecordsOperator(_Route53Operator):
         for rec in dns.records:
             if self.records is not None and rec.name not in self.records:
                 continue
-            target = f"dns:{rec.name.rstrip('.')}.{rec.type}"
-            changes = [r for r in history if r.target == target and r.action in ("lower_ttl", "switch_record")]
+            target = Target.dns(rec.name, rec.type)
+            changes = [
+                r for r in history if r.target == target and r.action in (Action.LOWER_TTL, Action.SWITCH_RECORD)
+            ]
             if not changes:
                 self.log.info("%s: Ferry never changed it", rec.name)
                 continue
@@ -154,18 +254,20 @@ class Route53RestoreRecordsOperator(_Route53Operator):
             if current == original and not weighted:
                 self.log.info("%s: already as it was (%s, TTL %s)", rec.name, record_value(original), original["TTL"])
                 continue
-            if weighted and self.would(context, "restore_record", target, weighted, original):
+            if weighted and self.would(context, Action.RESTORE_RECORD, target, weighted, original):
                 continue
             if weighted:  # a weighted switch stopped half-way: its sets go, the original comes back, in one batch
-                self.record(context, "restore_record", target, weighted, original)
-                hook.wait_for_change_insync(
-                    hook.change_records(
-                        zone_id, [("DELETE", r) for r in weighted] + [("CREATE", original)], f"ferry restore {rec.name}"
+                with self.changing(context, Action.RESTORE_RECORD, target, weighted, original):
+                    hook.wait_for_change_insync(
+                        hook.change_records(
+                            zone_id,
+                            [("DELETE", r) for r in weighted] + [("CREATE", original)],
+                            f"ferry restore {rec.name}",
+                        )
                     )
-                )
                 self.log.info("%s: weighted sets removed, restored to %s", rec.name, record_value(original))
             else:
-                self.change(context, hook, zone_id, "restore_record", current, original)
+                self.change(context, hook, zone_id, Action.RESTORE_RECORD, current, original)
             restored += 1
         return restored
 
@@ -194,99 +296,8 @@ class Route53RouteWebhooksToRecorderOperator(_Route53Operator):
             context,
             hook,
             zone_id,
-            "switch_record",
+            Action.SWITCH_RECORD,
             current,
             record_set(rec.name, rec.type, hooks.recorder_address, min(current["TTL"], rec.low_ttl)),
         )
         return True
-
-
-class Route53WeightedSwitchOperator(_Route53Operator):
-    """Move each record to its ``new_value`` in weighted steps (say 10%, 50%, 100% of answers), INSYNC at each step.
-
-    The simple record becomes two weighted sets (``ferry-old`` and ``ferry-new``), their weights
-    move step by step with ``pause_s`` between steps to watch the new side, and the last step
-    (100) leaves a simple record with the new value. A re-run resumes from the live weights.
-    Inverse: Route53RestoreRecordsOperator, also from half-way.
-
-    :param steps: percentages of answers for the new value, ascending, ending at 100.
-    :param pause_s: seconds between steps.
-    :param records: names of the plan's records (default: all).
-    """
-
-    def __init__(self, *, steps: list[int] | None = None, pause_s: float = 60, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.steps = steps or [10, 50, 100]
-        self.pause_s = pause_s
-        if self.steps != sorted(self.steps) or self.steps[-1] != 100 or self.steps[0] <= 0:
-            raise ValueError(f"steps must rise from above 0 to 100, got {self.steps}")
-
-    def execute(self, context: Any) -> int:
-        hook, zone_id = self.zone()
-        dns = self.plan.dns
-        plans, problems = [], []
-        for i, rec in enumerate(dns.records):
-            if self.records is not None and rec.name not in self.records:
-                continue
-            sets = hook.get_record_sets(zone_id, rec.name, rec.type)
-            simple = next((r for r in sets if "SetIdentifier" not in r), None)
-            weighted = {r["SetIdentifier"]: r for r in sets if r.get("SetIdentifier") in WEIGHTED_SETS}
-            if simple and record_value(simple) == rec.new_value:
-                self.log.info("%s: already points at %s", rec.name, rec.new_value)
-                continue
-            if simple and record_value(simple) != rec.old_value:
-                problems.append(
-                    f"dns.records[{i}].old_value: {rec.name} holds {record_value(simple)!r}, expected {rec.old_value!r}"
-                )
-            elif not simple and len(weighted) != 2:
-                problems.append(
-                    f"dns.records[{i}].name: {rec.name} {rec.type} has neither a simple record nor Ferry's weighted sets"
-                )
-            else:
-                plans.append((rec, simple, weighted))
-        if problems:
-            raise AirflowFailException("nothing changed; " + "; ".join(problems) + ". Correct the plan or the zone.")
-        for rec, simple, weighted in plans:
-            ttl = rec.low_ttl
-            current = weighted["ferry-new"]["Weight"] if weighted else 0
-            if self.would(
-                context,
-                "weight_step",
-                f"dns:{rec.name.rstrip('.')}.{rec.type}",
-                current,
-                [s for s in self.steps if s > current],
-            ):
-                continue
-            if simple:
-                self.record(
-                    context,
-                    "switch_record",
-                    f"dns:{rec.name.rstrip('.')}.{rec.type}",
-                    simple,
-                    record_set(rec.name, rec.type, rec.new_value, ttl),
-                )
-            current = weighted["ferry-new"]["Weight"] if weighted else 0
-            for step in (s for s in self.steps if s > current):
-                old_set = record_set(rec.name, rec.type, rec.old_value, ttl, ("ferry-old", 100 - step))
-                new_set = record_set(rec.name, rec.type, rec.new_value, ttl, ("ferry-new", step))
-                live = list(weighted.values())
-                if step == 100:
-                    changes = [("DELETE", r) for r in live] + [
-                        ("CREATE", record_set(rec.name, rec.type, rec.new_value, ttl))
-                    ]
-                elif simple:
-                    changes = [("DELETE", simple), ("CREATE", old_set), ("CREATE", new_set)]
-                else:
-                    changes = [("UPSERT", old_set), ("UPSERT", new_set)]
-                self.record(context, "weight_step", f"dns:{rec.name.rstrip('.')}.{rec.type}", current, step)
-                hook.wait_for_change_insync(
-                    hook.change_records(zone_id, changes, f"ferry weighted switch {rec.name} {step}%")
-                )
-                self.log.info("%s: %d%% of answers now %s (INSYNC)", rec.name, step, rec.new_value)
-                simple, weighted, current = None, {"ferry-old": old_set, "ferry-new": new_set}, step
-                if step < 100:
-                    time.sleep(self.pause_s)
-            back = hook.get_record(zone_id, rec.name, rec.type)
-            if record_value(back) != rec.new_value:
-                raise AirflowFailException(f"{rec.name}: reads back as {back}, not {rec.new_value}")
-        return len(plans)

@@ -6,11 +6,11 @@ import hashlib
 from typing import Any
 
 import jinja2
-from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.log import mask_secret
 
-from ferry.hooks.ssm import SsmParameterHook
+from ferry.hooks.ssm import SsmParameterHook, kms_key_exists
+from ferry.ledger import Action, Target
 from ferry.operators.base import FerryOperator
 
 
@@ -42,14 +42,10 @@ class SsmApplyParametersOperator(FerryOperator):
         if not chosen:
             self.log.info("No parameter has a %s value", self.phase)
             return {"changed": []}
-        if any(p.secure for _, p in chosen):
-            kms = AwsBaseHook(aws_conn_id=self.plan.aws.conn_id, client_type="kms").conn
-            try:
-                kms.describe_key(KeyId=ssm.kms_key_id)
-            except kms.exceptions.NotFoundException:
-                raise AirflowFailException(
-                    f"ssm.kms_key_id: KMS key {ssm.kms_key_id} does not exist in this account and region; nothing was written"
-                ) from None
+        if any(p.secure for _, p in chosen) and not kms_key_exists(self.plan.aws.conn_id, ssm.kms_key_id):
+            raise AirflowFailException(
+                f"ssm.kms_key_id: KMS key {ssm.kms_key_id} does not exist in this account and region; nothing was written"
+            )
         env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 - not HTML
         rendered, problems = {}, []
         for i, param in chosen:
@@ -73,11 +69,13 @@ class SsmApplyParametersOperator(FerryOperator):
                 self.log.info("  %s: unchanged (version %s)", param.name, current["version"])
                 continue
             before = None if current is None else {"version": current["version"], "type": current["type"]}
-            if self.would(context, "put_parameter", f"ssm:{param.name}", before, {"phase": self.phase}):
+            target = Target.ssm(param.name)
+            if self.would(context, Action.PUT_PARAMETER, target, before, {"phase": self.phase}):
                 continue
-            version = hook.put_parameter(param.name, value, param.secure, ssm.kms_key_id)
-            after = {"version": version, "type": wanted_type, "phase": self.phase, "sha256": fingerprint(value)}
-            self.record(context, "put_parameter", f"ssm:{param.name}", before, after)
+            after = {"type": wanted_type, "phase": self.phase, "sha256": fingerprint(value)}
+            with self.changing(context, Action.PUT_PARAMETER, target, before, after) as change:
+                version = hook.put_parameter(param.name, value, param.secure, ssm.kms_key_id)
+                change.after = after | {"version": version}
             self.log.info(
                 "  %s: %s -> version %s (%s, value ***)",
                 param.name,
@@ -110,10 +108,10 @@ class SsmRestoreParametersOperator(FerryOperator):
         firsts: dict[str, Any] = {}
         deleted_at: dict[str, str] = {}
         for r in self.ledger.records():
-            if r.action == "put_parameter" and r.after.get("phase") == self.phase:
-                firsts.setdefault(r.target.removeprefix("ssm:"), r)
-            elif r.action == "delete_parameter":
-                deleted_at[r.target.removeprefix("ssm:")] = r.at
+            if r.action == Action.PUT_PARAMETER and r.after.get("phase") == self.phase:
+                firsts.setdefault(r.target.name, r)
+            elif r.action == Action.DELETE_PARAMETER and r.done:
+                deleted_at[r.target.name] = r.at
         restored = []
         for name, first in firsts.items():
             current = hook.get_parameter_state(name)
@@ -122,11 +120,10 @@ class SsmRestoreParametersOperator(FerryOperator):
                 self.log.info("  %s: deleted since %s wrote it (an earlier phase was restored)", name, self.phase)
                 continue
             if first.before is None:
-                if current is not None and not self.would(
-                    context, "delete_parameter", f"ssm:{name}", {"version": current["version"]}
-                ):
-                    hook.delete_parameter(name)
-                    self.record(context, "delete_parameter", f"ssm:{name}", {"version": current["version"]}, None)
+                before = None if current is None else {"version": current["version"]}
+                if current is not None and not self.would(context, Action.DELETE_PARAMETER, Target.ssm(name), before):
+                    with self.changing(context, Action.DELETE_PARAMETER, Target.ssm(name), before, None):
+                        hook.delete_parameter(name)
                     self.log.info("  %s: deleted (it did not exist before %s)", name, self.phase)
                     restored.append(name)
                 continue
@@ -137,17 +134,16 @@ class SsmRestoreParametersOperator(FerryOperator):
             if current and current["value"] == old["value"] and current["type"] == old["type"]:
                 self.log.info("  %s: already as before (%s)", name, self.phase)
                 continue
-            if self.would(context, "restore_parameter", f"ssm:{name}", None, {"version": first.before["version"]}):
+            if self.would(
+                context, Action.RESTORE_PARAMETER, Target.ssm(name), None, {"version": first.before["version"]}
+            ):
                 continue
             key = self.plan.ssm.kms_key_id
-            version = hook.put_parameter(name, old["value"], old["type"] == "SecureString", key)
-            self.record(
-                context,
-                "restore_parameter",
-                f"ssm:{name}",
-                {"version": current and current["version"]},
-                {"version": version, "restored_from": first.before["version"], "sha256": fingerprint(old["value"])},
-            )
+            after = {"restored_from": first.before["version"], "sha256": fingerprint(old["value"])}
+            before = {"version": current and current["version"]}
+            with self.changing(context, Action.RESTORE_PARAMETER, Target.ssm(name), before, after) as change:
+                version = hook.put_parameter(name, old["value"], old["type"] == "SecureString", key)
+                change.after = after | {"version": version}
             self.log.info(
                 "  %s: version %s written from version %s (value ***)", name, version, first.before["version"]
             )

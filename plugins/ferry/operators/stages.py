@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from ferry import report
+from ferry.ledger import Action, Target
 from ferry.operators.base import FerryOperator, pull_all
+from ferry.operators.webhooks import destination_url
 
 
 class FerryMarkStageCompleteOperator(FerryOperator):
@@ -14,13 +18,13 @@ class FerryMarkStageCompleteOperator(FerryOperator):
 
     def execute(self, context: Any) -> str:
         stage = context["dag"].dag_id
-        earlier = self.ledger.last("stage_complete", f"stage:{stage}")
-        if earlier is not None:
+        earlier = self.ledger.last(Action.STAGE_COMPLETE, Target.stage(stage))
+        if earlier is not None and earlier.done:
             self.log.info("Stage %s had already completed (%s); its run again changed nothing new", stage, earlier.at)
             return stage
-        if self.would(context, "stage_complete", f"stage:{stage}"):
+        if self.would(context, Action.STAGE_COMPLETE, Target.stage(stage)):
             return stage
-        self.record(context, "stage_complete", f"stage:{stage}", None, {"run_id": context["run_id"]})
+        self.record(context, Action.STAGE_COMPLETE, Target.stage(stage), None, {"run_id": context["run_id"]})
         self.log.info("Stage %s complete", stage)
         return stage
 
@@ -36,7 +40,9 @@ class FerryCheckStageCompleteOperator(FerryOperator):
         self.stage = stage
 
     def execute(self, context: Any) -> str:
-        done = self.ledger.last("stage_complete", f"stage:{self.stage}")
+        done = self.ledger.last(Action.STAGE_COMPLETE, Target.stage(self.stage))
+        if done is not None and not done.done:
+            done = None
         if done is None and self.is_dry_run(context):
             self.log.warning("DRY RUN: %s has not completed; a real run would refuse to start here", self.stage)
             return ""
@@ -78,8 +84,6 @@ class FerrySmokeTestOperator(FerryOperator):
     def execute(self, context: Any) -> int:
         import httpx
 
-        from ferry.operators.webhooks import destination_url
-
         base = destination_url(self.plan, "new")
         response = httpx.get(base.rstrip("/") + self.path, timeout=10)
         if response.status_code >= 300:
@@ -113,75 +117,50 @@ class FerryWriteReportOperator(FerryOperator):
         self.caught_up_task_id = caught_up_task_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        import json
-        import re
-        from datetime import UTC, datetime
-
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        from ferry.operators.preflight import report_dir
-        from ferry.report import draw_timeline, freeze_window, markdown, timeline
-
         run_id, dry = context["run_id"], self.is_dry_run(context)
         records = [r for r in self.ledger.records() if r.run_id == run_id]
-        fence = next((r for r in records if r.action == "fence_source"), None)
-        seconds, freeze_start, freeze_end = freeze_window(records)
-        now = datetime.now(UTC).isoformat()
-        rows = timeline([t for task in context["dag"].task_ids for t in pull_all(context, task, "timing")])
-        rows.append(
-            {
-                "task": self.task_id,
-                "start": context["ti"].xcom_pull(task_ids=self.task_id, key="started", map_indexes=-1) or now,
-                "end": now,
-                "seconds": 0.0,
-            }
-        )
+        fence = next((r for r in records if r.action == Action.FENCE_SOURCE), None)
+        seconds, freeze_start, freeze_end = report.freeze_window(records)
+        started = context["ti"].xcom_pull(task_ids=self.task_id, key="started", map_indexes=-1)
+        rows = report.timeline([t for task in context["dag"].task_ids for t in pull_all(context, task, "timing")])
         caught_up = context["ti"].xcom_pull(task_ids=self.caught_up_task_id) or {}
         comparisons = pull_all(context, self.compare_task_id, "comparison")
-        stem = f"d_day__{re.sub(r'[^A-Za-z0-9_.-]', '_', run_id)}"
         data = {
             "plan": self.plan.name,
             "run_id": run_id,
             "dry_run": dry,
-            "dday_s": round(
-                (datetime.fromisoformat(now) - datetime.fromisoformat(rows[0]["start"])).total_seconds(), 3
-            ),
+            "dday_s": None,
             "freeze_window_s": seconds,
             "freeze_start": freeze_start,
             "freeze_end": freeze_end,
-            "fence_lsn": fence.after["fence_lsn"] if fence else None,
+            "fence_lsn": fence.after["fence_lsn"] if fence and fence.done else None,
             "replication_lag_at_fence": {
-                "bytes": fence.after.get("lag_bytes_at_fence") if fence else None,
+                "bytes": fence.after.get("lag_bytes_at_fence") if fence and fence.done else None,
                 "caught_up_after_s": caught_up.get("waited_s"),
             },
             "timeline": rows,
             "comparison": [
                 {k: c[k] for k in ("table", "equal", "rows_source", "rows_target", "seconds")} for c in comparisons
             ],
-            "sequences_set": sum(r.action == "set_sequence" for r in records),
-            "read_replicas": [r.target for r in records if r.action == "create_read_replica"],
-            "dns_changes": [{"record": r.target, "to": r.after} for r in records if r.action == "switch_record"],
-            "webhooks": next((r.after for r in records if r.action == "replay_webhooks"), None),
+            "sequences_set": sum(r.action == Action.SET_SEQUENCE for r in records),
+            "read_replicas": [r.target for r in records if r.action == Action.CREATE_READ_REPLICA],
+            "dns_changes": [{"record": r.target, "to": r.after} for r in records if r.action == Action.SWITCH_RECORD],
+            "webhooks": next((r.after for r in records if r.action == Action.REPLAY_WEBHOOKS), None),
             "would_change": [w for task in context["dag"].task_ids for w in pull_all(context, task, "would_change")],
-            "chart": f"{stem}.png",
+            "chart": None,
             "ledger": [{"at": r.at, "task": r.task, "action": r.action, "target": r.target} for r in records],
         }
-        text = markdown(data)
+        # This task's own row: from its start to now, drawing and writing included as far as can be known.
+        now = datetime.now(UTC).isoformat()
+        rows.append(report.timeline([{"task": self.task_id, "start": started or now, "end": now}])[0])
+        data["dday_s"] = round(
+            (datetime.fromisoformat(now) - datetime.fromisoformat(rows[0]["start"])).total_seconds(), 3
+        )
+        stem = report.stem("d_day", run_id)
+        data["chart"] = f"{stem}.png"
         title = f"Ferry D-day {self.plan.name}{' (dry run)' if dry else ''}: {run_id}"
-        png = draw_timeline(rows, (freeze_start, freeze_end), title)
-        folder = report_dir(self.plan) / "d_day"
-        folder.mkdir(parents=True, exist_ok=True)
-        body = json.dumps(data, indent=2, default=str)
-        (folder / f"{stem}.md").write_text(text)
-        (folder / f"{stem}.json").write_text(body)
-        (folder / f"{stem}.png").write_bytes(png)
-        s3 = S3Hook(aws_conn_id=self.plan.aws.conn_id)
-        for suffix, content in ((".md", text.encode()), (".json", body.encode()), (".png", png)):
-            s3.load_bytes(
-                content,
-                key=f"{self.plan.ledger_prefix}/reports/{stem}{suffix}",
-                bucket_name=self.plan.ledger.bucket,
-                replace=True,
-            )
-        self.log.info("D-day report written to %s (and its .json, .png, and in S3)\n%s", folder / f"{stem}.md", text)
-        return {"report_path": str(folder / f"{stem}.md"), "freeze_window_s": seconds, "dday_s": data["dday_s"]}
+        png = report.draw_timeline(rows, (freeze_start, freeze_end), title)
+        path = report.write(
+            self.plan, "d_day", context, report.render_d_day(data), data, name="d_day", files={".png": png}, upload=True
+        )
+        return {"report_path": str(path), "freeze_window_s": seconds, "dday_s": data["dday_s"]}

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import re
+from contextlib import ExitStack
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk.exceptions import AirflowFailException
 from botocore.config import Config
 
-from ferry.operators.base import FerryOperator
-from ferry.operators.preflight import report_dir
-from ferry.storage import MiB, sync_bucket
+from ferry import report
+from ferry.hooks.storage import MiB, SyncReport, sync_bucket
+from ferry.ledger import Action, Target
+from ferry.operators.base import Change, FerryOperator
+from ferry.plan import BucketPair
 
 
 class StorageSyncBucketsOperator(FerryOperator):
@@ -39,8 +41,33 @@ class StorageSyncBucketsOperator(FerryOperator):
         src = S3Hook(aws_conn_id=storage.source_conn_id, config=config).get_conn()
         dst = S3Hook(aws_conn_id=storage.target_conn_id, config=config).get_conn()
         reports = []
+        dry = self.is_dry_run(context)
         for pair in storage.buckets:
-            report = sync_bucket(
+            synced = self.sync_pair(context, src, dst, pair, dry)
+            if synced.to_copy:  # a dry run: counted, not copied
+                self.would(context, Action.SYNC_BUCKET, Target.bucket(pair.target), None, {"objects": synced.to_copy})
+            reports.append(synced.to_dict())
+        if self.is_dry_run(context):
+            return []
+        path = report.write(self.plan, "storage", context, report.render_storage(reports))
+        bad = [r["target"] for r in reports if r["failed"] or r["mismatched"] or r["verified"] != r["objects"]]
+        if bad:
+            raise AirflowFailException(
+                f"objects failed or do not verify in {', '.join(bad)}; see {path}. Re-run to retry them."
+            )
+        return reports
+
+    def sync_pair(self, context: Any, src: Any, dst: Any, pair: BucketPair, dry: bool) -> SyncReport:
+        """Sync one bucket pair; its intent is recorded once the objects to copy are known, before the first."""
+        with ExitStack() as stack:
+            changes: list[Change] = []
+
+            def intend(objects: int) -> None:
+                wanted = {"source": pair.source, "objects": objects}
+                target = Target.bucket(pair.target)
+                changes.append(stack.enter_context(self.changing(context, Action.SYNC_BUCKET, target, None, wanted)))
+
+            synced = sync_bucket(
                 src,
                 pair.source,
                 dst,
@@ -48,48 +75,9 @@ class StorageSyncBucketsOperator(FerryOperator):
                 workers=self.workers,
                 part_size=self.part_size_mib * MiB,
                 progress=self.log.info,
-                dry_run=self.is_dry_run(context),
+                dry_run=dry,
+                before_copy=intend,
             )
-            if report.to_copy is not None:  # a dry run: counted, not copied
-                if report.to_copy:
-                    self.would(context, "sync_bucket", f"s3:{pair.target}", None, {"objects": report.to_copy})
-                continue
-            if report.copied:
-                self.record(
-                    context,
-                    "sync_bucket",
-                    f"s3:{pair.target}",
-                    None,
-                    {"source": pair.source, "copied": report.copied, "bytes": report.copied_bytes},
-                )
-            reports.append(report.to_dict())
-        if self.is_dry_run(context):
-            return []
-        lines = [
-            "# Ferry storage sync",
-            "",
-            "| source | target | objects | copied | skipped | failed | verified | seconds |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {r['source']} | {r['target']} | {r['objects']} | {r['copied']} | {r['skipped']} | {len(r['failed'])} "
-            f"| {r['verified']} | {r['seconds']} |"
-            for r in reports
-        ]
-        for r in reports:
-            lines += [f"- failed {f['key']}: {f['error']}" for f in r["failed"]]
-            lines += [f"- does not verify: {k}" for k in r["mismatched"]]
-        path = (
-            report_dir(self.plan)
-            / "storage"
-            / f"{context['dag'].dag_id}__{re.sub(r'[^A-Za-z0-9_.-]', '_', context['run_id'])}.md"
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(lines) + "\n")
-        self.log.info("Storage report written to %s\n%s", path, "\n".join(lines))
-        bad = [r["target"] for r in reports if r["failed"] or r["mismatched"] or r["verified"] != r["objects"]]
-        if bad:
-            raise AirflowFailException(
-                f"objects failed or do not verify in {', '.join(bad)}; see {path}. Re-run to retry them."
-            )
-        return reports
+            for change in changes:
+                change.after = {"source": pair.source, "copied": synced.copied, "bytes": synced.copied_bytes}
+        return synced

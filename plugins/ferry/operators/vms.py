@@ -9,6 +9,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from ferry.hooks.vms import VmHook
+from ferry.ledger import Action, Target
 from ferry.operators.base import FerryOperator
 from ferry.plan import VmHost
 
@@ -34,14 +35,15 @@ class _VmOperator(FerryOperator):
         if vm.unit_active(host.status_command, unit) == wanted:
             self.log.info("%s: %s already %s", host.name, unit, "running" if wanted else "stopped")
             return
-        if self.would(context, f"{action}_unit", f"vm:{host.name}:{unit}", {"active": not wanted}, {"active": wanted}):
+        kind, target = Action.START_UNIT if wanted else Action.STOP_UNIT, Target.vm(host.name, unit)
+        if self.would(context, kind, target, {"active": not wanted}, {"active": wanted}):
             return
-        self.record(context, f"{action}_unit", f"vm:{host.name}:{unit}", {"active": not wanted}, {"active": wanted})
-        status, out, err = vm.run(command)
-        if status != 0:
-            raise AirflowFailException(f"{unit}: `{command}` exited {status}: {err or out}")
-        if vm.unit_active(host.status_command, unit) != wanted:
-            raise AirflowFailException(f"{unit}: still {'stopped' if wanted else 'running'} after `{command}`")
+        with self.changing(context, kind, target, {"active": not wanted}, {"active": wanted}):
+            status, out, err = vm.run(command)
+            if status != 0:
+                raise AirflowFailException(f"{unit}: `{command}` exited {status}: {err or out}")
+            if vm.unit_active(host.status_command, unit) != wanted:
+                raise AirflowFailException(f"{unit}: still {'stopped' if wanted else 'running'} after `{command}`")
         self.log.info("%s: %s %s", host.name, unit, "started" if wanted else "stopped")
 
 
@@ -66,13 +68,13 @@ class VmStartServicesOperator(_VmOperator):
     def execute(self, context: Any) -> list[str]:
         last: dict[str, str] = {}
         for r in self.ledger.records():
-            if r.action in ("stop_unit", "start_unit"):
+            if r.action == Action.STOP_UNIT or (r.action == Action.START_UNIT and r.done):
                 last[r.target] = r.action
-        stopped = {target for target, action in last.items() if action == "stop_unit"}
+        stopped = {target for target, action in last.items() if action == Action.STOP_UNIT}
 
         def start(host: VmHost) -> str:
             for unit in reversed(host.units):
-                if f"vm:{host.name}:{unit}" in stopped:
+                if Target.vm(host.name, unit) in stopped:
                     self.change(context, host, unit, "start")
             return host.name
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
 
 import httpx
@@ -12,10 +13,11 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException
 from kubernetes.client.rest import ApiException
 
+from ferry.hooks.webhooks import pending_events, replay
+from ferry.ledger import Action, Target
 from ferry.operators.base import FerryOperator
-from ferry.operators.kube import _KubeOperator
+from ferry.operators.kube import KubeBaseOperator
 from ferry.paths import INCLUDE_DIR
-from ferry.webhooks import replay
 
 
 def destination_url(plan: Any, destination: str) -> str:
@@ -27,7 +29,11 @@ def destination_url(plan: Any, destination: str) -> str:
     if url:
         return url
     if not conn_id:
-        raise AirflowFailException("webhooks.old_app_url: the plan says nowhere to replay to the old app")
+        field, app = ("replay_url", "new") if destination == "new" else ("old_app_url", "old")
+        raise AirflowFailException(
+            f"webhooks.{field}: the plan says nowhere to send webhooks to the {app} app; "
+            f"set webhooks.{field} or webhooks.{field.replace('url', 'conn_id')}"
+        )
     conn = BaseHook.get_connection(conn_id)
     return f"{conn.schema or 'https'}://{conn.host}" + (f":{conn.port}" if conn.port else "")
 
@@ -66,32 +72,33 @@ class WebhooksReplayOperator(FerryOperator):
             raise AirflowFailException(f"destination must be new or old, not {self.destination!r}")
         hooks = self.plan.webhooks
         s3 = S3Hook(aws_conn_id=self.plan.aws.conn_id).get_conn()
-        if self.is_dry_run(context):
-            from ferry.webhooks import pending_events
-
-            waiting = pending_events(s3, hooks.recorder_bucket, hooks.recorder_prefix, self.destination)
-            self.would(context, "replay_webhooks", f"webhooks:{self.destination}", None, {"pending": len(waiting)})
+        target = Target.webhooks(self.destination)
+        waiting = pending_events(s3, hooks.recorder_bucket, hooks.recorder_prefix, self.destination)
+        if self.would(context, Action.REPLAY_WEBHOOKS, target, None, {"pending": len(waiting)}):
             return {"dry_run": True, "pending": len(waiting)}
-        with httpx.Client(timeout=self.timeout_s) as client:
-            report = replay(
-                s3,
-                hooks.recorder_bucket,
-                hooks.recorder_prefix,
-                destination_url(self.plan, self.destination),
-                self.destination,
-                client=client,
-                attempts=self.attempts,
-                backoff_s=self.backoff_s,
-                progress=self.log.info,
-            )
-        if report.delivered_now:
-            self.record(
-                context,
-                "replay_webhooks",
-                f"webhooks:{self.destination}",
-                None,
-                {"delivered_now": report.delivered_now, "delivered": report.delivered, "recorded": report.recorded},
-            )
+        with ExitStack() as stack:
+            if waiting:  # the outcome is recorded even when some failed: those delivered were delivered
+                change = stack.enter_context(
+                    self.changing(context, Action.REPLAY_WEBHOOKS, target, None, {"pending": len(waiting)})
+                )
+            with httpx.Client(timeout=self.timeout_s) as client:
+                report = replay(
+                    s3,
+                    hooks.recorder_bucket,
+                    hooks.recorder_prefix,
+                    destination_url(self.plan, self.destination),
+                    self.destination,
+                    client=client,
+                    attempts=self.attempts,
+                    backoff_s=self.backoff_s,
+                    progress=self.log.info,
+                )
+            if waiting:
+                change.after = {
+                    "delivered_now": report.delivered_now,
+                    "delivered": report.delivered,
+                    "recorded": report.recorded,
+                }
         if not report.reconciled:
             raise AirflowFailException(f"webhook counts do not reconcile: {report.to_dict()}")
         if report.failed:
@@ -102,7 +109,7 @@ class WebhooksReplayOperator(FerryOperator):
         return report.to_dict()
 
 
-class WebhooksDeployRecorderOperator(_KubeOperator):
+class WebhooksDeployRecorderOperator(KubeBaseOperator):
     """Deploy the webhook recorder (``include/webhook_recorder/k8s.yaml``) to the new cluster and wait until ready.
 
     The manifest's namespace and bucket come from the plan. Creates what is missing, replaces a
@@ -148,26 +155,22 @@ class WebhooksDeployRecorderOperator(_KubeOperator):
             except ApiException as exc:
                 if exc.status != 404:
                     raise
-                if self.would(context, "create_recorder", f"k8s:{ns}/{kind}/{name}", None, {"kind": kind}):
+                target = Target.k8s_object(ns, kind, name)
+                if self.would(context, Action.CREATE_RECORDER, target, None, {"kind": kind}):
                     continue
-                self.record(context, "create_recorder", f"k8s:{ns}/{kind}/{name}", None, {"kind": kind})
-                create(ns, doc)
+                with self.changing(context, Action.CREATE_RECORDER, target, None, {"kind": kind}):
+                    create(ns, doc)
                 done.append(f"{kind}/{name} created")
                 continue
             if (
                 replace
                 and live["spec"]["template"]["spec"]["containers"] != doc["spec"]["template"]["spec"]["containers"]
             ):
-                if self.would(context, "update_recorder", f"k8s:{ns}/{kind}/{name}"):
+                target, before = Target.k8s_object(ns, kind, name), {"generation": live["metadata"]["generation"]}
+                if self.would(context, Action.UPDATE_RECORDER, target):
                     continue
-                self.record(
-                    context,
-                    "update_recorder",
-                    f"k8s:{ns}/{kind}/{name}",
-                    {"generation": live["metadata"]["generation"]},
-                    {"kind": kind},
-                )
-                replace(name, ns, doc)
+                with self.changing(context, Action.UPDATE_RECORDER, target, before, {"kind": kind}):
+                    replace(name, ns, doc)
                 done.append(f"{kind}/{name} replaced")
         if self.is_dry_run(context):
             return done
@@ -176,24 +179,29 @@ class WebhooksDeployRecorderOperator(_KubeOperator):
         return done
 
 
-class WebhooksRemoveRecorderOperator(_KubeOperator):
+class WebhooksRemoveRecorderOperator(KubeBaseOperator):
     """Remove what WebhooksDeployRecorderOperator created (per the ledger); what it found there stays."""
 
     def execute(self, context: Any) -> list[str]:
         apps, ns = self.apps(), self.plan.kubernetes.namespace
         core = KubernetesHook(conn_id=self.plan.kubernetes.conn_id).core_v1_client
         removed = []
-        for record in self.ledger.records(action="create_recorder"):
-            kind, name = record.target.rsplit("/", 2)[-2:]
-            delete = apps.delete_namespaced_deployment if kind == "Deployment" else core.delete_namespaced_service
-            if self.would(context, "remove_recorder", record.target, {"kind": kind}):
-                continue
+        for record in self.ledger.records(action=Action.CREATE_RECORDER):
+            kind, name = record.target.k8s_kind_and_name
+            read, delete = (
+                (apps.read_namespaced_deployment, apps.delete_namespaced_deployment)
+                if kind == "Deployment"
+                else (core.read_namespaced_service, core.delete_namespaced_service)
+            )
             try:
-                delete(name, ns)
+                read(name, ns)
             except ApiException as exc:
                 if exc.status != 404:
                     raise
                 continue
-            self.record(context, "remove_recorder", record.target, {"kind": kind}, None)
+            if self.would(context, Action.REMOVE_RECORDER, record.target, {"kind": kind}):
+                continue
+            with self.changing(context, Action.REMOVE_RECORDER, record.target, {"kind": kind}, None):
+                delete(name, ns)
             removed.append(f"{kind}/{name}")
         return removed

@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from ferry.ledger import latest
+from ferry.ledger import Action, Target
 from ferry.operators.base import FerryContext, FerryOperator
 from ferry.triggers.replication import ReplicationCaughtUpTrigger
 
@@ -52,7 +52,8 @@ class ReplicationCaughtUpSensor(FerryOperator):
     Fails at once with the reason when the subscription stops or hits apply errors, instead of
     waiting for the timeout.
 
-    :param fence_lsn: the fence's WAL position; by default the last one the ledger recorded.
+    :param fence_lsn: the fence's WAL position (templated: D-day passes the fence task's ``fence_lsn`` XCom);
+        when empty, the last one the ledger recorded.
     :param timeout_s: the longest wait (the run's ``catch_up_timeout_s`` param overrides it).
     :param poll_interval: seconds between polls of both servers.
     """
@@ -77,19 +78,24 @@ class ReplicationCaughtUpSensor(FerryOperator):
                 "no slot" if lag is None else f"{lag['lag_bytes']} bytes",
             )
             return None
-        history = self.ledger.records()  # read once: the ledger is one S3 object per record
-        fenced = latest(history, "fence_source", f"source:{plan.source.database}")
-        dropped = latest(history, "drop_subscription", f"target:{plan.subscription}")
-        if not fence_lsn:
-            if fenced is None:
-                raise AirflowFailException("no fence recorded in the ledger: fence the source first")
-            fence_lsn = fenced.after["fence_lsn"]
         status = self.target.get_subscription_status(plan.subscription)
-        if status is None and dropped and fenced and dropped.at > fenced.at:
-            self.log.info("Caught up earlier: the subscription was dropped after the fence (%s)", dropped.at)
-            return {"status": "success", "fence_lsn": fence_lsn, "waited_s": None}
+        # The ledger only when the fence's XCom is missing or the subscription is gone (it is read from S3).
+        fenced = (
+            self.ledger.last(Action.FENCE_SOURCE, Target.source(plan.source.database))
+            if status is None or not fence_lsn
+            else None
+        )
+        if status is None:
+            dropped = self.ledger.last(Action.DROP_SUBSCRIPTION, Target.target(plan.subscription))
+            if dropped and fenced and fenced.done and dropped.at > fenced.at:
+                self.log.info("Caught up earlier: the subscription was dropped after the fence (%s)", dropped.at)
+                return {"status": "success", "fence_lsn": fence_lsn or fenced.after["fence_lsn"], "waited_s": None}
         if status is None or status["worker_pid"] is None:
             raise AirflowFailException(f"subscription {plan.subscription} is not running; it cannot catch up")
+        if not fence_lsn:
+            if fenced is None or not fenced.done:
+                raise AirflowFailException("no fence recorded in the ledger: fence the source first")
+            fence_lsn = fenced.after["fence_lsn"]
         self.log.info("Waiting for the target to confirm the fence at %s", fence_lsn)
         self.defer(
             trigger=ReplicationCaughtUpTrigger(

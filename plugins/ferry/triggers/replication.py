@@ -13,7 +13,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
-from ferry.hooks.replication import load_sql
+from ferry.hooks.postgres import load_sql
 
 
 async def async_connect(conn_id: str, database: str) -> psycopg.AsyncConnection:

@@ -16,7 +16,6 @@ from ferry.operators.kube import (
     KubeReviewDeploymentsOperator,
     KubeRolloutRestartOperator,
     KubeScaleDownDeploymentsOperator,
-    KubeWaitForRolloutsOperator,
 )
 from ferry.operators.rds import (
     AwsReviewInfrastructureOperator,
@@ -28,7 +27,6 @@ from ferry.operators.route53 import (
     Route53RestoreRecordsOperator,
     Route53RouteWebhooksToRecorderOperator,
     Route53SwitchRecordsOperator,
-    Route53WeightedSwitchOperator,
 )
 from ferry.operators.ssm import SsmApplyParametersOperator, SsmRestoreParametersOperator
 from ferry.operators.stages import FerryCheckStageCompleteOperator
@@ -45,7 +43,7 @@ ONE_TASK_DAGS = {
     "ferry_test_dns_switch": (Route53SwitchRecordsOperator, {}),
     "ferry_test_dns_restore": (Route53RestoreRecordsOperator, {}),
     "ferry_test_dns_route_webhooks": (Route53RouteWebhooksToRecorderOperator, {}),
-    "ferry_test_dns_weighted": (Route53WeightedSwitchOperator, {"steps": [25, 50, 100], "pause_s": 0}),
+    "ferry_test_dns_weighted": (Route53SwitchRecordsOperator, {"weighted_steps": [25, 50, 100], "step_pause_s": 0}),
     "ferry_test_recorder_deploy": (WebhooksDeployRecorderOperator, {"poll_s": 0.2, "timeout_s": 30}),
     "ferry_test_recorder_remove": (WebhooksRemoveRecorderOperator, {}),
     "ferry_test_ssm_apply": (SsmApplyParametersOperator, {"phase": "{{ params.phase }}"}),
@@ -57,7 +55,7 @@ ONE_TASK_DAGS = {
     "ferry_test_kube_scale_down": (KubeScaleDownDeploymentsOperator, {}),
     "ferry_test_kube_restore": (KubeRestoreReplicasOperator, {"poll_s": 0.2, "timeout_s": 30}),
     "ferry_test_kube_restart": (KubeRolloutRestartOperator, {"poll_s": 0.2, "timeout_s": 30}),
-    "ferry_test_kube_wait": (KubeWaitForRolloutsOperator, {"poll_s": 0.2, "timeout_s": 3}),
+    "ferry_test_kube_wait": (KubeRestoreReplicasOperator, {"poll_s": 0.2, "timeout_s": 3}),
     "ferry_test_kube_review": (KubeReviewDeploymentsOperator, {}),
     "ferry_test_check_week_prior": (FerryCheckStageCompleteOperator, {"stage": "ferry_week_prior"}),
     "ferry_test_vms_stop": (VmStopServicesOperator, {}),

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG
 
-from ferry.operators.replication import ReplicationCopySchemaOperator
+from ferry.operators.schema import ReplicationCopySchemaOperator
 
 with DAG(
     dag_id="ferry_test_copy_schema",

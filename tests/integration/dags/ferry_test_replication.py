@@ -13,17 +13,19 @@ from datetime import datetime
 
 from airflow.sdk import DAG
 
-from ferry.operators.replication import (
+from ferry.operators.compare import (
     ReplicationCompareReportOperator,
     ReplicationCompareTableOperator,
-    ReplicationCopySchemaOperator,
+    ReplicationListTablesOperator,
+)
+from ferry.operators.fence import ReplicationFenceSourceOperator
+from ferry.operators.replication import (
     ReplicationCreatePublicationOperator,
     ReplicationCreateSubscriptionOperator,
     ReplicationDropSubscriptionOperator,
-    ReplicationFenceSourceOperator,
-    ReplicationListTablesOperator,
-    ReplicationSyncSequencesOperator,
 )
+from ferry.operators.schema import ReplicationCopySchemaOperator
+from ferry.operators.sequences import ReplicationSyncSequencesOperator
 from ferry.sensors.replication import ReplicationCaughtUpSensor, ReplicationInitialCopySensor
 
 with DAG(
@@ -36,14 +38,17 @@ with DAG(
     default_args={"retries": 0},
 ):
     tables = ReplicationListTablesOperator(task_id="list_tables")
+    fence = ReplicationFenceSourceOperator(task_id="fence_source")
     compare = ReplicationCompareTableOperator.partial(task_id="compare_table").expand(table=tables.output)
     (
         ReplicationCopySchemaOperator(task_id="copy_schema")
         >> ReplicationCreatePublicationOperator(task_id="create_publication")
         >> ReplicationCreateSubscriptionOperator(task_id="create_subscription")
         >> ReplicationInitialCopySensor(task_id="wait_initial_copy", poke_interval=0.5, timeout=600)
-        >> ReplicationFenceSourceOperator(task_id="fence_source")
-        >> ReplicationCaughtUpSensor(task_id="wait_replication_caught_up", timeout_s=600)
+        >> fence
+        >> ReplicationCaughtUpSensor(
+            task_id="wait_replication_caught_up", fence_lsn=fence.output["fence_lsn"], timeout_s=600
+        )
         >> tables
     )
     (

@@ -121,10 +121,13 @@ def sync_bucket(
     progress: Callable[[str], None] = print,
     progress_every_s: float = 5.0,
     dry_run: bool = False,
+    before_copy: Callable[[int], None] | None = None,
 ) -> SyncReport:
     """Copy what ``dst_bucket`` lacks of ``src_bucket``, then verify every object.
 
     With ``dry_run``, only count what would be copied (``report.to_copy``); nothing is written.
+    ``before_copy`` is called with the number of objects to copy before the first is copied (not
+    when there is none), so a caller can record its intent first.
     """
     started = time.monotonic()
     report = SyncReport(source=src_bucket, target=dst_bucket)
@@ -141,6 +144,8 @@ def sync_bucket(
         if dry_run:
             report.to_copy = len(todo)
             return report
+        if todo and before_copy:
+            before_copy(len(todo))
         lock, last = threading.Lock(), [time.monotonic()]
         futures = {
             pool.submit(copy_object, src, src_bucket, dst, dst_bucket, k, source[k], part_size, threshold): k

@@ -1,0 +1,213 @@
+"""PostgreSQL over ``PostgresHook``: every statement comes from ``include/sql/``, and the client programs
+(``pg_dump``, ``psql``) run here, never in an operator."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Generator
+from contextlib import closing, contextmanager
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import psycopg
+from airflow.providers.postgres.hooks.postgres import PostgresHook
+from airflow.sdk import BaseHook
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from ferry.paths import SQL_DIR
+from ferry.plan import Plan
+
+PG_LIB = Path("/usr/lib/postgresql")
+
+
+@cache
+def load_sql(name: str) -> str:
+    """The text of ``include/sql/<name>.sql``."""
+    return (SQL_DIR / f"{name}.sql").read_text()
+
+
+class ClientProgramError(RuntimeError):
+    """A PostgreSQL client program (pg_dump, psql) failed; the message ends with its stderr."""
+
+
+class FerryPostgresHook(PostgresHook):
+    """A Postgres connection for Ferry; every statement runs under a statement timeout.
+
+    :param postgres_conn_id: the Airflow connection of the server.
+    :param database: the database to connect to (overrides the connection's schema).
+    :param statement_timeout_s: the longest any one statement may run.
+    """
+
+    def __init__(self, postgres_conn_id: str, database: str | None = None, statement_timeout_s: int = 60) -> None:
+        super().__init__(
+            postgres_conn_id=postgres_conn_id,
+            database=database,
+            options=f"-c statement_timeout={statement_timeout_s * 1000} -c application_name=ferry",
+        )
+        self.database = database
+
+    @classmethod
+    def for_side(cls, plan: Plan, side: Literal["source", "target"]) -> Any:
+        """The hook of the plan's source or target database, with the plan's statement timeout."""
+        where = plan.source if side == "source" else plan.target
+        return cls(where.conn_id, where.database, plan.thresholds.statement_timeout_s)
+
+    @contextmanager
+    def session(self, *, autocommit: bool = True) -> Generator[psycopg.Connection, None, None]:
+        """A connection of its own, closed afterwards (autocommit unless asked otherwise)."""
+        with closing(self.get_conn()) as conn:
+            conn.autocommit = autocommit
+            yield conn
+
+    def fetch(self, name: str, **parameters: Any) -> list[dict[str, Any]]:
+        """Run the named SQL file with ``parameters`` and return its rows as dicts."""
+        with closing(self.get_conn()) as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(load_sql(name), parameters or None)
+            return cur.fetchall()
+
+    def fetch_one(self, name: str, **parameters: Any) -> dict[str, Any] | None:
+        """The first row of the named SQL file, or None."""
+        rows = self.fetch(name, **parameters)
+        return rows[0] if rows else None
+
+    def run_template(
+        self,
+        name: str,
+        identifiers: dict[str, sql.Composable] | None = None,
+        conn: psycopg.Connection | None = None,
+        **parameters: Any,
+    ) -> list[dict[str, Any]]:
+        """Run the named SQL template, its ``{placeholders}`` filled with ``identifiers``; return any rows.
+
+        Runs in ``conn`` when given, else in a connection of its own with autocommit (DDL such as
+        ``CREATE SUBSCRIPTION`` cannot run inside a transaction block).
+        """
+        statement = sql.SQL(load_sql(name)).format(**(identifiers or {}))
+        if conn is None:
+            with self.session() as own:
+                return self.run_template(name, identifiers, own, **parameters)
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(statement, parameters or None)
+            return cur.fetchall() if cur.description else []
+
+    # Catalog ------------------------------------------------------------------------------
+
+    def get_tables(self, schemas: list[str]) -> list[dict[str, Any]]:
+        """Tables of ``schemas`` with their primary key and replica identity."""
+        return self.fetch("tables", schemas=schemas)
+
+    def get_columns(self, schemas: list[str]) -> list[dict[str, Any]]:
+        """Columns of the tables of ``schemas`` with their exact types."""
+        return self.fetch("columns", schemas=schemas)
+
+    def count_rows(self, table: str) -> int:
+        """Exact row count of ``table`` (a quoted, schema-qualified name)."""
+        return self.run_template("table_count", {"table": sql.SQL(table)})[0]["rows"]
+
+    def has_rows(self, table: str) -> bool:
+        """Whether ``table`` (a quoted, schema-qualified name) holds any row."""
+        return self.run_template("table_has_rows", {"table": sql.SQL(table)})[0]["has_rows"]
+
+    def present_tables(self, tables: list[str]) -> list[str]:
+        """Those of ``tables`` (quoted, schema-qualified names) that exist, in the order given."""
+        return [r["table"] for r in self.fetch("tables_present", tables=tables)]
+
+    def drop_tables(self, tables: list[str]) -> None:
+        """Drop ``tables`` (quoted, schema-qualified names) and what depends on them."""
+        self.run_template("tables_drop", {"tables": sql.SQL(", ").join(sql.SQL(t) for t in tables)})
+
+    def column_max(self, table: str, column: str) -> Any:
+        """The largest value of ``column`` (quoted) in ``table`` (quoted, schema-qualified), or None."""
+        return self.run_template("column_max", {"table": sql.SQL(table), "column": sql.SQL(column)})[0]["maximum"]
+
+    def database_size(self) -> int:
+        """The database's size in bytes."""
+        return self.fetch("database_size")[0]["bytes"]
+
+    def get_current_lsn(self) -> str:
+        """The server's current WAL position."""
+        return self.fetch("current_lsn")[0]["lsn"]
+
+    # Sequences ----------------------------------------------------------------------------
+
+    def get_sequences(self, schemas: list[str]) -> list[dict[str, Any]]:
+        """Sequences of ``schemas``, their owning column if any and their last value."""
+        return self.fetch("sequences", schemas=schemas)
+
+    def get_sequence_value(self, sequence: str) -> int | None:
+        """The last value handed out by ``sequence`` (a quoted name), or None if never used."""
+        row = self.run_template("sequence_state", {"sequence": sql.SQL(sequence)})[0]
+        return row["last_value"] if row["is_called"] else None
+
+    def set_sequence_value(self, sequence: str, value: int) -> int:
+        """Make ``sequence``'s next value ``value + increment``."""
+        return self.fetch("sequence_setval", sequence=sequence, value=value)[0]["value"]
+
+    def get_sequence_columns(self, schemas: list[str]) -> list[dict[str, Any]]:
+        """Integer columns fed by a sequence, with the sequence behind each."""
+        return self.fetch("sequence_columns", schemas=schemas)
+
+    # Client programs ----------------------------------------------------------------------
+
+    def libpq_env(self) -> dict[str, str]:
+        """libpq environment for this connection: the password travels in PGPASSWORD, never on a command line."""
+        conn = BaseHook.get_connection(self.postgres_conn_id)
+        return {
+            "PGHOST": conn.host or "",
+            "PGPORT": str(conn.port or 5432),
+            "PGUSER": conn.login or "",
+            "PGPASSWORD": conn.password or "",
+            "PGDATABASE": self.database or conn.schema or "",
+            "PGCONNECT_TIMEOUT": "10",
+        }
+
+    def server_version_num(self) -> int:
+        return self.fetch("replication_settings")[0]["server_version_num"]
+
+    def dump_schema(self, schemas: list[str]) -> str:
+        """``pg_dump --schema-only`` of ``schemas`` (no owners, publications or subscriptions), by a
+        pg_dump of at least this server's major version."""
+        args = [arg for s in schemas for arg in ("--schema", s)]
+        return self._client(
+            "pg_dump", ["--schema-only", "--no-owner", "--no-publications", "--no-subscriptions", *args], None
+        )
+
+    def restore_schema(self, ddl: str, server_version_num: int) -> None:
+        """Apply ``ddl`` (a schema dump) in one transaction with ``psql`` of at least ``server_version_num``'s major."""
+        self._client("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"], ddl, server_version_num)
+
+    def _client(self, program: str, args: list[str], stdin: str | None, version: int | None = None) -> str:
+        done = subprocess.run(
+            [str(pg_bin(program, version or self.server_version_num())), *args],
+            input=stdin,
+            env=os.environ | self.libpq_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode:
+            raise ClientProgramError(f"{program} exited {done.returncode}: {done.stderr.strip()[-2000:]}")
+        return done.stdout
+
+
+def pg_bin(program: str, server_version_num: int) -> Path:
+    """The newest ``program`` of Debian's PostgreSQL installs, at least the server's major version."""
+    chosen = os.environ.get("FERRY_PG_BIN")
+    candidates = (
+        [Path(chosen) / program]
+        if chosen
+        else sorted(PG_LIB.glob(f"*/bin/{program}"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    )
+    for path in reversed(candidates):
+        version = subprocess.run([str(path), "--version"], capture_output=True, text=True, check=True).stdout
+        major = int(re.search(r"\(PostgreSQL\) (\d+)", version).group(1))
+        if major >= server_version_num // 10000:
+            return path
+    raise ClientProgramError(
+        f"no {program} of major version {server_version_num // 10000} or newer; install postgresql-client-"
+        f"{server_version_num // 10000} (or set FERRY_PG_BIN to its bin folder)"
+    )

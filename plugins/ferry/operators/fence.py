@@ -1,0 +1,86 @@
+"""Operators of the write fence on the source: on for the cutover, off again for a rollback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from ferry.hooks.replication import FenceBlocked
+from ferry.ledger import Action, Target
+from ferry.operators.base import FerryOperator
+
+FENCE_LSN_KEY = "fence_lsn"
+
+
+class ReplicationFenceSourceOperator(FerryOperator):
+    """Fence the source against writes by the application roles; hand the fence's WAL position on.
+
+    Afterwards no application role can INSERT, UPDATE, DELETE or TRUNCATE a table in scope,
+    whatever its transaction mode, and its open sessions are ended; replication keeps streaming.
+    The fence's LSN goes to XCom under ``fence_lsn`` (for ReplicationCaughtUpSensor) and to the ledger.
+    Inverse: ReplicationUnfenceSourceOperator.
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        plan = self.plan
+        roles = plan.source.app_roles
+        target = Target.source(plan.source.database)
+        if not roles:
+            raise AirflowFailException("source.app_roles is empty: name the roles the application writes through")
+        problems = self.source.check_fence_roles(roles, plan.replication.schemas)
+        if problems:
+            raise AirflowFailException("the fence cannot hold: " + "; ".join(problems))
+        tables = self.scope_tables(self.source)
+        recorded = self.ledger.last(Action.FENCE_SOURCE, target)
+        fenced = set(self.source.get_fenced_tables())
+        if recorded and recorded.done and set(tables) <= fenced:
+            self.log.info("The source is already fenced at %s; nothing to do", recorded.after["fence_lsn"])
+            context["ti"].xcom_push(key=FENCE_LSN_KEY, value=recorded.after["fence_lsn"])
+            return {"fence_lsn": recorded.after["fence_lsn"], "tables": len(tables)}
+        if self.would(context, Action.FENCE_SOURCE, target, sorted(fenced), {"tables": tables, "roles": roles}):
+            context["ti"].xcom_push(key=FENCE_LSN_KEY, value=None)
+            return {"fence_lsn": None, "tables": len(tables), "dry_run": True}
+        with self.changing(
+            context, Action.FENCE_SOURCE, target, sorted(fenced), {"tables": tables, "roles": roles}
+        ) as c:
+            try:
+                self.source.install_fence(tables, roles)
+            except FenceBlocked as err:
+                raise AirflowFailException(f"{err}; the application still writes to the source") from err
+            missing = set(tables) - set(self.source.get_fenced_tables())
+            if missing:
+                raise AirflowFailException(f"fence not in place on {sorted(missing)}; run ferry_rollback to unfence")
+            fence_lsn = self.source.get_current_lsn()
+            slot = self.source.get_slot_status(plan.subscription)
+            lag = None if slot is None else slot["lag_bytes"]
+            c.after = {"tables": tables, "roles": roles, "fence_lsn": fence_lsn, "lag_bytes_at_fence": lag}
+        context["ti"].xcom_push(key=FENCE_LSN_KEY, value=fence_lsn)
+        self.log.info(
+            "Source fenced at %s: %d tables refuse writes by %s; replication %s bytes behind at the fence",
+            fence_lsn,
+            len(tables),
+            ", ".join(roles),
+            lag,
+        )
+        return {"fence_lsn": fence_lsn, "tables": len(tables)}
+
+
+class ReplicationUnfenceSourceOperator(FerryOperator):
+    """Lift the write fence (inverse of ReplicationFenceSourceOperator): the source is writable again."""
+
+    def execute(self, context: Any) -> list[str]:
+        target = Target.source(self.plan.source.database)
+        fenced = self.source.get_fenced_tables()
+        if not fenced:
+            self.log.info("The source is not fenced; nothing to do")
+            return []
+        if self.would(context, Action.UNFENCE_SOURCE, target, fenced, []):
+            return []
+        with self.changing(context, Action.UNFENCE_SOURCE, target, fenced, []):
+            try:
+                tables = self.source.remove_fence()
+            except FenceBlocked as err:
+                raise AirflowFailException(str(err)) from err
+        self.log.info("Fence lifted from %d tables", len(tables))
+        return tables
