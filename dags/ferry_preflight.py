@@ -10,6 +10,7 @@ found and, when it fails, what to do:
 | `check_connections` | every Airflow connection the plan names answers |
 | `check_source_replication_settings` | source `wal_level=logical`, free replication slots and WAL senders |
 | `check_replica_identity` | every table in scope has a primary key or a replica identity (names each offender and the `ALTER TABLE` that fixes it) |
+| `check_writers` | every login role that can write a table in scope, and where the right comes from (grant, a role's grant, PUBLIC, ownership, superuser); fails on one the fence cannot hold (a superuser or an owner), warns on `source.keep_writing` |
 | `check_schema_drift` | tables, columns and types match between source and target, once the target has a schema |
 | `check_replication_health` | when the subscription exists: enabled, worker running, apply errors, slot lag, WAL retained against `max_slot_wal_keep_size` |
 | `check_sequences` | the sequences in scope, owned or not (they are not replicated) |

@@ -16,6 +16,9 @@ from psycopg import sql
 
 DATABASE = "saas"
 APP_ROLE = "saas_app"
+# A second writer the plan does not list: a reporting tool that logs in as saas_reports and writes
+# events through the group role saas_reporting. The fence must hold it too.
+REPORTS_ROLE, REPORTS_GROUP = "saas_reports", "saas_reporting"
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 NAMESPACE = "saas"
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
@@ -26,15 +29,27 @@ DEPLOYMENTS = {  # name: (replicas, image), as CI/CD would have deployed them in
 }
 
 
-def ensure_role_and_database(conn: psycopg.Connection, app_password: str, database: str = DATABASE) -> list[str]:
-    """The application's login role and ``database`` on one cluster (a superuser connection to any
-    database, autocommit); returns what it created."""
+def ensure_role_and_database(
+    conn: psycopg.Connection, app_password: str, database: str = DATABASE, reports_password: str | None = None
+) -> list[str]:
+    """The application's login role, the reporting tool's roles and ``database`` on one cluster (a
+    superuser connection to any database, autocommit); returns what it created."""
     created = []
-    if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone():
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(APP_ROLE), sql.Literal(app_password))
-        )
-        created.append(f"role {APP_ROLE}")
+    roles = [
+        (REPORTS_GROUP, sql.SQL("NOLOGIN")),
+        (APP_ROLE, sql.SQL("LOGIN PASSWORD {}").format(sql.Literal(app_password))),
+        (
+            REPORTS_ROLE,
+            sql.SQL("LOGIN IN ROLE {}{}").format(
+                sql.Identifier(REPORTS_GROUP),
+                sql.SQL(" PASSWORD {}").format(sql.Literal(reports_password)) if reports_password else sql.SQL(""),
+            ),
+        ),
+    ]
+    for role, options in roles:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+            conn.execute(sql.SQL("CREATE ROLE {} {}").format(sql.Identifier(role), options))
+            created.append(f"role {role}")
     if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone():
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
         created.append(f"database {database}")

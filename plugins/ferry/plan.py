@@ -89,12 +89,34 @@ class PostgresSide(Strict):
     conn_id: ConnId
     database: NonEmpty
     app_roles: list[PgIdent] = []
-    """Roles the application writes through; the write fence applies to them."""
+    """Roles the application writes through (checked to exist). The fence holds them, and every other
+    role that can write a table in scope."""
 
     @field_validator("app_roles")
     @classmethod
     def _unique_roles(cls, v: list[str]) -> list[str]:
         return _unique(v, "", "role")
+
+
+class SourceSide(PostgresSide):
+    keep_writing: list[PgIdent] = []
+    """Roles the fence lets write after the cutover. What they write then stays on the old side: lost
+    to the new one (the pre-flight warns). Ferry's own connection role always may."""
+
+    @field_validator("keep_writing")
+    @classmethod
+    def _unique_kept(cls, v: list[str]) -> list[str]:
+        return _unique(v, "", "role")
+
+    @model_validator(mode="after")
+    def _kept_not_app(self) -> SourceSide:
+        both = sorted(set(self.keep_writing) & set(self.app_roles))
+        if both:
+            raise ValueError(
+                f"role(s) {', '.join(both)} in both app_roles and keep_writing: the application's writes after the "
+                "cutover would be lost; remove them from keep_writing"
+            )
+        return self
 
 
 class Replication(Strict):
@@ -292,7 +314,7 @@ class Plan(Strict):
     name: Annotated[str, Field(pattern=_SLUG.pattern)]
     """The key every object name derives from: publication, subscription, slot, ledger prefix."""
     preflight: Preflight = Preflight()
-    source: PostgresSide
+    source: SourceSide
     target: PostgresSide
     replication: Replication = Replication()
     aws: Aws = Aws()

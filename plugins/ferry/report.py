@@ -9,7 +9,6 @@ Airflow, so they are unit-tested on their own.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 from datetime import datetime
@@ -20,7 +19,6 @@ from ferry.ledger import Action
 from ferry.plan import Plan
 
 FREEZE_START, FREEZE_END = Action.FENCE_SOURCE, (Action.DROP_SUBSCRIPTION, Action.SET_SEQUENCE)
-log = logging.getLogger(__name__)
 
 
 def report_dir(plan: Plan) -> Path:
@@ -77,7 +75,7 @@ def write(
             )
     path = folder / f"{stem_}.md"
     extra = ", ".join(s for s in contents if s != ".md")
-    log.info(
+    context["task"].log.info(  # the task's own logger: the report is in its log
         "Report written to %s%s%s\n%s",
         path,
         f" (and its {extra})" if extra else "",

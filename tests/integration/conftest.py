@@ -82,14 +82,14 @@ def pg_tool(stand, program: str, cluster: str, *args: str, **kwargs) -> subproce
     )
 
 
-def app_connection(stand, cluster: str) -> psycopg.Connection:
-    """A connection as the application role, over TCP with its password, as the application has."""
+def app_connection(stand, cluster: str, user: str = APP_ROLE, password: str | None = None) -> psycopg.Connection:
+    """A connection as the application role (or ``user``), over TCP with its password, as the application has."""
     return psycopg.connect(
         host="127.0.0.1",
         port=stand.port(1 if cluster == "source" else 2),
         dbname="saas",
-        user=APP_ROLE,
-        password=stand.secret("app_role"),
+        user=user,
+        password=password or stand.secret("app_role"),
         autocommit=True,
     )
 

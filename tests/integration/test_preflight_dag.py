@@ -8,7 +8,7 @@ from pathlib import Path
 from airflow.dag_processing.dagbag import DagBag
 
 from ferry.plan import load_plan
-from ferry.preflight import check_connections
+from ferry.preflight import check_connections, check_writers
 
 
 def run_preflight(dag_folder: Path):
@@ -34,6 +34,10 @@ def test_healthy_stand_is_go(stand, dag_folder):
     assert tasks["check_replica_identity"] == "success"
     assert "| connections | PASS | all 8 connections answer |" in report
     assert "public.invoice_number_seq (sequence, owned by no column)" in report
+    assert (
+        "| writers | PASS | the fence holds every role that can write a table in scope: saas_app, saas_reports |"
+        in report
+    )
 
     from tests.integration.conftest import rerun_each_task
 
@@ -135,3 +139,34 @@ def test_no_secret_in_logs_report_or_xcom(stand, stand_secrets, source, dag_fold
         assert secret not in out + err
         assert secret not in report
         assert secret not in xcoms
+
+
+def test_every_writer_is_listed_with_where_its_right_comes_from(stand, source, mistaken_plan):
+    found = check_writers(load_plan())
+    assert found.status == "pass", found
+    assert (
+        "saas_reports: can write 1 table(s) in scope (grant to role saas_reporting); held by the fence "
+        "(not in source.app_roles)" in found.findings
+    )
+    assert "saas_app: can write 5 table(s) in scope (grant); held by the fence" in found.findings
+    assert any(
+        f.startswith("postgres: can write 5 table(s) in scope (superuser); Ferry's own role") for f in found.findings
+    )
+
+    mistaken_plan(lambda d: d["source"].update(keep_writing=["saas_reports"]))
+    kept = check_writers(load_plan())
+    assert kept.status == "warn" and kept.summary.startswith("saas_reports keep writing after the fence")
+    assert "is lost to the new one" in kept.remedy
+
+    source.execute("CREATE ROLE ferry_cron LOGIN")
+    source.execute("GRANT INSERT ON page_views TO PUBLIC")
+    source.execute("ALTER TABLE page_views OWNER TO ferry_cron")
+    try:
+        held = check_writers(load_plan())
+    finally:
+        source.execute("ALTER TABLE page_views OWNER TO postgres")
+        source.execute("REVOKE INSERT ON page_views FROM PUBLIC")
+        source.execute("DROP ROLE ferry_cron")
+    assert held.status == "fail"
+    assert any("grant to PUBLIC" in f for f in held.findings if f.startswith("saas_reports:"))
+    assert any(f.startswith("role ferry_cron owns public.page_views (owner)") for f in held.findings), held.findings

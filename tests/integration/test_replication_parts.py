@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from ferry.compare import Comparer
-from ferry.hooks.replication import FenceBlocked, ReplicationHook
+from ferry.hooks.replication import FenceBlocked, ReplicationHook, fence_problems
 from ferry.ledger import Ledger
 from ferry.plan import load_plan
 from ferry.triggers.replication import ReplicationCaughtUpTrigger
@@ -93,7 +93,7 @@ def test_fence_refuses_every_write_by_the_application_and_unfence_restores_the_s
     open_session.execute("BEGIN")
     open_session.execute("SELECT 1")
     try:
-        src.install_fence(SCOPE, ["saas_app"])
+        src.install_fence(SCOPE, ["postgres"])
         assert src.get_fenced_tables() == SCOPE
         with pytest.raises(psycopg.OperationalError):
             open_session.execute("SELECT 1")  # its session was ended
@@ -118,19 +118,56 @@ def test_fence_refuses_every_write_by_the_application_and_unfence_restores_the_s
     source.execute("DELETE FROM page_views WHERE path = '/after-unfence'")
 
 
+def test_the_fence_holds_every_writer_the_plan_does_not_list(stand, source, hooks):
+    """saas_reports (a reporting tool, writing events through the group role saas_reporting) is in no
+    list of the plan: the fence holds it all the same, and lets a role the plan keeps writing write."""
+    src, _ = hooks
+    writers = {w["role"]: w for w in src.get_writers(SCOPE)}
+    assert writers["saas_reports"]["tables"] == ["public.events"]
+    assert writers["saas_reports"]["via"] == ["grant to role saas_reporting"]
+    assert writers["saas_app"]["via"] == ["grant"] and len(writers["saas_app"]["tables"]) == 5
+    assert writers["postgres"]["superuser"] and writers["postgres"]["owner"] is False
+    reports = {"user": "saas_reports", "password": stand.secret("reports_role")}
+    insert = "INSERT INTO events (customer_id, kind, payload) VALUES (1, 'report.exported', '{}')"
+    try:
+        assert sorted(src.install_fence(SCOPE, ["postgres"])) == ["saas_app", "saas_reports"]
+        with (
+            app_connection(stand, "source", **reports) as tool,
+            pytest.raises(psycopg.errors.ReadOnlySqlTransaction) as refused,
+        ):
+            tool.execute(insert)
+        assert refused.value.sqlstate == "25006"
+        src.remove_fence()
+        src.install_fence(SCOPE, ["postgres", "saas_reports"])  # the plan keeps it writing: source.keep_writing
+        with app_connection(stand, "source", **reports) as tool:
+            tool.execute(insert)
+        with app_connection(stand, "source") as app, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            app.execute(insert)
+    finally:
+        src.remove_fence()
+        source.execute("DELETE FROM events WHERE kind = 'report.exported'")
+
+
 def test_fence_refuses_a_role_it_cannot_hold(stand, source, hooks):
     src, _ = hooks
-    source.execute("CREATE ROLE ferry_owner_app LOGIN")
+    source.execute("CREATE ROLE ferry_owners NOLOGIN")
+    source.execute("CREATE ROLE ferry_owner_app LOGIN IN ROLE ferry_owners")
+    source.execute("CREATE ROLE ferry_admin LOGIN SUPERUSER")
     source.execute("CREATE TABLE owned_by_app (id int PRIMARY KEY)")
-    source.execute("ALTER TABLE owned_by_app OWNER TO ferry_owner_app")
+    source.execute("ALTER TABLE owned_by_app OWNER TO ferry_owners")
     try:
-        problems = src.check_fence_roles(["saas_app", "ferry_owner_app", "nobody"], ["public"])
+        writers = src.get_writers([*SCOPE, "public.owned_by_app"])
+        problems = fence_problems(writers, ["postgres"])
+        assert src.missing_roles(["saas_app", "nobody"]) == ["nobody"]
     finally:
         source.execute("DROP TABLE owned_by_app")
-        source.execute("DROP ROLE ferry_owner_app")
-    assert problems[0] == "role nobody does not exist on the source"
-    assert "role ferry_owner_app owns public.owned_by_app" in problems[1]
-    assert len(problems) == 2
+        source.execute("DROP ROLE ferry_owner_app, ferry_owners, ferry_admin")
+    assert len(problems) == 2, problems
+    assert problems[0].startswith("role ferry_admin is a superuser: it can switch the fence off")
+    assert "ALTER ROLE ferry_admin NOSUPERUSER" in problems[0]
+    assert problems[1].startswith("role ferry_owner_app owns public.owned_by_app (owner through role ferry_owners)")
+    assert "transfer ownership" in problems[1]
+    assert fence_problems(writers, ["postgres", "ferry_admin", "ferry_owner_app"]) == []
 
 
 def fence_waits_for_a_lock(source) -> bool:
@@ -152,7 +189,7 @@ def test_fence_deadlocking_with_an_application_transaction_rolls_back_and_tries_
 
     def fence():
         try:
-            src.install_fence(SCOPE, ["saas_app"])
+            src.install_fence(SCOPE, ["postgres"])
         except BaseException as err:  # noqa: BLE001 - reported by the assertion below
             failure.append(err)
 
@@ -186,7 +223,7 @@ def test_fence_blocked_past_its_attempts_fences_nothing_and_says_why(stand, sour
     app.execute("UPDATE invoices SET tax = tax WHERE id = 1")
     try:
         with pytest.raises(FenceBlocked, match="after 2 attempts: a table stayed locked for over 200 ms"):
-            src.install_fence(SCOPE, ["saas_app"], lock_timeout_ms=200, attempts=2)
+            src.install_fence(SCOPE, ["postgres"], lock_timeout_ms=200, attempts=2)
         assert src.get_fenced_tables() == []
         app.commit()  # the application's session was not ended
     finally:
@@ -196,7 +233,7 @@ def test_fence_blocked_past_its_attempts_fences_nothing_and_says_why(stand, sour
 
 def test_unfence_waiting_on_a_reader_past_its_attempts_keeps_the_fence_and_says_why(stand, source, hooks):
     src, _ = hooks
-    src.install_fence(SCOPE, ["saas_app"])
+    src.install_fence(SCOPE, ["postgres"])
     reader = psycopg.connect(
         host=str(stand.dir / "pg" / "source"), port=stand.port(1), user="postgres", dbname="saas"
     )  # not an application role: the fence does not end its session
@@ -221,7 +258,7 @@ def test_caught_up_fires_within_a_second_of_the_target_confirming_the_fence(stan
     src, tgt = hooks
     load(stand, "start", rate=200)
     time.sleep(2)
-    src.install_fence(SCOPE, ["saas_app"])
+    src.install_fence(SCOPE, ["postgres"])
     fence_lsn = src.get_current_lsn()
     confirmed_at: list[float] = []
 

@@ -196,7 +196,7 @@ def test_rollback_gives_the_service_back_to_the_old_side_losing_nothing(stand, s
     load(stand, "start", rate=20)
     assert run_dag(TEST_DAGS, "ferry_test_dns_route_webhooks").state == "success"
     assert run_dag(TEST_DAGS, "ferry_test_vms_stop").state == "success"
-    ReplicationHook("ferry_source", "saas").install_fence(scopes, ["saas_app"])
+    ReplicationHook("ferry_source", "saas").install_fence(scopes, ["postgres"])
     assert run_dag(TEST_DAGS, "ferry_test_dns_switch").state == "success"
     for i in range(5):
         assert (

@@ -52,7 +52,7 @@ def test_unknown_key_is_named_with_the_allowed_keys():
     data["source"]["databse"] = data["source"].pop("database")
     problems = problems_of(data)
     assert "unknown key 'databse'" in problems["source.databse"]
-    assert "conn_id, database, app_roles" in problems["source.databse"]
+    assert "conn_id, database, app_roles, keep_writing" in problems["source.databse"]
     assert "required" in problems["source.database"]
 
 
@@ -173,3 +173,9 @@ def test_the_loader_takes_the_yaml_itself_at_parse_and_at_run_time(monkeypatch):
     with pytest.raises(PlanError, match="the YAML of the Airflow Variable ferry_plan") as caught:
         load_plan(broken)
     assert [path for path, _ in caught.value.problems] == ["name"]
+
+
+def test_a_role_cannot_be_the_application_and_kept_writing():
+    data = example()
+    data["source"]["keep_writing"] = ["acme_web", "acme_audit"]
+    assert "acme_web in both app_roles and keep_writing" in problems_of(data)["source"]

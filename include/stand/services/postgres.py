@@ -89,7 +89,7 @@ class PostgresPair:
                     "-c fsync=off -c full_page_writes=off -c max_connections=100",
                 )
             with self.admin(stand, cluster, "postgres") as conn:
-                ensure_role_and_database(conn, stand.secret("app_role"))
+                ensure_role_and_database(conn, stand.secret("app_role"), reports_password=stand.secret("reports_role"))
         with self.admin(stand, "source") as conn:
             seed_source(conn, stand.rows)
 

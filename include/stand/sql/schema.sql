@@ -54,3 +54,7 @@ ALTER TABLE page_views REPLICA IDENTITY FULL;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO saas_app;
 GRANT TRUNCATE ON page_views TO saas_app;
 GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO saas_app;
+-- The reporting tool reads everything and records its exports as events (a writer the plan does not list).
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO saas_reporting;
+GRANT INSERT ON events TO saas_reporting;
+GRANT USAGE ON SEQUENCE events_id_seq TO saas_reporting;

@@ -7,9 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from airflow.sdk import BaseHook
 from psycopg import sql
 
 from ferry.hooks.postgres import FerryPostgresHook
+from ferry.plan import Plan
 
 
 class FenceBlocked(RuntimeError):
@@ -109,27 +111,24 @@ class ReplicationHook(FerryPostgresHook):
         """Tables carrying the fence's trigger."""
         return [r["table"] for r in self.fetch("fence_status")]
 
-    def check_fence_roles(self, roles: list[str], schemas: list[str]) -> list[str]:
-        """Why the fence could not hold each role that it cannot hold; empty when it can hold all."""
-        found = {r["role"]: r for r in self.fetch("fence_roles", roles=roles, schemas=schemas)}
-        problems = [f"role {role} does not exist on the source" for role in roles if role not in found]
-        for role, row in found.items():
-            if row["superuser"]:
-                problems.append(f"role {role} is a superuser: it can bypass the fence; make it NOSUPERUSER")
-            if row["owns"]:
-                problems.append(
-                    f"role {role} owns {', '.join(row['owns'])}: an owner can drop the fence's trigger; "
-                    "transfer ownership (ALTER TABLE ... OWNER TO <migration role>)"
-                )
-        return problems
+    def get_writers(self, tables: list[str]) -> list[dict[str, Any]]:
+        """Every login role that can write one of ``tables``: ``role``, ``superuser``, ``owner``, the
+        ``tables`` and ``via`` (where the right comes from: a grant, a role's grant, PUBLIC, ownership...)."""
+        return self.fetch("writers", tables=tables)
+
+    def missing_roles(self, roles: list[str]) -> list[str]:
+        """Those of ``roles`` that do not exist on this server."""
+        found = {r["role"] for r in self.fetch("roles_exist", roles=roles)}
+        return [r for r in roles if r not in found]
 
     def install_fence(
-        self, tables: list[str], roles: list[str], lock_timeout_ms: int = 2000, attempts: int = 5
-    ) -> None:
-        """Refuse writes by ``roles`` to ``tables`` in one transaction, then end those roles' sessions.
+        self, tables: list[str], allowed: list[str], lock_timeout_ms: int = 2000, attempts: int = 5
+    ) -> list[str]:
+        """Refuse writes to ``tables`` by every login role but ``allowed``, in one transaction, then end the
+        sessions of every role that could write them; return those roles.
 
         Creating the triggers waits for open writing transactions (they commit before the fence or
-        not at all), so every write by the roles commits before the fence's WAL position or is refused.
+        not at all), so every write by a fenced role commits before the fence's WAL position or is refused.
         An application transaction that writes to two tables in scope can deadlock with the fence,
         and a long one can outlast ``lock_timeout_ms``; either way the fence's transaction rolls
         back whole (nothing is fenced) and is tried again, up to ``attempts`` times.
@@ -138,7 +137,7 @@ class ReplicationHook(FerryPostgresHook):
         def install(conn: psycopg.Connection) -> None:
             self.run_template("fence_function", conn=conn)
             fenced = {r["table"] for r in self.run_template("fence_status", conn=conn)}
-            role_args = sql.SQL(", ").join(sql.Literal(r) for r in roles)
+            role_args = sql.SQL(", ").join(sql.Literal(r) for r in allowed)
             for table in tables:
                 if table not in fenced:
                     self.run_template("fence_trigger", {"table": sql.SQL(table), "roles": role_args}, conn)
@@ -146,7 +145,9 @@ class ReplicationHook(FerryPostgresHook):
         self._locking_transaction(
             "the fence was not installed", "nothing is fenced", install, lock_timeout_ms, attempts
         )
-        self.terminate_sessions(roles)
+        held = [w["role"] for w in self.get_writers(tables) if w["role"] not in allowed]
+        self.terminate_sessions(held)
+        return held
 
     def remove_fence(self, lock_timeout_ms: int = 2000, attempts: int = 5) -> list[str]:
         """Drop the fence's triggers and function in one transaction; return the tables that were fenced.
@@ -214,3 +215,31 @@ class ReplicationHook(FerryPostgresHook):
 def _table_list(tables: list[str]) -> sql.Composable:
     """Already-quoted table names (as ``pg_publication_tables`` and ``quote_ident`` give them) joined."""
     return sql.SQL(", ").join(sql.SQL(t) for t in tables)
+
+
+def fence_problems(writers: list[dict[str, Any]], allowed: list[str]) -> list[str]:
+    """Why the fence could not hold each of ``writers`` (from :meth:`ReplicationHook.get_writers`) other
+    than ``allowed``, with the fix; empty when it can hold them all."""
+    problems = []
+    for w in writers:
+        if w["role"] in allowed:
+            continue
+        if w["superuser"]:
+            problems.append(
+                f"role {w['role']} is a superuser: it can switch the fence off (session_replication_role, "
+                f"ALTER TABLE ... DISABLE TRIGGER); make it NOSUPERUSER (ALTER ROLE {w['role']} NOSUPERUSER), "
+                "or stop every client that logs in as it before D-day"
+            )
+        elif w["owner"]:
+            owned = ", ".join(w["tables"][:5]) + (" ..." if len(w["tables"]) > 5 else "")
+            problems.append(
+                f"role {w['role']} owns {owned} ({', '.join(v for v in w['via'] if v.startswith('owner'))}): "
+                "an owner can drop the fence's trigger; transfer ownership to Ferry's role "
+                "(ALTER TABLE ... OWNER TO <migration role>)"
+            )
+    return problems
+
+
+def fence_allowed_roles(plan: Plan) -> list[str]:
+    """The roles the fence lets write: Ferry's own (the source connection's login) and ``source.keep_writing``."""
+    return sorted({BaseHook.get_connection(plan.source.conn_id).login, *plan.source.keep_writing})

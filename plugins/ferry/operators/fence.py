@@ -6,7 +6,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from ferry.hooks.replication import FenceBlocked
+from ferry.hooks.replication import FenceBlocked, fence_allowed_roles, fence_problems
 from ferry.ledger import Action, Target
 from ferry.operators.base import FerryOperator
 
@@ -14,38 +14,42 @@ FENCE_LSN_KEY = "fence_lsn"
 
 
 class ReplicationFenceSourceOperator(FerryOperator):
-    """Fence the source against writes by the application roles; hand the fence's WAL position on.
+    """Fence the source against writes by every role but Ferry's own and ``source.keep_writing``;
+    hand the fence's WAL position on.
 
-    Afterwards no application role can INSERT, UPDATE, DELETE or TRUNCATE a table in scope,
-    whatever its transaction mode, and its open sessions are ended; replication keeps streaming.
+    Afterwards no other role can INSERT, UPDATE, DELETE or TRUNCATE a table in scope, whatever its
+    transaction mode or grants (the plan's ``app_roles`` and every writer it does not list), and the
+    sessions of every role that could write are ended; replication keeps streaming.
     The fence's LSN goes to XCom under ``fence_lsn`` (for ReplicationCaughtUpSensor) and to the ledger.
     Inverse: ReplicationUnfenceSourceOperator.
     """
 
     def execute(self, context: Any) -> dict[str, Any]:
         plan = self.plan
-        roles = plan.source.app_roles
         target = Target.source(plan.source.database)
-        if not roles:
-            raise AirflowFailException("source.app_roles is empty: name the roles the application writes through")
-        problems = self.source.check_fence_roles(roles, plan.replication.schemas)
+        tables = self.scope_tables(self.source)
+        allowed = fence_allowed_roles(plan)
+        writers = self.source.get_writers(tables)
+        problems = [
+            f"role {r} (source.app_roles or source.keep_writing) does not exist on the source"
+            for r in self.source.missing_roles([*plan.source.app_roles, *plan.source.keep_writing])
+        ] + fence_problems(writers, allowed)
         if problems:
             raise AirflowFailException("the fence cannot hold: " + "; ".join(problems))
-        tables = self.scope_tables(self.source)
+        roles = [w["role"] for w in writers if w["role"] not in allowed]
         recorded = self.ledger.last(Action.FENCE_SOURCE, target)
         fenced = set(self.source.get_fenced_tables())
         if recorded and recorded.done and set(tables) <= fenced:
             self.log.info("The source is already fenced at %s; nothing to do", recorded.after["fence_lsn"])
             context["ti"].xcom_push(key=FENCE_LSN_KEY, value=recorded.after["fence_lsn"])
             return {"fence_lsn": recorded.after["fence_lsn"], "tables": len(tables)}
-        if self.would(context, Action.FENCE_SOURCE, target, sorted(fenced), {"tables": tables, "roles": roles}):
+        wanted = {"tables": tables, "roles": roles, "allowed": allowed}
+        if self.would(context, Action.FENCE_SOURCE, target, sorted(fenced), wanted):
             context["ti"].xcom_push(key=FENCE_LSN_KEY, value=None)
             return {"fence_lsn": None, "tables": len(tables), "dry_run": True}
-        with self.changing(
-            context, Action.FENCE_SOURCE, target, sorted(fenced), {"tables": tables, "roles": roles}
-        ) as c:
+        with self.changing(context, Action.FENCE_SOURCE, target, sorted(fenced), wanted) as c:
             try:
-                self.source.install_fence(tables, roles)
+                held = self.source.install_fence(tables, allowed)
             except FenceBlocked as err:
                 raise AirflowFailException(f"{err}; the application still writes to the source") from err
             missing = set(tables) - set(self.source.get_fenced_tables())
@@ -54,13 +58,15 @@ class ReplicationFenceSourceOperator(FerryOperator):
             fence_lsn = self.source.get_current_lsn()
             slot = self.source.get_slot_status(plan.subscription)
             lag = None if slot is None else slot["lag_bytes"]
-            c.after = {"tables": tables, "roles": roles, "fence_lsn": fence_lsn, "lag_bytes_at_fence": lag}
+            c.after = wanted | {"roles": held, "fence_lsn": fence_lsn, "lag_bytes_at_fence": lag}
         context["ti"].xcom_push(key=FENCE_LSN_KEY, value=fence_lsn)
         self.log.info(
-            "Source fenced at %s: %d tables refuse writes by %s; replication %s bytes behind at the fence",
+            "Source fenced at %s: %d tables refuse writes by every role but %s (writers held: %s); "
+            "replication %s bytes behind at the fence",
             fence_lsn,
             len(tables),
-            ", ".join(roles),
+            ", ".join(allowed),
+            ", ".join(held) or "none",
             lag,
         )
         return {"fence_lsn": fence_lsn, "tables": len(tables)}
