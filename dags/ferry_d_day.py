@@ -10,9 +10,11 @@ is undone by `ferry_rollback`; if a task fails before it, stop and trigger `ferr
 2. `route_webhooks_to_recorder`: billing webhooks go to the recorder (stored in S3, replayed later).
 3. `stop_vm_services`: the old app's units stopped over SSH. `fence_source`: the application roles can no longer write.
 4. `wait_replication_caught_up`: deferred until the target confirmed the fence's WAL position.
-5. `list_tables` and `compare_data` (one mapped task per table), `compare_report`, **`gate_comparison`**.
+5. `list_tables` and `compare_data` (one mapped task per table), `compare_report`; beside them
+   `copy_large_objects` (replication does not carry them; verified by md5); **`gate_comparison`**.
 6. `drop_subscription`, `sync_sequences`: the target stands alone and is writable.
-7. `create_read_replicas`, `apply_ssm_cutover`, `restore_deployments`, `restart_pgbouncer`, `smoke_test_new_app`.
+7. `create_read_replicas`, `apply_ssm_cutover`, `refresh_materialized_views`, `restore_deployments`,
+   `restart_pgbouncer`, `smoke_test_new_app`.
 8. **`gate_point_of_no_return`**, then `switch_dns` (every record to its new value, INSYNC),
    `replay_webhooks` (every recorded webhook, in order, once, to the new app), `write_report`
    (Markdown, JSON and a timeline chart, locally and in S3).
@@ -36,6 +38,7 @@ from ferry.operators.compare import (
 from ferry.operators.fence import ReplicationFenceSourceOperator
 from ferry.operators.gates import FerryApprovalOperator
 from ferry.operators.kube import KubeRestoreReplicasOperator, KubeRolloutRestartOperator
+from ferry.operators.objects import ReplicationCopyLargeObjectsOperator, ReplicationRefreshMaterializedViewsOperator
 from ferry.operators.rds import RdsCreateReadReplicasOperator
 from ferry.operators.replication import ReplicationDropSubscriptionOperator
 from ferry.operators.route53 import Route53RouteWebhooksToRecorderOperator, Route53SwitchRecordsOperator
@@ -101,6 +104,11 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         compare_task_id="compare_data",
         doc_md="The comparison report; fails when anything differs.",
     )
+    large_objects = ReplicationCopyLargeObjectsOperator(
+        task_id="copy_large_objects",
+        doc_md="Copies the large objects (replication does not carry them) with their OIDs, verified by md5. "
+        "Undone by: remove_copied_large_objects (ferry_rollback with undo_all_stages).",
+    )
     compared = gate(
         "gate_comparison",
         "Source and target are equal: go on?",
@@ -111,6 +119,10 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
     )
     sequences = ReplicationSyncSequencesOperator(
         task_id="sync_sequences", doc_md="Sets every sequence on the target past the source's."
+    )
+    matviews = ReplicationRefreshMaterializedViewsOperator(
+        task_id="refresh_materialized_views",
+        doc_md="Refreshes every materialized view on the target (replication does not carry their contents).",
     )
     replicas = RdsCreateReadReplicasOperator(
         task_id="create_read_replicas", doc_md="Creates the read replicas. Undone by: RdsDeleteReadReplicasOperator."
@@ -147,6 +159,8 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         task_id="mark_stage_complete", doc_md="Records D-day's completion in the ledger."
     )
 
-    preflight >> previous >> go >> webhooks >> stop >> fence >> caught_up >> tables
-    compare >> compare_report >> compared >> drop >> sequences >> [replicas, ssm] >> scale_up >> pgbouncer >> smoke
+    preflight >> previous >> go >> webhooks >> stop >> fence >> caught_up >> [tables, large_objects]
+    [compare_report, large_objects] >> compared
+    compare >> compare_report >> compared >> drop >> sequences >> [replicas, ssm, matviews] >> scale_up >> pgbouncer
+    pgbouncer >> smoke
     smoke >> no_return >> dns >> replay >> report >> done

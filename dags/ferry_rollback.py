@@ -18,7 +18,7 @@ run again. A dry run (trigger form) reports what each step would undo and change
    target still replicating), the earlier stages too, in reverse: `restore_deployment_counts`
    (the new deployments back to their counts before Ferry), `restore_ssm_production`,
    `remove_webhook_recorder`, `restore_ssm_staging`, `drop_subscription`, `drop_publication`,
-   `drop_orphan_slot`, `drop_copied_schema` (the tables week_prior copied to the target, whose
+   `drop_orphan_slot`, `remove_copied_large_objects`, `drop_copied_schema` (the tables week_prior copied to the target, whose
    rows are copies of the source's; refused once D-day has pointed the application's DNS at the
    new side).
 9. `rollback_result`: fails the run if any step failed, naming it; the others still ran.
@@ -33,6 +33,7 @@ from airflow.sdk import DAG, Param, TriggerRule
 
 from ferry.operators.fence import ReplicationUnfenceSourceOperator
 from ferry.operators.kube import KubeRestoreReplicasOperator, KubeScaleDownDeploymentsOperator
+from ferry.operators.objects import ReplicationRemoveCopiedLargeObjectsOperator
 from ferry.operators.rds import RdsDeleteReadReplicasOperator
 from ferry.operators.replication import (
     ReplicationDropOrphanSlotOperator,
@@ -126,6 +127,12 @@ with DAG(schedule=None, **args):
             task_id="drop_orphan_slot",
             only_if_param="undo_all_stages",
             doc_md="Drops a slot a subscription left on the source when dropped while the source was unreachable.",
+        ),
+        ReplicationRemoveCopiedLargeObjectsOperator(
+            task_id="remove_copied_large_objects",
+            only_if_param="undo_all_stages",
+            doc_md="Removes the large objects D-day copied to the target, once DNS never pointed at the new side. "
+            "Undoes: copy_large_objects.",
         ),
         ReplicationDropCopiedSchemaOperator(
             task_id="drop_copied_schema",

@@ -314,7 +314,8 @@ def plan_and_sides():
 
 
 def lost_rows() -> dict[str, int]:
-    """Per table, the rows the source holds that the target lacks or holds otherwise (after cutover: 0)."""
+    """Per table, the rows the source holds that the target lacks or holds otherwise, and the large objects
+    it lacks or holds otherwise (after cutover: 0)."""
     from ferry.compare import Comparer
     from ferry.plan import in_scope
 
@@ -325,6 +326,10 @@ def lost_rows() -> dict[str, int]:
         result = comparer.compare_table(table["qualified"], "full")
         keyless = sum(max(0, d["source"] - d["target"]) for d in result.differing_rows)
         lost[table["qualified"]] = len(result.missing_on_target) + len(result.changed) + keyless
+    source_objects, target_objects = source.large_object_digests(), target.large_object_digests()
+    lost["large objects"] = sum(
+        target_objects.get(oid, {}).get("md5") != lo["md5"] for oid, lo in source_objects.items()
+    )
     return lost
 
 
@@ -339,6 +344,13 @@ def migration_state() -> list[str]:
         name = table["qualified"]
         copied = f"{target.count_rows(name):>9,}" if name in target_tables else f"{'-':>9}"
         lines.append(f"{name:<24} source {source.count_rows(name):>9,}  target {copied}")
+    objects = (source.large_object_digests(), target.large_object_digests())
+    same = sum(objects[1].get(oid, {}).get("md5") == lo["md5"] for oid, lo in objects[0].items())
+    lines.append(f"large objects: source {len(objects[0])}, target {len(objects[1])}, identical {same}")
+    views = {v["view"]: v["populated"] for v in target.get_materialized_views(plan.replication.schemas)}
+    lines.append(
+        "materialized views on the target: " + (", ".join(f"{v} populated={p}" for v, p in views.items()) or "none")
+    )
     status = target.get_subscription_status(plan.subscription)
     lines.append(
         f"subscription {plan.subscription}: "

@@ -38,6 +38,12 @@ OPERATIONS = [
         "DELETE FROM events WHERE id = (SELECT id FROM events WHERE id >= %(pick)s ORDER BY id LIMIT 1)",
     ),
     (
+        "record_usage",
+        10,
+        "INSERT INTO usage_records (customer_id, recorded_at, units) VALUES (%(pick)s, clock_timestamp(), 1) "
+        "ON CONFLICT DO NOTHING",
+    ),
+    (
         "insert_page_view",
         10,
         "INSERT INTO page_views (customer_id, path, viewed_at) VALUES (%(pick)s, '/app/load', now())",

@@ -62,7 +62,9 @@ def row_counts(rows: int) -> dict[str, int]:
         "customers": rows // 10,
         "subscriptions": rows * 15 // 100,
         "invoices": rows * 35 // 100,
-        "events": rows * 30 // 100,
+        "events": rows * 28 // 100,
+        "usage_records": rows // 50,
+        "documents": min(200, max(1, rows // 10_000)),  # each with a large object
     }
     counts["page_views"] = rows - sum(counts.values())
     return counts

@@ -3,11 +3,13 @@
 For each table, the row count and an order-independent content hash (a sum of 64-bit row hashes,
 which counts duplicates) are computed on both servers at the same time, over key ranges. A row's
 hash combines its columns' own 64-bit hash functions, except for types whose hash calls visibly
-different values equal (numeric 1.10 and 1.1, float -0 and 0, interval '1 day' and '24:00') or
-that have none: those are hashed by their text form, under identical session settings on both
-sides so that the text forms match. A range
-that differs is split at its median key until it is small, then its rows' keys and hashes are
-compared to name the keys that differ. A table without a key is compared as a multiset of rows.
+different values equal (numeric 1.10 and 1.1, float -0 and 0, interval '1 day' and '24:00', jsonb
+1 and 1.0) or that have none: those are hashed by their text form, under identical session settings
+on both sides so that the text forms match. Text is hashed under the "C" collation (a
+case-insensitive one would call 'abc' and 'ABC' equal). Key ranges are cut and bounded in the key's
+own order. A range that differs is split at its median key until it is small, then its rows' keys
+and hashes are compared to name the keys that differ. A table without a key is compared as a
+multiset of rows.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from ferry.hooks.replication import ReplicationHook
 
 Mode = Literal["full", "counts"]
 INTEGER_TYPES = {"smallint", "integer", "bigint"}
-# Types whose extended hash function separates every pair of values that look different.
+# Types whose extended hash function separates every pair of values that look different (not jsonb: its
+# hash calls the numbers 1 and 1.0 equal; it is hashed by its text).
 NATIVE_HASH_TYPES = (
     "smallint",
     "integer",
@@ -43,7 +46,6 @@ NATIVE_HASH_TYPES = (
     "timestamp with time zone",
     "time without time zone",
     "bytea",
-    "jsonb",
     "inet",
     "cidr",
     "macaddr",
@@ -51,15 +53,25 @@ NATIVE_HASH_TYPES = (
 )
 
 
+# Text hashes by its column's collation, and a non-deterministic one (case-insensitive ICU) calls 'abc'
+# and 'ABC' equal: these are hashed under "C", byte by byte.
+TEXT_TYPES = ("text", "character varying", "character")
+
+
 def row_hash(columns: list[dict[str, str]]) -> sql.Composable:
     """The 64-bit hash of a row of a table with ``columns`` (each ``column`` quoted, ``type`` as format_type gives)."""
-    parts = [
-        sql.SQL(c["column"])
-        if c["type"].removesuffix("[]").split("(")[0] in NATIVE_HASH_TYPES
-        else sql.SQL("{}::text").format(sql.SQL(c["column"]))
-        for c in columns
-    ]
-    return sql.SQL("hash_record_extended(ROW({}), 0)").format(sql.SQL(", ").join(parts))
+
+    def part(column: str, type_: str) -> sql.Composable:
+        base = type_.removesuffix("[]").split("(")[0]
+        if base in TEXT_TYPES:
+            return sql.SQL('{} COLLATE "C"').format(sql.SQL(column))
+        if base in NATIVE_HASH_TYPES:
+            return sql.SQL(column)
+        return sql.SQL("{}::text").format(sql.SQL(column))
+
+    return sql.SQL("hash_record_extended(ROW({}), 0)").format(
+        sql.SQL(", ").join(part(c["column"], c["type"]) for c in columns)
+    )
 
 
 COLLATABLE = ("text", "character varying", "character", "citext", "name")
@@ -221,10 +233,11 @@ class _KeyedTable:
         self.types = key_types
         # Ranges must hold the same rows on both sides: text keys order by "C" unless both collations match.
         collations = {h.fetch("database_collation")[0]["collation"] for h in (comparer.source, comparer.target)}
+        # Qualified: an unqualified name in ORDER BY would mean the select list's text form of the key.
         self.columns = [
-            sql.SQL('{} COLLATE "C"').format(sql.SQL(col))
+            sql.SQL('ferry_row.{} COLLATE "C"').format(sql.SQL(col))
             if len(collations) > 1 and typ.startswith(COLLATABLE)
-            else sql.SQL(col)
+            else sql.SQL("ferry_row.{}").format(sql.SQL(col))
             for col, typ in zip(key_columns, key_types, strict=True)
         ]
         self.raw_columns = [sql.SQL(col) for col in key_columns]

@@ -129,6 +129,9 @@ class Replication(Strict):
     """Tables in scope as ``schema.table`` or ``table``; omitted means every table of ``schemas``."""
     exclude_tables: list[NonEmpty] = []
     allow_target_rows: bool = False
+    large_objects: Literal["copy", "out_of_scope"] = "copy"
+    """Large objects (not replicated): D-day copies them inside the freeze and verifies them, or leaves
+    them behind when they are out of scope."""
 
     @field_validator("schemas", "tables", "exclude_tables")
     @classmethod

@@ -124,6 +124,8 @@ def render_d_day(data: dict[str, Any]) -> str:
             else "caught up before this try of the wait (a re-run; see the first try's report)"
         ),
         f"- sequences set: {data['sequences_set']}",
+        f"- materialized views refreshed on the target: {', '.join(data.get('materialized_views') or []) or 'none'}",
+        f"- large objects copied: {data.get('large_objects_copied', 0)}",
         f"- read replicas created: {', '.join(data['read_replicas']) or 'none new'}",
         f"- webhooks: {data['webhooks']}",
         f"- timeline chart: {data['chart']}",

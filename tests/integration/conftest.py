@@ -95,7 +95,8 @@ def app_connection(stand, cluster: str, user: str = APP_ROLE, password: str | No
 
 
 def empty_public_schema(conn: psycopg.Connection) -> None:
-    """Drop every table and sequence of schema public, keeping the schema and its privileges."""
+    """Drop every table (the views on them too), sequence and large object of schema public's database,
+    keeping the schema and its privileges."""
     conn.execute(
         """
         DO $$ DECLARE r record; BEGIN
@@ -108,6 +109,7 @@ def empty_public_schema(conn: psycopg.Connection) -> None:
         END $$
         """
     )
+    conn.execute("SELECT lo_unlink(oid) FROM pg_largeobject_metadata")
 
 
 def aws(stand, service: str):

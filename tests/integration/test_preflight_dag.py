@@ -64,7 +64,7 @@ def test_table_without_key_or_replica_identity_is_no_go_naming_it(stand, source,
 def test_schema_drift_is_named_by_column_once_the_target_has_a_schema(stand, target, target_schema, dag_folder):
     state, tasks, report = run_preflight(dag_folder)
     assert state == "success", report
-    assert "| schema_drift | PASS | 5 tables match on source and target |" in report
+    assert "| schema_drift | PASS | 7 tables match on source and target |" in report
 
     target.execute("ALTER TABLE subscriptions ALTER COLUMN amount TYPE numeric(14, 2)")
     target.execute("ALTER TABLE events DROP COLUMN payload")
@@ -148,9 +148,9 @@ def test_every_writer_is_listed_with_where_its_right_comes_from(stand, source, m
         "saas_reports: can write 1 table(s) in scope (grant to role saas_reporting); held by the fence "
         "(not in source.app_roles)" in found.findings
     )
-    assert "saas_app: can write 5 table(s) in scope (grant); held by the fence" in found.findings
+    assert "saas_app: can write 10 table(s) in scope (grant); held by the fence" in found.findings
     assert any(
-        f.startswith("postgres: can write 5 table(s) in scope (superuser); Ferry's own role") for f in found.findings
+        f.startswith("postgres: can write 10 table(s) in scope (superuser); Ferry's own role") for f in found.findings
     )
 
     mistaken_plan(lambda d: d["source"].update(keep_writing=["saas_reports"]))

@@ -47,11 +47,11 @@ def test_replication_from_scratch_to_a_writable_target_under_write_load(stand, s
 
     # Every table compared equal, by rows and content.
     compared = [ti for ti in run.get_task_instances() if ti.task_id == "compare_table"]
-    assert len(compared) == 5 and all(ti.state == "success" for ti in compared)
+    assert len(compared) == 7 and all(ti.state == "success" for ti in compared)
     report = next(
         Path(os.environ["FERRY_REPORT_DIR"], "compare").glob(f"ferry_test_replication__*{run.run_id[-12:-6]}*.md")
     )
-    assert report.read_text().count("| EQUAL |") == 5
+    assert report.read_text().count("| EQUAL |") == 7
     counts = {
         t: (
             source.execute(f"SELECT count(*) FROM {t}").fetchone()[0],

@@ -446,6 +446,41 @@ def test_comparison_names_every_planted_difference_by_key(compare_tables, hooks)
     assert [(d["source"], d["target"]) for d in nokey.differing_rows] == [(10, 9)]
 
 
+def test_ranges_follow_the_keys_order_and_values_that_look_different_differ(source, target, hooks):
+    """Ranges of a composite or numeric key are cut in the key's order, not its text's (a key passing from
+    two to three digits), so no row is counted twice; jsonb 1 and 1.0, and 'abc' and 'ABC' under a
+    case-insensitive collation, are differences."""
+    setup = """
+        CREATE SCHEMA keys;
+        CREATE COLLATION keys.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+        CREATE TABLE keys.pairs (a int, b int, note text, PRIMARY KEY (a, b));
+        INSERT INTO keys.pairs SELECT i, j, 'n' || i FROM generate_series(1, 200) i, generate_series(1, 5) j;
+        CREATE TABLE keys.amounts (amount numeric PRIMARY KEY, label text);
+        INSERT INTO keys.amounts SELECT i / 4.0, 'a' FROM generate_series(1, 1000) i;
+        CREATE TABLE keys.docs (id int PRIMARY KEY, body jsonb, name text COLLATE keys.ci);
+        INSERT INTO keys.docs VALUES (1, '{"n": 1}', 'abc'), (2, '{"n": 2}', 'def');
+    """
+    for conn in (source, target):
+        conn.execute(setup)
+    target.execute("UPDATE keys.pairs SET note = 'changed' WHERE (a, b) = (150, 3)")
+    target.execute("UPDATE keys.amounts SET label = 'changed' WHERE amount = 100.25")
+    target.execute("""UPDATE keys.docs SET body = '{"n": 1.0}' WHERE id = 1""")
+    target.execute("UPDATE keys.docs SET name = 'DEF' WHERE id = 2")
+    try:
+        comparer = Comparer(*hooks, concurrency=2, chunk_rows=100, leaf_rows=20)
+        pairs = comparer.compare_table("keys.pairs")
+        assert pairs.chunks == 11 and (pairs.rows_source, pairs.rows_target) == (1000, 1000)
+        assert pairs.changed == ["(150,3)"] and not pairs.missing_on_target and not pairs.extra_on_target
+        amounts = comparer.compare_table("keys.amounts")
+        assert amounts.chunks == 11 and (amounts.rows_source, amounts.rows_target) == (1000, 1000)
+        assert amounts.changed == ["100.25"]
+        docs = comparer.compare_table("keys.docs")
+        assert sorted(docs.changed) == ["1", "2"]
+    finally:
+        for conn in (source, target):
+            conn.execute("DROP SCHEMA keys CASCADE")
+
+
 def test_counts_mode_sees_missing_and_extra_rows_only(compare_tables, hooks):
     comparer = Comparer(*hooks, concurrency=2, chunk_rows=700, leaf_rows=40)
     wide = comparer.compare_table("cmp.wide", mode="counts")
@@ -485,7 +520,7 @@ def test_schema_copy_refuses_a_target_holding_rows_and_a_rerun_changes_nothing(s
         # An empty target: copied, with grants, in one transaction; recorded.
         assert run_dag(TEST_DAGS, "ferry_test_copy_schema").state == "success"
         tables = target.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0]
-        assert tables == 5
+        assert tables == 10  # the 7 tables in scope and usage_records' 3 partitions
         assert target.execute("SELECT has_table_privilege('saas_app', 'public.invoices', 'INSERT')").fetchone()[0]
         records = Ledger(load_plan()).records(action="copy_schema")
 
@@ -495,3 +530,73 @@ def test_schema_copy_refuses_a_target_holding_rows_and_a_rerun_changes_nothing(s
         assert Ledger(load_plan()).records(action="copy_schema") == records
     finally:
         empty_public_schema(target)
+
+
+# What logical replication does not carry ------------------------------------------------------
+
+
+def test_what_replication_does_not_carry_is_named_and_partitions_may_differ(
+    stand, source, target, target_schema, hooks
+):
+    """The target partitions usage_records otherwise (one default partition): published through the root,
+    its rows still arrive. An unlogged table and a table the publication lacks are named with the fix;
+    large objects, the materialized view and the partitioned table with what D-day does about them."""
+    from ferry.preflight import check_not_replicated
+
+    plan = load_plan()
+    src, tgt = hooks
+    scope = [t["qualified"] for t in src.get_tables(["public"])]
+    target.execute("DROP TABLE usage_records_2025, usage_records_2026, usage_records_later")
+    target.execute("CREATE TABLE usage_records_all PARTITION OF usage_records DEFAULT")
+    conninfo = (
+        f"host=127.0.0.1 port={stand.port(1)} dbname=saas user=postgres password={stand.secret('source_superuser')}"
+    )
+    assert src.create_publication(plan.publication, scope) == "created"
+    assert src.publishes_via_root(plan.publication)
+    try:
+        assert tgt.create_subscription(plan.subscription, plan.publication, conninfo)
+        deadline = time.monotonic() + 120
+        while any(t["state"] != "r" for t in tgt.get_subscription_tables(plan.subscription)):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        source.execute("INSERT INTO usage_records VALUES (1, '2025-03-01 10:00+00', 7), (2, '2026-05-01 10:00+00', 9)")
+        deadline = time.monotonic() + 30
+        count = "SELECT count(*), sum(units) FROM usage_records"
+        while target.execute(count).fetchone() != source.execute(count).fetchone():
+            assert time.monotonic() < deadline, "rows published through the root did not arrive"
+            time.sleep(0.2)
+        assert Comparer(*hooks).compare_table("public.usage_records").equal
+        assert (
+            target.execute("SELECT count(*) FROM usage_records_all").fetchone()
+            == source.execute("SELECT count(*) FROM usage_records").fetchone()
+        )
+
+        found = check_not_replicated(plan)
+        assert found.status == "pass", found
+        documents = source.execute("SELECT count(*) FROM documents").fetchone()[0]
+        assert any(f.startswith(f"{documents} large object(s) (oids ") for f in found.findings)
+        assert "public.customer_revenue: materialized view; D-day refreshes it on the target after the cutover" in (
+            found.findings
+        )
+        assert any(
+            f.startswith(
+                "public.usage_records: partitioned, 3 partition(s); the target has other partitions (1 against 3)"
+            )
+            for f in found.findings
+        )
+
+        source.execute("CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY)")
+        source.execute("CREATE TABLE coupons (code text PRIMARY KEY)")
+        try:
+            found = check_not_replicated(plan)
+        finally:
+            source.execute("DROP TABLE scratch, coupons")
+        assert found.status == "fail"
+        assert "public.scratch: unlogged; fix: ALTER TABLE public.scratch SET LOGGED (or exclude it in the plan)" in (
+            found.findings
+        )
+        assert any(f.startswith("public.coupons: not published") and "ferry_week_prior" in f for f in found.findings)
+    finally:
+        tgt.drop_subscription(plan.subscription, publisher_reachable=False)
+        src.drop_slot(plan.subscription)
+        src.drop_publication(plan.publication)

@@ -302,7 +302,14 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
         assert all(t["seconds"] >= 0 for t in report["timeline"])
         png = Path(os.environ["FERRY_REPORT_DIR"], "d_day", f"{stem}.png").read_bytes()
         assert png.startswith(b"\x89PNG\r\n\x1a\n")
-        assert len(report["comparison"]) == 5 and all(c["equal"] for c in report["comparison"])
+        assert len(report["comparison"]) == 7 and all(c["equal"] for c in report["comparison"])
+        # What replication does not carry: every large object copied (md5 verified), the view refreshed.
+        assert report["large_objects_copied"] == source.execute("SELECT count(*) FROM documents").fetchone()[0] > 0
+        assert report["materialized_views"] == ["public.customer_revenue"]
+        assert (
+            target.execute("SELECT count(*) FROM customer_revenue").fetchone()
+            == source.execute("SELECT count(*) FROM customer_revenue").fetchone()
+        )
         assert report["webhooks"]["delivered"] == 3 and report["sequences_set"] >= 4
         assert len(report["dns_changes"]) == 3  # hooks to the recorder, then both records to AWS
         assert s3.get_object(Bucket="ferry-stand-ledger", Key=f"ferry/stand-saas/reports/{stem}.md")["Body"].read()

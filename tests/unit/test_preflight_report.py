@@ -55,3 +55,17 @@ def test_a_failed_check_makes_a_no_go_with_its_remedy():
 def test_redact_replaces_every_secret_longest_first():
     text = "password=hunter2hunter2 and again hunter2hunter2, short=abc"
     assert redact(text, ["hunter2hunter2", "hunter2", "abc"]) == "password=*** and again ***, short=abc"
+
+
+def test_extensions_are_judged_against_the_versions_the_target_offers():
+    from ferry.preflight import extension_findings
+
+    used = {"citext": "1.6", "postgis": "3.4.2", "hstore": "1.8", "pg_trgm": "1.6"}
+    offered = {"citext": ["1.4", "1.5", "1.6"], "hstore": ["1.10"], "pg_trgm": ["1.5"]}
+    findings, problems, warnings = extension_findings(used, offered)
+    assert "citext 1.6: available on the target" in findings
+    assert problems == [
+        "postgis 3.4.2 is not available on the target",
+        "pg_trgm 1.6: the target offers only older versions (1.5)",
+    ]
+    assert warnings == ["hstore 1.8 is offered on the target only as 1.10"]  # 1.10 is newer than 1.8

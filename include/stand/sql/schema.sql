@@ -51,6 +51,33 @@ CREATE TABLE page_views (
 );
 ALTER TABLE page_views REPLICA IDENTITY FULL;
 
+-- Metered usage, partitioned by year: logical replication publishes it through its root, so the
+-- target may partition it otherwise.
+CREATE TABLE usage_records (
+    customer_id bigint NOT NULL,
+    recorded_at timestamptz NOT NULL,
+    units integer NOT NULL,
+    PRIMARY KEY (customer_id, recorded_at)
+) PARTITION BY RANGE (recorded_at);
+CREATE TABLE usage_records_2025 PARTITION OF usage_records FOR VALUES FROM ('2025-01-01 00:00+00') TO ('2026-01-01 00:00+00');
+CREATE TABLE usage_records_2026 PARTITION OF usage_records FOR VALUES FROM ('2026-01-01 00:00+00') TO ('2027-01-01 00:00+00');
+CREATE TABLE usage_records_later PARTITION OF usage_records DEFAULT;
+
+-- Uploaded documents: contents kept as large objects (which logical replication does not carry),
+-- file names case-insensitive (citext, a type from an extension).
+CREATE EXTENSION IF NOT EXISTS citext;
+CREATE TABLE documents (
+    id bigserial PRIMARY KEY,
+    customer_id bigint NOT NULL REFERENCES customers (id),
+    filename citext NOT NULL,
+    content oid NOT NULL
+);
+
+-- What the billing dashboard reads: a materialized view (replication carries its tables, not its rows).
+CREATE MATERIALIZED VIEW customer_revenue AS
+    SELECT customer_id, count(*) AS subscriptions, sum(amount) AS monthly
+    FROM subscriptions WHERE status = 'active' GROUP BY customer_id;
+
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO saas_app;
 GRANT TRUNCATE ON page_views TO saas_app;
 GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO saas_app;

@@ -29,3 +29,13 @@ INSERT INTO page_views (customer_id, path, viewed_at)
 SELECT CASE WHEN i % 13 = 0 THEN NULL ELSE 1 + i % {customers} END, '/app/page/' || (i % 500),
        timestamptz '2024-01-01 00:00+00' + i * interval '30 seconds'
 FROM generate_series(1, {page_views}) AS i;
+
+INSERT INTO usage_records (customer_id, recorded_at, units)
+SELECT 1 + i % {customers}, timestamptz '2025-06-01 00:00+00' + i * interval '17 minutes', 1 + i % 50
+FROM generate_series(1, {usage_records}) AS i;
+
+INSERT INTO documents (customer_id, filename, content)
+SELECT 1 + i % {customers}, 'Invoice-' || i || '.PDF', lo_from_bytea(0, convert_to(repeat('%PDF-1.4 document ' || i || E'\n', 40), 'UTF8'))
+FROM generate_series(1, {documents}) AS i;
+
+REFRESH MATERIALIZED VIEW customer_revenue;

@@ -132,6 +132,61 @@ class FerryPostgresHook(PostgresHook):
         """The server's current WAL position."""
         return self.fetch("current_lsn")[0]["lsn"]
 
+    def get_unlogged_tables(self, schemas: list[str]) -> list[str]:
+        """Unlogged tables of ``schemas`` (logical replication cannot carry them)."""
+        return [r["table"] for r in self.fetch("unlogged_tables", schemas=schemas)]
+
+    def get_materialized_views(self, schemas: list[str]) -> list[dict[str, Any]]:
+        """Materialized views of ``schemas`` (``view``, ``populated``)."""
+        return self.fetch("materialized_views", schemas=schemas)
+
+    def get_partitions(self, schemas: list[str]) -> list[dict[str, Any]]:
+        """Every leaf partition of the partitioned tables of ``schemas`` (``root``, ``partition``, ``bounds``)."""
+        return self.fetch("partitions", schemas=schemas)
+
+    def get_extensions(self) -> dict[str, str]:
+        """The extensions installed in this database, name to version (plpgsql left out)."""
+        return {r["name"]: r["version"] for r in self.fetch("extensions")}
+
+    def get_extension_versions(self) -> dict[str, list[str]]:
+        """Every extension this server can install, name to its versions."""
+        found: dict[str, list[str]] = {}
+        for r in self.fetch("extension_versions"):
+            found.setdefault(r["name"], []).append(r["version"])
+        return found
+
+    def get_extension_columns(self, schemas: list[str]) -> list[dict[str, Any]]:
+        """Columns of ``schemas``' tables whose type an extension provides."""
+        return self.fetch("extension_columns", schemas=schemas)
+
+    # Large objects ------------------------------------------------------------------------
+
+    def get_large_objects(self) -> list[dict[str, Any]]:
+        """Every large object of the database (``oid``, ``owner``)."""
+        return self.fetch("large_objects")
+
+    def large_object_digests(self) -> dict[int, dict[str, str]]:
+        """Every large object: its oid to its ``owner`` and the ``md5`` of its contents."""
+        return {r["oid"]: r for r in self.fetch("large_object_digests")}
+
+    def read_large_object(self, oid: int) -> bytes:
+        return self.fetch("large_object_read", oid=oid)[0]["data"]
+
+    def write_large_object(self, oid: int, data: bytes, owner: str) -> None:
+        """Create (or replace) large object ``oid`` with ``data``, owned by ``owner``, in one transaction."""
+        with self.session(autocommit=False) as conn:
+            self.run_template("large_object_unlink", conn=conn, oid=oid)
+            self.run_template("large_object_create", conn=conn, oid=oid, data=data)
+            self.run_template("large_object_owner", {"oid": sql.Literal(oid), "owner": sql.Identifier(owner)}, conn)
+            conn.commit()
+
+    def unlink_large_object(self, oid: int) -> None:
+        self.run_template("large_object_unlink", oid=oid)
+
+    def refresh_materialized_view(self, view: str) -> None:
+        """``REFRESH MATERIALIZED VIEW`` of ``view`` (a quoted, schema-qualified name)."""
+        self.run_template("matview_refresh", {"view": sql.SQL(view)})
+
     # Sequences ----------------------------------------------------------------------------
 
     def get_sequences(self, schemas: list[str]) -> list[dict[str, Any]]:

@@ -45,6 +45,11 @@ class ReplicationHook(FerryPostgresHook):
         row = self.fetch_one("publication_tables", publication=publication)
         return None if row is None else sorted(row["tables"])
 
+    def publishes_via_root(self, publication: str) -> bool | None:
+        """Whether ``publication`` publishes partitions through their root; None when it does not exist."""
+        row = self.fetch_one("publication_tables", publication=publication)
+        return None if row is None else row["via_root"]
+
     def create_publication(self, publication: str, tables: list[str]) -> str:
         """Publish exactly ``tables`` (quoted names); return what was done: created, altered or unchanged."""
         names = {"publication": sql.Identifier(publication), "tables": _table_list(tables)}
@@ -52,7 +57,7 @@ class ReplicationHook(FerryPostgresHook):
         if current is None:
             self.run_template("publication_create", names)
             return "created"
-        if current != sorted(tables):
+        if current != sorted(tables) or not self.publishes_via_root(publication):
             self.run_template("publication_set_tables", names)
             return "altered"
         return "unchanged"
@@ -243,3 +248,10 @@ def fence_problems(writers: list[dict[str, Any]], allowed: list[str]) -> list[st
 def fence_allowed_roles(plan: Plan) -> list[str]:
     """The roles the fence lets write: Ferry's own (the source connection's login) and ``source.keep_writing``."""
     return sorted({BaseHook.get_connection(plan.source.conn_id).login, *plan.source.keep_writing})
+
+
+def fenced_tables(plan: Plan, hook: ReplicationHook, scope: list[str]) -> list[str]:
+    """The tables the fence guards: those in ``scope`` and every partition of them (a statement trigger on a
+    partitioned table does not fire for a write aimed at one of its partitions)."""
+    partitions = [p["partition"] for p in hook.get_partitions(plan.replication.schemas) if p["root"] in scope]
+    return sorted({*scope, *partitions})

@@ -6,7 +6,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from ferry.hooks.replication import FenceBlocked, fence_allowed_roles, fence_problems
+from ferry.hooks.replication import FenceBlocked, fence_allowed_roles, fence_problems, fenced_tables
 from ferry.ledger import Action, Target
 from ferry.operators.base import FerryOperator
 
@@ -27,7 +27,7 @@ class ReplicationFenceSourceOperator(FerryOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         plan = self.plan
         target = Target.source(plan.source.database)
-        tables = self.scope_tables(self.source)
+        tables = fenced_tables(plan, self.source, self.scope_tables(self.source))
         allowed = fence_allowed_roles(plan)
         writers = self.source.get_writers(tables)
         problems = [

@@ -28,7 +28,7 @@ class ReplicationCreatePublicationOperator(FerryOperator):
         if not tables:
             raise AirflowFailException("no table in scope on the source: check replication.schemas and tables")
         before = self.source.get_publication_tables(publication)
-        if before == sorted(tables):
+        if before == sorted(tables) and self.source.publishes_via_root(publication):
             self.log.info("Publication %s already publishes the %d tables in scope", publication, len(tables))
             return {"publication": publication, "tables": len(tables), "done": "unchanged"}
         if self.would(context, Action.CREATE_PUBLICATION, Target.source(publication), before, tables):

@@ -143,6 +143,10 @@ class FerryWriteReportOperator(FerryOperator):
                 {k: c[k] for k in ("table", "equal", "rows_source", "rows_target", "seconds")} for c in comparisons
             ],
             "sequences_set": sum(r.action == Action.SET_SEQUENCE for r in records),
+            "materialized_views": [r.target.name for r in records if r.action == Action.REFRESH_MATVIEW],
+            "large_objects_copied": sum(
+                len(r.after["oids"]) for r in records if r.action == Action.COPY_LARGE_OBJECTS and r.done
+            ),
             "read_replicas": [r.target for r in records if r.action == Action.CREATE_READ_REPLICA],
             "dns_changes": [{"record": r.target, "to": r.after} for r in records if r.action == Action.SWITCH_RECORD],
             "webhooks": next((r.after for r in records if r.action == Action.REPLAY_WEBHOOKS), None),

@@ -1,0 +1,1 @@
+ALTER LARGE OBJECT {oid} OWNER TO {owner}

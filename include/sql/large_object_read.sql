@@ -1,0 +1,1 @@
+SELECT lo_get(%(oid)s::oid) AS data
