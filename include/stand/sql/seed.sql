@@ -31,7 +31,8 @@ SELECT CASE WHEN i % 13 = 0 THEN NULL ELSE 1 + i % {customers} END, '/app/page/'
 FROM generate_series(1, {page_views}) AS i;
 
 INSERT INTO usage_records (customer_id, recorded_at, units)
-SELECT 1 + i % {customers}, timestamptz '2025-06-01 00:00+00' + i * interval '17 minutes', 1 + i % 50
+SELECT 1 + i % {customers}, timestamptz '2025-06-01 00:00+00' + (i % 3) * interval '10 months' + i * interval '1 second',
+       1 + i % 50
 FROM generate_series(1, {usage_records}) AS i;
 
 INSERT INTO documents (customer_id, filename, content)
