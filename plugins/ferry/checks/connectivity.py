@@ -1,0 +1,161 @@
+"""Pre-flight checks of reach and replication: every connection answers, the source can publish, replication is healthy."""
+
+from __future__ import annotations
+
+from airflow.sdk import BaseHook
+
+from ferry.checks.base import CheckResult, source_hook, target_hook
+from ferry.hooks.replication import ReplicationHook
+from ferry.plan import Plan
+
+
+def _ping(kind: str, conn_id: str, plan: Plan) -> str:
+    """Reach one system and say what answered; raise on failure."""
+    if kind == "postgres":
+        database = plan.source.database if conn_id == plan.source.conn_id else plan.target.database
+        row = ReplicationHook(conn_id, database, plan.thresholds.statement_timeout_s).fetch("ping")[0]
+        return f"PostgreSQL {row['version']}, database {row['database']} as {row['user']}"
+    if kind == "aws":
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+        identity = AwsBaseHook(aws_conn_id=conn_id, client_type="sts").conn.get_caller_identity()
+        return f"AWS account {identity['Account']}"
+    if kind == "s3":
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        buckets = S3Hook(aws_conn_id=conn_id).get_conn().list_buckets()["Buckets"]
+        return f"S3-compatible storage, {len(buckets)} buckets"
+    if kind == "http":
+        import httpx
+
+        conn = BaseHook.get_connection(conn_id)
+        response = httpx.get(f"{conn.schema or 'http'}://{conn.host}:{conn.port or 80}/", timeout=10)
+        return f"HTTP {response.status_code} from {conn.host}"
+    if kind == "ssh":
+        from ferry.hooks.vms import VmHook
+
+        return f"SSH to {VmHook(conn_id).run('uname -n', timeout=30)[1]} (host key verified)"
+    if kind == "kubernetes":
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+        namespace = plan.kubernetes.namespace if plan.kubernetes else "default"
+        KubernetesHook(conn_id=conn_id).core_v1_client.read_namespace(namespace)
+        return f"Kubernetes namespace {namespace}"
+    raise ValueError(f"no connectivity check for {kind}")
+
+
+def check_connections(plan: Plan) -> CheckResult:
+    """Every connection the plan names answers."""
+    findings, failed = [], []
+    for conn_id, kind in plan.connections().items():
+        try:
+            findings.append(f"{conn_id} ({kind}): {_ping(kind, conn_id, plan)}")
+        except Exception as exc:  # noqa: BLE001 - every failure is a finding, whatever its type
+            reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+            findings.append(f"{conn_id} ({kind}): UNREACHABLE: {reason}")
+            failed.append(conn_id)
+    if failed:
+        return CheckResult(
+            "connections",
+            "fail",
+            f"{len(failed)} of {len(findings)} connections do not answer: {', '.join(failed)}",
+            findings,
+            "Check each connection's host, port, credentials and network path in Admin > Connections "
+            "(or its AIRFLOW_CONN_<ID> variable), then run ferry_preflight again.",
+        )
+    return CheckResult("connections", "pass", f"all {len(findings)} connections answer", findings)
+
+
+def check_source_replication_settings(plan: Plan) -> CheckResult:
+    """The source can publish: ``wal_level=logical`` and free replication slots and WAL senders."""
+    s = source_hook(plan).get_replication_settings()
+    slot_exists = source_hook(plan).get_slot_status(plan.subscription) is not None
+    # The subscription needs one slot and one sender, and its initial copy a temporary pair per sync worker.
+    needed = 0 if slot_exists else 1
+    wanted = 0 if slot_exists else 3
+    free_slots = s["max_replication_slots"] - s["used_replication_slots"]
+    free_senders = s["max_wal_senders"] - s["used_wal_senders"]
+    findings = [
+        f"wal_level = {s['wal_level']}",
+        f"replication slots: {s['used_replication_slots']} used of {s['max_replication_slots']} ({free_slots} free)",
+        f"WAL senders: {s['used_wal_senders']} used of {s['max_wal_senders']} ({free_senders} free)",
+        f"max_slot_wal_keep_size = {s['max_slot_wal_keep_size']}",
+        f"Ferry's slot {plan.subscription}: {'exists' if slot_exists else 'not created yet'}",
+    ]
+    problems, remedies = [], []
+    if s["wal_level"] != "logical":
+        problems.append(f"wal_level is {s['wal_level']}, logical replication needs logical")
+        remedies.append("ALTER SYSTEM SET wal_level = logical; then restart the source PostgreSQL")
+    if free_slots < needed or free_senders < needed:
+        problems.append("no free replication slot or WAL sender for the subscription")
+        remedies.append(
+            "raise max_replication_slots and max_wal_senders (ALTER SYSTEM SET ...; restart), "
+            "or drop unused slots with pg_drop_replication_slot()"
+        )
+    if problems:
+        return CheckResult("source_replication_settings", "fail", "; ".join(problems), findings, "; ".join(remedies))
+    if free_slots < wanted or free_senders < wanted:
+        return CheckResult(
+            "source_replication_settings",
+            "warn",
+            f"only {min(free_slots, free_senders)} free slot(s)/sender(s): "
+            "the initial copy will sync fewer tables at once",
+            findings,
+            f"raise max_replication_slots and max_wal_senders to leave at least {wanted} free",
+        )
+    return CheckResult("source_replication_settings", "pass", "source is ready to publish", findings)
+
+
+def check_replication_health(plan: Plan) -> CheckResult:
+    """When the subscription exists: enabled, worker running, no apply errors, lag and retained WAL in bounds."""
+    sub = target_hook(plan).get_subscription_status(plan.subscription)
+    if sub is None:
+        return CheckResult(
+            "replication_health",
+            "skip",
+            f"subscription {plan.subscription} does not exist yet (ferry_week_prior creates it)",
+        )
+    slot = source_hook(plan).get_slot_status(sub["slot_name"] or plan.subscription)
+    findings = [
+        f"subscription {plan.subscription}: enabled={sub['enabled']}, worker pid={sub['worker_pid']}, "
+        f"apply errors={sub['apply_error_count']}, sync errors={sub['sync_error_count']}, "
+        f"tables still copying={sub['tables_not_ready']}"
+    ]
+    problems, warnings = [], []
+    if not sub["enabled"]:
+        problems.append("the subscription is disabled")
+    elif sub["worker_pid"] is None:
+        problems.append("no apply worker is running (it exits on apply conflicts; see the target's server log)")
+    if sub["apply_error_count"]:
+        (problems if sub["worker_pid"] is None else warnings).append(
+            f"{sub['apply_error_count']} apply error(s) since the statistics were reset"
+        )
+    if slot is None:
+        problems.append(f"slot {sub['slot_name']} is missing on the source")
+    else:
+        findings.append(
+            f"slot {slot['slot_name']}: active={slot['active']}, wal_status={slot['wal_status']}, "
+            f"lag={slot['lag_bytes']} bytes, retained WAL={slot['retained_bytes']} bytes, "
+            f"max_slot_wal_keep_size={slot['max_slot_wal_keep_bytes'] or 'unlimited'}"
+        )
+        if slot["wal_status"] == "lost":
+            problems.append("the slot has lost WAL it needed: the subscription must be rebuilt")
+        if slot["lag_bytes"] is not None and slot["lag_bytes"] > plan.thresholds.max_lag_bytes:
+            warnings.append(
+                f"lag {slot['lag_bytes']} bytes above thresholds.max_lag_bytes={plan.thresholds.max_lag_bytes}"
+            )
+        limit = slot["max_slot_wal_keep_bytes"]
+        if limit and slot["retained_bytes"] > limit * plan.thresholds.wal_retained_warn_ratio:
+            problems.append(
+                f"the slot retains {slot['retained_bytes']} bytes of WAL, near max_slot_wal_keep_size ({limit}); "
+                "the source will invalidate it"
+            )
+    remedy = (
+        "Read the target's server log for the apply error; fix the conflicting row on the target, then "
+        f"ALTER SUBSCRIPTION {plan.subscription} ENABLE. If the slot was lost, drop and recreate the subscription."
+    )
+    if problems:
+        return CheckResult("replication_health", "fail", "; ".join(problems + warnings), findings, remedy)
+    if warnings:
+        return CheckResult("replication_health", "warn", "; ".join(warnings), findings, remedy)
+    return CheckResult("replication_health", "pass", "replication is streaming", findings)

@@ -1,0 +1,107 @@
+"""Pre-flight checks of the schema: replica identity, drift between the sides, sequences."""
+
+from __future__ import annotations
+
+from ferry.checks.base import CheckResult, source_hook, target_hook
+from ferry.hooks.replication import ReplicationHook
+from ferry.plan import Plan, in_scope
+
+
+def check_replica_identity(plan: Plan) -> CheckResult:
+    """Every table in scope has a primary key or a replica identity, else UPDATE/DELETE break on the source."""
+    tables = in_scope(plan, source_hook(plan).get_tables(plan.replication.schemas))
+    bad = [
+        t for t in tables if t["replica_identity"] == "n" or (t["replica_identity"] == "d" and not t["has_primary_key"])
+    ]
+    if not bad:
+        return CheckResult("replica_identity", "pass", f"all {len(tables)} tables in scope can be replicated")
+    findings = [
+        f"{t['schema']}.{t['table']} has no primary key and no replica identity: "
+        f"ALTER TABLE {t['schema']}.{t['table']} ADD PRIMARY KEY (<key columns>); "
+        f"or, if no key exists, ALTER TABLE {t['schema']}.{t['table']} REPLICA IDENTITY FULL;"
+        for t in bad
+    ]
+    return CheckResult(
+        "replica_identity",
+        "fail",
+        f"{len(bad)} table(s) cannot be replicated: {', '.join(t['schema'] + '.' + t['table'] for t in bad)}",
+        findings,
+        "Once in a publication, UPDATE and DELETE on these tables fail on the SOURCE, breaking the "
+        "application. Add a primary key (best) or set REPLICA IDENTITY FULL on each, as listed.",
+    )
+
+
+def check_schema_drift(plan: Plan) -> CheckResult:
+    """Tables, columns and types of the scope match between source and target, once the target has a schema."""
+    schemas = plan.replication.schemas
+    scope = {(t["schema"], t["table"]) for t in in_scope(plan, source_hook(plan).get_tables(schemas))}
+
+    def shape(hook: ReplicationHook) -> dict[tuple[str, str], dict[str, str]]:
+        tables: dict[tuple[str, str], dict[str, str]] = {}
+        for c in hook.get_columns(schemas):
+            tables.setdefault((c["schema"], c["table"]), {})[c["column"]] = c["type"]
+        return tables
+
+    source = {k: v for k, v in shape(source_hook(plan)).items() if k in scope}
+    target = shape(target_hook(plan))
+    if not set(source) & set(target):
+        return CheckResult(
+            "schema_drift",
+            "skip",
+            "the target has none of the tables in scope yet; ferry_week_prior copies the schema",
+        )
+    findings = []
+    for key in sorted(source):
+        name = ".".join(key)
+        if key not in target:
+            findings.append(f"{name}: missing on the target")
+            continue
+        for column, type_ in source[key].items():
+            if column not in target[key]:
+                findings.append(f"{name}.{column} ({type_}): missing on the target")
+            elif target[key][column] != type_:
+                findings.append(f"{name}.{column}: {type_} on the source, {target[key][column]} on the target")
+        findings += [f"{name}.{c}: only on the target" for c in target[key] if c not in source[key]]
+    if findings:
+        return CheckResult(
+            "schema_drift",
+            "fail",
+            f"{len(findings)} difference(s) between source and target schemas",
+            findings,
+            "Apply the source's migrations to the target (or copy the schema again with ferry_week_prior "
+            "while the target holds no rows) so that every table, column and type matches.",
+        )
+    return CheckResult("schema_drift", "pass", f"{len(source)} tables match on source and target")
+
+
+def check_sequences(plan: Plan) -> CheckResult:
+    """List the sequences in scope (owned or not): logical replication does not carry them."""
+    sequences = source_hook(plan).get_sequences(plan.replication.schemas)
+    scope = {(t["schema"], t["table"]) for t in in_scope(plan, source_hook(plan).get_tables(plan.replication.schemas))}
+    kept = [s for s in sequences if s["owner_table"] is None or (s["schema"], s["owner_table"]) in scope]
+    target_seqs = {(s["schema"], s["sequence"]) for s in target_hook(plan).get_sequences(plan.replication.schemas)}
+    findings = []
+    for s in kept:
+        owner = f"{s['owner_table']}.{s['owner_column']}" if s["owner_table"] else "owned by no column"
+        kind = "identity" if s["identity"] else "sequence"
+        findings.append(f"{s['schema']}.{s['sequence']} ({kind}, {owner}): last value {s['last_value']}")
+    unowned = [f"{s['schema']}.{s['sequence']}" for s in kept if s["owner_table"] is None]
+    missing = [f"{s['schema']}.{s['sequence']}" for s in kept if (s["schema"], s["sequence"]) not in target_seqs]
+    if target_seqs and missing:
+        return CheckResult(
+            "sequences",
+            "fail",
+            f"{len(missing)} sequence(s) missing on the target: {', '.join(missing)}",
+            findings,
+            "Copy the schema again (ferry_week_prior) or create the sequences on the target.",
+        )
+    if unowned:
+        return CheckResult(
+            "sequences",
+            "warn",
+            f"{len(kept)} sequences in scope, {len(unowned)} owned by no column: {', '.join(unowned)}",
+            findings,
+            "Sequences are not replicated; D-day sets every one of them on the target, unowned ones included. "
+            "Make sure the application has no sequence outside the plan's schemas.",
+        )
+    return CheckResult("sequences", "pass", f"{len(kept)} sequences in scope, all owned by a column", findings)
