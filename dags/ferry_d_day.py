@@ -6,7 +6,9 @@ human gates (Airflow's Required Actions): go/no-go after the pre-flight, after t
 comparison, and at the **point of no return** before DNS moves. Until that last gate everything
 is undone by `ferry_rollback`; if a task fails before it, stop and trigger `ferry_rollback`.
 
-1. `preflight`, `check_day_before_complete`, **`gate_go_no_go`**.
+1. `scope`: tables added to the source since week prior are created on the target, published,
+   subscribed and copied (each step changes nothing when none was added). `preflight`,
+   `check_day_before_complete`, **`gate_go_no_go`**.
 2. `route_webhooks_to_recorder`: billing webhooks go to the recorder (stored in S3, replayed later).
 3. `stop_vm_services`: the old app's units stopped over SSH. `fence_source`: the application roles can no longer write.
 4. `wait_replication_caught_up`: deferred until the target confirmed the fence's WAL position.
@@ -35,13 +37,18 @@ from ferry.operators.compare import (
     ReplicationCompareTableOperator,
     ReplicationListTablesOperator,
 )
-from ferry.operators.fence import ReplicationFenceSourceOperator
+from ferry.operators.fence import ReplicationFenceSourceOperator, fence_lsn_of
 from ferry.operators.gates import FerryApprovalOperator
 from ferry.operators.kube import KubeRestoreReplicasOperator, KubeRolloutRestartOperator
 from ferry.operators.objects import ReplicationCopyLargeObjectsOperator, ReplicationRefreshMaterializedViewsOperator
 from ferry.operators.rds import RdsCreateReadReplicasOperator
-from ferry.operators.replication import ReplicationDropSubscriptionOperator
+from ferry.operators.replication import (
+    ReplicationCreatePublicationOperator,
+    ReplicationDropSubscriptionOperator,
+    ReplicationRefreshSubscriptionOperator,
+)
 from ferry.operators.route53 import Route53RouteWebhooksToRecorderOperator, Route53SwitchRecordsOperator
+from ferry.operators.schema import ReplicationCopySchemaOperator
 from ferry.operators.sequences import ReplicationSyncSequencesOperator
 from ferry.operators.ssm import SsmApplyParametersOperator
 from ferry.operators.stages import (
@@ -52,7 +59,7 @@ from ferry.operators.stages import (
 )
 from ferry.operators.vms import VmStopServicesOperator
 from ferry.operators.webhooks import WebhooksReplayOperator
-from ferry.sensors.replication import ReplicationCaughtUpSensor
+from ferry.sensors.replication import ReplicationCaughtUpSensor, ReplicationInitialCopySensor
 from ferry.taskgroups import cutover_params, preflight_checks, stage_dag_args
 
 
@@ -66,6 +73,24 @@ def gate(task_id: str, subject: str, body: str) -> FerryApprovalOperator:
 
 
 with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_delay_s=15, params=cutover_params())):
+    with TaskGroup("scope") as scope:
+        (
+            ReplicationCopySchemaOperator(
+                task_id="copy_schema", doc_md="Creates on the target the tables added to the source since week prior."
+            )
+            >> ReplicationCreatePublicationOperator(
+                task_id="create_publication", doc_md="Publishes those tables (the publication follows the scope)."
+            )
+            >> ReplicationRefreshSubscriptionOperator(
+                task_id="refresh_subscription", doc_md="Subscribes to them, copying their rows."
+            )
+            >> ReplicationInitialCopySensor(
+                task_id="wait_initial_copy",
+                poke_interval=2,
+                timeout=3600,
+                doc_md="Waits until their rows are copied. Each step changes nothing when no table was added.",
+            )
+        )
     with TaskGroup("preflight") as preflight:
         preflight_checks()
     previous = FerryCheckStageCompleteOperator(
@@ -90,7 +115,7 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
     )
     caught_up = ReplicationCaughtUpSensor(
         task_id="wait_replication_caught_up",
-        fence_lsn=fence.output["fence_lsn"],
+        fence_lsn=fence_lsn_of(fence),
         timeout_s=1800,
         doc_md="Waits (deferred) until the target confirmed the fence LSN (fence_source's XCom).",
     )
@@ -159,7 +184,7 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         task_id="mark_stage_complete", doc_md="Records D-day's completion in the ledger."
     )
 
-    preflight >> previous >> go >> webhooks >> stop >> fence >> caught_up >> [tables, large_objects]
+    scope >> preflight >> previous >> go >> webhooks >> stop >> fence >> caught_up >> [tables, large_objects]
     [compare_report, large_objects] >> compared
     compare >> compare_report >> compared >> drop >> sequences >> [replicas, ssm, matviews] >> scale_up >> pgbouncer
     pgbouncer >> smoke

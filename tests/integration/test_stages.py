@@ -84,6 +84,19 @@ def test_week_prior_brings_the_target_in_sync_and_a_rerun_changes_nothing(stand,
     completions = Ledger(plan).records(action="stage_complete")
     assert [r.target for r in completions] == ["stage:ferry_week_prior"]
 
+    # A table created on the source since: the stage run again creates it on the target, publishes it,
+    # subscribes to it and copies its rows; run again after that, it changes nothing.
+    source.execute("CREATE TABLE gift_cards (code text PRIMARY KEY, cents int NOT NULL)")
+    source.execute("INSERT INTO gift_cards SELECT 'G' || i, i * 100 FROM generate_series(1, 40) i")
+    try:
+        # copy_schema (that table only), create_publication (altered), refresh_subscription
+        assert twice("ferry_week_prior", dag_folder=ROOT_DAGS) == 3
+        assert target.execute("SELECT count(*), sum(cents) FROM gift_cards").fetchone() == (40, 82000)
+        copied = Ledger(plan).records(action="copy_schema")
+        assert copied[-1].after["tables"] == ["public.gift_cards"]
+    finally:
+        source.execute("DROP TABLE gift_cards")
+
 
 def test_a_stage_refuses_to_start_before_the_previous_one_completed(stand, monkeypatch, tmp_path, capfd):
     """A plan whose ledger has no record of ferry_week_prior (another name, another ledger prefix)."""
@@ -284,6 +297,10 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
             w["action"] for w in dry_report["would_change"]
         }
 
+        # A table created on the source after week prior: D-day's scope step brings it in before the pre-flight.
+        source.execute("CREATE TABLE gift_cards (code text PRIMARY KEY, cents int NOT NULL)")
+        source.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON gift_cards TO saas_app")
+        source.execute("INSERT INTO gift_cards SELECT 'G' || i, i * 100 FROM generate_series(1, 40) i")
         with GateAnswerer(gates) as answerer:
             run = run_dag(ROOT_DAGS, "ferry_d_day")
         states = {ti.task_id: ti.state for ti in run.get_task_instances()}
@@ -302,7 +319,12 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
         assert all(t["seconds"] >= 0 for t in report["timeline"])
         png = Path(os.environ["FERRY_REPORT_DIR"], "d_day", f"{stem}.png").read_bytes()
         assert png.startswith(b"\x89PNG\r\n\x1a\n")
-        assert len(report["comparison"]) == 7 and all(c["equal"] for c in report["comparison"])
+        assert len(report["comparison"]) == 8 and all(c["equal"] for c in report["comparison"])
+        assert {"table": "public.gift_cards", "equal": True, "rows_source": 40, "rows_target": 40} == {
+            k: v
+            for k, v in next(c for c in report["comparison"] if c["table"] == "public.gift_cards").items()
+            if k != "seconds"
+        }
         # What replication does not carry: every large object copied (md5 verified), the view refreshed.
         assert report["large_objects_copied"] == source.execute("SELECT count(*) FROM documents").fetchone()[0] > 0
         assert report["materialized_views"] == ["public.customer_revenue"]
@@ -347,6 +369,7 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
         load(stand, "stop")
         ReplicationHook("ferry_source", "saas").remove_fence()
         source.execute("DELETE FROM page_views WHERE path = '/dry-run'")
+        source.execute("DROP TABLE IF EXISTS gift_cards")
         for name, count in (("web", 2), ("sidekiq", 1), ("pgbouncer", 2)):
             apps.patch_namespaced_deployment_scale(name, "saas", {"spec": {"replicas": count}})
         for delete in (

@@ -23,11 +23,11 @@ def check_not_replicated(plan: Plan) -> CheckResult:
     published = source.get_publication_tables(plan.publication)
     if published is not None:
         for table in sorted(set(scope) - set(published)):
-            problems.append(f"{table} is in scope but not in publication {plan.publication}")
+            warnings.append(f"{table} is in scope but not yet in publication {plan.publication}")
             findings.append(
-                f"{table}: not published (added to the source after the publication?); fix: create it on the target "
-                f"(pg_dump --schema-only -t {table} of the source into the target), then run ferry_week_prior again: "
-                "create_publication adds it and refresh_subscription copies its rows"
+                f"{table}: not published (added to the source after the publication); ferry_week_prior run again, "
+                "or ferry_d_day's scope step, creates it on the target (copy_schema), publishes it "
+                "(create_publication) and copies its rows (refresh_subscription, wait_initial_copy)"
             )
     objects = source.get_large_objects()
     if objects:
@@ -72,7 +72,8 @@ def check_not_replicated(plan: Plan) -> CheckResult:
             "warn",
             "; ".join(warnings),
             findings,
-            "Set replication.large_objects: copy to migrate them.",
+            "Run ferry_week_prior again for tables added to the source (ferry_d_day adds them too); set "
+            "replication.large_objects: copy to migrate large objects.",
         )
     return CheckResult(
         "not_replicated",

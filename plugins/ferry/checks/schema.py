@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from ferry.checks.base import CheckResult, source_hook, target_hook
 from ferry.hooks.replication import ReplicationHook
 from ferry.plan import Plan, in_scope
@@ -31,10 +33,23 @@ def check_replica_identity(plan: Plan) -> CheckResult:
     )
 
 
-def check_schema_drift(plan: Plan) -> CheckResult:
-    """Tables, columns and types of the scope match between source and target, once the target has a schema."""
+@dataclasses.dataclass
+class SchemaDifferences:
+    """How the target's schema differs from the source's, for the tables in scope."""
+
+    in_scope: int
+    shared: int
+    missing: list[str]
+    """Tables in scope (quoted, schema-qualified) the target lacks: added to the source since the copy."""
+    other: list[str]
+    """Every other difference (columns, types), as findings."""
+
+
+def schema_differences(plan: Plan) -> SchemaDifferences:
+    """Tables, columns and types of the scope, source against target."""
     schemas = plan.replication.schemas
-    scope = {(t["schema"], t["table"]) for t in in_scope(plan, source_hook(plan).get_tables(schemas))}
+    rows = in_scope(plan, source_hook(plan).get_tables(schemas))
+    qualified = {(t["schema"], t["table"]): t["qualified"] for t in rows}
 
     def shape(hook: ReplicationHook) -> dict[tuple[str, str], dict[str, str]]:
         tables: dict[tuple[str, str], dict[str, str]] = {}
@@ -42,36 +57,52 @@ def check_schema_drift(plan: Plan) -> CheckResult:
             tables.setdefault((c["schema"], c["table"]), {})[c["column"]] = c["type"]
         return tables
 
-    source = {k: v for k, v in shape(source_hook(plan)).items() if k in scope}
+    source = {k: v for k, v in shape(source_hook(plan)).items() if k in qualified}
     target = shape(target_hook(plan))
-    if not set(source) & set(target):
+    missing, other = [], []
+    for key in sorted(source):
+        name = ".".join(key)
+        if key not in target:
+            missing.append(qualified[key])
+            continue
+        for column, type_ in source[key].items():
+            if column not in target[key]:
+                other.append(f"{name}.{column} ({type_}): missing on the target")
+            elif target[key][column] != type_:
+                other.append(f"{name}.{column}: {type_} on the source, {target[key][column]} on the target")
+        other += [f"{name}.{c}: only on the target" for c in target[key] if c not in source[key]]
+    return SchemaDifferences(len(source), len(set(source) & set(target)), missing, other)
+
+
+def check_schema_drift(plan: Plan) -> CheckResult:
+    """Tables, columns and types of the scope match between source and target, once the target has a schema."""
+    found = schema_differences(plan)
+    if not found.shared:
         return CheckResult(
             "schema_drift",
             "skip",
             "the target has none of the tables in scope yet; ferry_week_prior copies the schema",
         )
-    findings = []
-    for key in sorted(source):
-        name = ".".join(key)
-        if key not in target:
-            findings.append(f"{name}: missing on the target")
-            continue
-        for column, type_ in source[key].items():
-            if column not in target[key]:
-                findings.append(f"{name}.{column} ({type_}): missing on the target")
-            elif target[key][column] != type_:
-                findings.append(f"{name}.{column}: {type_} on the source, {target[key][column]} on the target")
-        findings += [f"{name}.{c}: only on the target" for c in target[key] if c not in source[key]]
-    if findings:
+    if found.other:
         return CheckResult(
             "schema_drift",
             "fail",
-            f"{len(findings)} difference(s) between source and target schemas",
-            findings,
+            f"{len(found.other) + len(found.missing)} difference(s) between source and target schemas",
+            [*found.other, *(f"{t}: missing on the target" for t in found.missing)],
             "Apply the source's migrations to the target (or copy the schema again with ferry_week_prior "
             "while the target holds no rows) so that every table, column and type matches.",
         )
-    return CheckResult("schema_drift", "pass", f"{len(source)} tables match on source and target")
+    if found.missing:
+        return CheckResult(
+            "schema_drift",
+            "warn",
+            f"{len(found.missing)} table(s) in scope added to the source since the schema copy: "
+            + ", ".join(found.missing),
+            [f"{t}: missing on the target" for t in found.missing],
+            "copy_schema (ferry_week_prior run again, or ferry_d_day's scope step) creates them on the target; "
+            "create_publication and refresh_subscription then bring their rows.",
+        )
+    return CheckResult("schema_drift", "pass", f"{found.in_scope} tables match on source and target")
 
 
 def check_sequences(plan: Plan) -> CheckResult:

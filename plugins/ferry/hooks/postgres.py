@@ -223,10 +223,13 @@ class FerryPostgresHook(PostgresHook):
     def server_version_num(self) -> int:
         return self.fetch("replication_settings")[0]["server_version_num"]
 
-    def dump_schema(self, schemas: list[str]) -> str:
-        """``pg_dump --schema-only`` of ``schemas`` (no owners, publications or subscriptions), by a
-        pg_dump of at least this server's major version."""
-        args = [arg for s in schemas for arg in ("--schema", s)]
+    def dump_schema(self, schemas: list[str], tables: list[str] | None = None) -> str:
+        """``pg_dump --schema-only`` of ``schemas``, or of only ``tables`` (quoted, schema-qualified) with
+        what belongs to them (no owners, publications or subscriptions), by a pg_dump of at least this
+        server's major version."""
+        args = (
+            [arg for t in tables for arg in ("--table", t)] if tables else [a for s in schemas for a in ("--schema", s)]
+        )
         return self._client(
             "pg_dump", ["--schema-only", "--no-owner", "--no-publications", "--no-subscriptions", *args], None
         )

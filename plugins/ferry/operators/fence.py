@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from ferry.hooks.replication import FenceBlocked, fence_allowed_roles, fence_problems, fenced_tables
@@ -11,6 +12,11 @@ from ferry.ledger import Action, Target
 from ferry.operators.base import FerryOperator
 
 FENCE_LSN_KEY = "fence_lsn"
+
+
+def fence_lsn_of(fence: BaseOperator) -> str:
+    """A template of the fence task's LSN (its ``fence_lsn`` XCom), empty when it pushed none (a dry run)."""
+    return f"{{{{ ti.xcom_pull(task_ids='{fence.task_id}', key='{FENCE_LSN_KEY}') or '' }}}}"
 
 
 class ReplicationFenceSourceOperator(FerryOperator):
@@ -45,7 +51,6 @@ class ReplicationFenceSourceOperator(FerryOperator):
             return {"fence_lsn": recorded.after["fence_lsn"], "tables": len(tables)}
         wanted = {"tables": tables, "roles": roles, "allowed": allowed}
         if self.would(context, Action.FENCE_SOURCE, target, sorted(fenced), wanted):
-            context["ti"].xcom_push(key=FENCE_LSN_KEY, value=None)
             return {"fence_lsn": None, "tables": len(tables), "dry_run": True}
         with self.changing(context, Action.FENCE_SOURCE, target, sorted(fenced), wanted) as c:
             try:

@@ -8,10 +8,10 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from ferry.checks.schema import schema_differences
 from ferry.hooks.postgres import ClientProgramError
 from ferry.ledger import Action, Target, latest, switched_to_new_side
 from ferry.operators.base import FerryOperator
-from ferry.preflight import check_schema_drift
 
 
 class ReplicationCopySchemaOperator(FerryOperator):
@@ -25,37 +25,43 @@ class ReplicationCopySchemaOperator(FerryOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         plan = self.plan
         target = Target.target(plan.target.database)
-        drift = check_schema_drift(plan)
-        ours = self.ledger.last(Action.COPY_SCHEMA, target)
-        if drift.status == "pass" and ours is not None:
-            self.log.info("Ferry already copied the schema (%s) and it still matches; nothing to do", ours.at)
-            return {"copied": False}
-        occupied = [t for t in self.scope_tables(self.target) if self.target.has_rows(t)]
-        if occupied and not plan.replication.allow_target_rows:
-            raise AirflowFailException(
-                f"target tables already hold rows: {', '.join(occupied)}. Replicating into them would mix rows; "
-                "empty them, or set replication.allow_target_rows: true in the plan if that is intended"
+        found = schema_differences(plan)
+        matches = found.shared and not found.other and not found.missing
+        if matches and self.ledger.last(Action.COPY_SCHEMA, target) is not None:
+            self.log.info(
+                "Ferry already copied the schema and it still matches (%d tables); nothing to do", found.shared
             )
-        if drift.status == "pass":
-            self.log.info("The target already has the source's schema: %s; nothing to do", drift.summary)
             return {"copied": False}
-        if drift.status == "fail":
+        if found.other:
             raise AirflowFailException(
                 "The target already has part of the schema, and it differs from the source: "
-                + "; ".join(drift.findings[:20])
+                + "; ".join(found.other[:20])
                 + ". Drop those objects on the target (it must hold no rows yet) or apply the missing migrations."
             )
-        if self.would(context, Action.COPY_SCHEMA, target, None, {"schemas": plan.replication.schemas}):
+        if not found.shared:
+            occupied = [t for t in self.scope_tables(self.target) if self.target.has_rows(t)]
+            if occupied and not plan.replication.allow_target_rows:
+                raise AirflowFailException(
+                    f"target tables already hold rows: {', '.join(occupied)}. Replicating into them would mix rows; "
+                    "empty them, or set replication.allow_target_rows: true in the plan if that is intended"
+                )
+        if matches:
+            self.log.info("The target already has the source's schema (%d tables); nothing to do", found.shared)
+            return {"copied": False}
+        # The whole schema, or (the tables in scope added to the source since) only the tables the target lacks.
+        tables = found.missing if found.shared else None
+        wanted = {"schemas": plan.replication.schemas, "tables": tables or "all"}
+        if self.would(context, Action.COPY_SCHEMA, target, None, wanted):
             return {"copied": False, "dry_run": True}
         version = self.source.server_version_num()
         try:
-            dump = self.source.dump_schema(plan.replication.schemas)
+            dump = self.source.dump_schema(plan.replication.schemas, tables)
         except ClientProgramError as err:
             raise AirflowFailException(f"pg_dump of the source failed: {err}") from err
         # A dump naming its schemas creates them; a fresh target already has "public".
         ddl = re.sub(r"^CREATE SCHEMA (\S+);$", r"CREATE SCHEMA IF NOT EXISTS \1;", dump, flags=re.MULTILINE)
         digest = hashlib.sha256(dump.encode()).hexdigest()
-        expected = {"tables": self.scope_tables(self.source), "ddl_sha256": digest}
+        expected = {"tables": tables or self.scope_tables(self.source), "ddl_sha256": digest}
         with self.changing(context, Action.COPY_SCHEMA, target, None, expected) as change:
             try:
                 self.target.restore_schema(ddl, version)
@@ -64,10 +70,15 @@ class ReplicationCopySchemaOperator(FerryOperator):
                     f"restoring the schema on the target failed (nothing was applied): {err}. "
                     "A missing role means the application roles must be created on the target first."
                 ) from err
-            tables = self.scope_tables(self.target)
-            change.after = {"tables": tables, "ddl_sha256": digest}
-        self.log.info("Copied the schema of %d tables to the target (DDL sha256 %s)", len(tables), digest[:12])
-        return {"copied": True, "tables": len(tables)}
+            copied = tables or self.scope_tables(self.target)
+            change.after = {"tables": copied, "ddl_sha256": digest}
+        self.log.info(
+            "Copied the schema of %d table(s) to the target%s (DDL sha256 %s)",
+            len(copied),
+            f" (added to the source since: {', '.join(copied)})" if tables else "",
+            digest[:12],
+        )
+        return {"copied": True, "tables": len(copied)}
 
 
 class ReplicationDropCopiedSchemaOperator(FerryOperator):
@@ -84,14 +95,13 @@ class ReplicationDropCopiedSchemaOperator(FerryOperator):
         plan = self.plan
         target = Target.target(plan.target.database)
         history = self.ledger.records()
-        copied = latest(history, Action.COPY_SCHEMA, target)
         dropped = latest(history, Action.DROP_COPIED_SCHEMA, target)
-        if copied is None:
-            self.log.info("Ferry copied no schema to the target; nothing to do")
+        since = dropped.at if dropped is not None and dropped.done else ""
+        copies = [r for r in history if r.action == Action.COPY_SCHEMA and r.target == target and r.at > since]
+        if not copies:
+            self.log.info("Ferry copied no schema to the target since it last dropped it; nothing to do")
             return []
-        if dropped is not None and dropped.done and dropped.at > copied.at:
-            self.log.info("Ferry dropped the tables it copied already (%s); nothing to do", dropped.finished_at)
-            return []
+        copied = copies[0]
         if self.target.get_subscription_status(plan.subscription) is not None:
             raise AirflowFailException(
                 f"subscription {plan.subscription} still feeds the target: drop_subscription must succeed "
@@ -103,9 +113,10 @@ class ReplicationDropCopiedSchemaOperator(FerryOperator):
                 f"D-day pointed {switched.target.name} at the new side at {switched.at}: the target "
                 "may hold writes the source never saw, so its tables stay. Drop them by hand once that is settled"
             )
-        present = self.target.present_tables(copied.after["tables"])
+        tables = list(dict.fromkeys(t for r in copies for t in r.after["tables"]))
+        present = self.target.present_tables(tables)
         if not present:
-            self.log.info("None of the %d tables Ferry copied is on the target any more", len(copied.after["tables"]))
+            self.log.info("None of the %d tables Ferry copied is on the target any more", len(tables))
             return []
         if self.would(context, Action.DROP_COPIED_SCHEMA, target, present, None):
             return []

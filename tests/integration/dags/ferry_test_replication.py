@@ -18,7 +18,7 @@ from ferry.operators.compare import (
     ReplicationCompareTableOperator,
     ReplicationListTablesOperator,
 )
-from ferry.operators.fence import ReplicationFenceSourceOperator
+from ferry.operators.fence import ReplicationFenceSourceOperator, fence_lsn_of
 from ferry.operators.replication import (
     ReplicationCreatePublicationOperator,
     ReplicationCreateSubscriptionOperator,
@@ -46,9 +46,7 @@ with DAG(
         >> ReplicationCreateSubscriptionOperator(task_id="create_subscription")
         >> ReplicationInitialCopySensor(task_id="wait_initial_copy", poke_interval=0.5, timeout=600)
         >> fence
-        >> ReplicationCaughtUpSensor(
-            task_id="wait_replication_caught_up", fence_lsn=fence.output["fence_lsn"], timeout_s=600
-        )
+        >> ReplicationCaughtUpSensor(task_id="wait_replication_caught_up", fence_lsn=fence_lsn_of(fence), timeout_s=600)
         >> tables
     )
     (
