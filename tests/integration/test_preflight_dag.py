@@ -66,12 +66,12 @@ def test_schema_drift_is_named_by_column_once_the_target_has_a_schema(stand, tar
     assert state == "success", report
     assert "| schema_drift | PASS | 7 tables match on source and target |" in report
 
-    target.execute("ALTER TABLE subscriptions ALTER COLUMN amount TYPE numeric(14, 2)")
+    target.execute("ALTER TABLE invoices ALTER COLUMN tax TYPE numeric(14, 4)")
     target.execute("ALTER TABLE events DROP COLUMN payload")
     state, tasks, report = run_preflight(dag_folder)
     assert state == "failed"
     assert tasks["check_schema_drift"] == "failed"
-    assert "public.subscriptions.amount: numeric(12,2) on the source, numeric(14,2) on the target" in report
+    assert "public.invoices.tax: numeric(12,4) on the source, numeric(14,4) on the target" in report
     assert "public.events.payload (jsonb): missing on the target" in report
 
 

@@ -95,6 +95,11 @@ class ReplicationRefreshSubscriptionOperator(FerryOperator):
 
     def execute(self, context: Any) -> list[str]:
         plan = self.plan
+        if self.target.get_subscription_status(plan.subscription) is None:
+            self.log.info(
+                "No subscription %s (not created yet, or dropped at the cutover): nothing to refresh", plan.subscription
+            )
+            return []
         published = set(self.source.get_publication_tables(plan.publication) or [])
         subscribed = {t["qualified"] for t in self.target.get_subscription_tables(plan.subscription)}
         missing = sorted(published - subscribed)

@@ -27,24 +27,28 @@ class ReplicationCopySchemaOperator(FerryOperator):
         target = Target.target(plan.target.database)
         found = schema_differences(plan)
         matches = found.shared and not found.other and not found.missing
-        if matches and self.ledger.last(Action.COPY_SCHEMA, target) is not None:
+        ours = self.ledger.last(Action.COPY_SCHEMA, target)
+        dropped = self.ledger.last(Action.DROP_COPIED_SCHEMA, target)
+        if ours is not None and dropped is not None and dropped.done and dropped.at > ours.at:
+            ours = None  # rolled back since: the target is Ferry's to fill again only once it copies anew
+        if matches and ours is not None:
             self.log.info(
                 "Ferry already copied the schema and it still matches (%d tables); nothing to do", found.shared
             )
             return {"copied": False}
-        if found.other:
-            raise AirflowFailException(
-                "The target already has part of the schema, and it differs from the source: "
-                + "; ".join(found.other[:20])
-                + ". Drop those objects on the target (it must hold no rows yet) or apply the missing migrations."
-            )
-        if not found.shared:
+        if ours is None:  # rows Ferry's own replication brought are expected; any other rows are not
             occupied = [t for t in self.scope_tables(self.target) if self.target.has_rows(t)]
             if occupied and not plan.replication.allow_target_rows:
                 raise AirflowFailException(
                     f"target tables already hold rows: {', '.join(occupied)}. Replicating into them would mix rows; "
                     "empty them, or set replication.allow_target_rows: true in the plan if that is intended"
                 )
+        if found.other:
+            raise AirflowFailException(
+                "The target already has part of the schema, and it differs from the source: "
+                + "; ".join(found.other[:20])
+                + ". Drop those objects on the target (it must hold no rows yet) or apply the missing migrations."
+            )
         if matches:
             self.log.info("The target already has the source's schema (%d tables); nothing to do", found.shared)
             return {"copied": False}

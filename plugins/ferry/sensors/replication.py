@@ -29,6 +29,15 @@ class ReplicationInitialCopySensor(FerryContext, BaseSensorOperator):
             )
             return True
         if status is None:
+            created = self.ledger.last(Action.CREATE_SUBSCRIPTION, Target.target(plan.subscription))
+            dropped = self.ledger.last(Action.DROP_SUBSCRIPTION, Target.target(plan.subscription))
+            if created and dropped and dropped.done and dropped.at > created.at:
+                self.log.info(
+                    "Subscription %s was dropped at the cutover (%s): nothing to wait for",
+                    plan.subscription,
+                    dropped.at,
+                )
+                return True
             raise AirflowFailException(f"subscription {plan.subscription} does not exist; create it first")
         if not status["enabled"]:
             raise AirflowFailException(f"subscription {plan.subscription} is disabled; ALTER SUBSCRIPTION ... ENABLE")
