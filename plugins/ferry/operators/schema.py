@@ -28,15 +28,13 @@ class ReplicationCopySchemaOperator(FerryOperator):
         found = schema_differences(plan)
         matches = found.shared and not found.other and not found.missing
         ours = self.ledger.last(Action.COPY_SCHEMA, target)
-        dropped = self.ledger.last(Action.DROP_COPIED_SCHEMA, target)
-        if ours is not None and dropped is not None and dropped.done and dropped.at > ours.at:
-            ours = None  # rolled back since: the target is Ferry's to fill again only once it copies anew
         if matches and ours is not None:
             self.log.info(
                 "Ferry already copied the schema and it still matches (%d tables); nothing to do", found.shared
             )
             return {"copied": False}
-        if ours is None:  # rows Ferry's own replication brought are expected; any other rows are not
+        # Rows the subscription brought are expected; any other rows on the target are not.
+        if self.target.get_subscription_status(plan.subscription) is None:
             occupied = [t for t in self.scope_tables(self.target) if self.target.has_rows(t)]
             if occupied and not plan.replication.allow_target_rows:
                 raise AirflowFailException(
