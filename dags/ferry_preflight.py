@@ -7,6 +7,7 @@ found and, when it fails, what to do:
 
 | task | checks |
 |---|---|
+| `check_plan_sections` | the plan has every section the stage needs (in a stage: fails naming the section and the tasks that need it; hourly: warns for every stage) |
 | `check_connections` | every Airflow connection the plan names answers |
 | `check_source_replication_settings` | source `wal_level=logical`, free replication slots and WAL senders |
 | `check_replica_identity` | every table in scope has a primary key or a replica identity (names each offender and the `ALTER TABLE` that fixes it) |

@@ -181,6 +181,8 @@ def migrate(folder: Path, stages: list[str] = STAGES) -> dict:
             if not passed:
                 ok = False
                 break
+            if dag_id == "ferry_week_prior":
+                print(f"  {add_table_after_week_prior()}", flush=True)
         time.sleep(1)
     delivered = received_ids(stand)
     d_day = sorted((folder / "reports" / "d_day").glob("*.json")) if (folder / "reports" / "d_day").exists() else []
@@ -290,6 +292,18 @@ def rehearse_rollback() -> int:
     )
     print(f"\nRollback rehearsal {'passed' if ok else 'FAILED'}; logs and reports in {folder}")
     return 0 if ok else 1
+
+
+def add_table_after_week_prior() -> str:
+    """A table the application gains after week prior (a migration deployed meanwhile): D-day must bring it in."""
+    _, source, _ = plan_and_sides()
+    with source.session() as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS gift_cards (code text PRIMARY KEY, cents integer NOT NULL)")
+        conn.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON gift_cards TO saas_app")
+        conn.execute(
+            "INSERT INTO gift_cards SELECT 'G' || i, i * 100 FROM generate_series(1, 500) i ON CONFLICT DO NOTHING"
+        )
+    return "created public.gift_cards (500 rows) on the source after week prior: D-day's scope step must bring it in"
 
 
 def received_ids(stand, app: str = "new_app") -> set[str]:

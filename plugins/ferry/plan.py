@@ -388,6 +388,44 @@ class Plan(Strict):
         return found
 
 
+# The plan sections each stage cannot do without, and the tasks that need them: checked when its DAG is
+# parsed and by its pre-flight, before the stage changes anything.
+STAGE_SECTIONS: dict[str, dict[str, str]] = {
+    "ferry_week_prior": {"kubernetes": "review_new_cluster"},
+    "ferry_day_before": {
+        "kubernetes": "deploy_webhook_recorder, scale_down_deployments",
+        "webhooks": "deploy_webhook_recorder",
+        "dns": "lower_dns_ttls",
+    },
+    "ferry_d_day": {
+        "vms": "stop_vm_services",
+        "rds": "create_read_replicas",
+        "kubernetes": "restore_deployments, restart_pgbouncer",
+        "dns": "switch_dns",
+        "webhooks": "route_webhooks_to_recorder, replay_webhooks",
+    },
+}
+
+
+def missing_sections(plan: Plan, stage: str) -> list[tuple[str, str]]:
+    """The sections ``stage`` needs that ``plan`` lacks, each with the tasks that need it."""
+    return [(section, tasks) for section, tasks in STAGE_SECTIONS.get(stage, {}).items() if not getattr(plan, section)]
+
+
+def require_sections(plan: Plan, stage: str, source: str = "the plan") -> Plan:
+    """``plan`` when it has every section ``stage`` needs; else a :class:`PlanError` naming each."""
+    missing = missing_sections(plan, stage)
+    if missing:
+        raise PlanError(
+            source,
+            [
+                (section, f"{stage} needs it ({tasks}); add it (see include/plan.example.yaml)")
+                for section, tasks in missing
+            ],
+        )
+    return plan
+
+
 class PlanError(ValueError):
     """A plan that cannot be used, with every problem found, each with its field path and fix."""
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from ferry.checks.base import CheckResult, Status
 from ferry.checks.connectivity import check_connections, check_replication_health, check_source_replication_settings
 from ferry.checks.coverage import check_extensions, check_not_replicated, extension_findings
+from ferry.checks.plan_sections import check_plan_sections
 from ferry.checks.schema import check_replica_identity, check_schema_drift, check_sequences
 from ferry.checks.writers import check_writers
-from ferry.plan import Plan
 
 __all__ = [
     "CHECKS",
@@ -23,6 +23,7 @@ __all__ = [
     "check_connections",
     "check_extensions",
     "check_not_replicated",
+    "check_plan_sections",
     "check_replica_identity",
     "check_replication_health",
     "check_schema_drift",
@@ -32,7 +33,8 @@ __all__ = [
     "extension_findings",
 ]
 
-CHECKS: dict[str, Callable[[Plan], CheckResult]] = {
+CHECKS: dict[str, Callable[..., CheckResult]] = {
+    "plan_sections": check_plan_sections,  # also given the stage it runs in
     "connections": check_connections,
     "source_replication_settings": check_source_replication_settings,
     "replica_identity": check_replica_identity,

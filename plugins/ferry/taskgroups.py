@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Param
 
 from ferry.operators.preflight import PreflightRunCheckOperator, PreflightWriteReportOperator
+from ferry.plan import load_plan, plan_source, require_sections
 from ferry.preflight import CHECKS
 
 
@@ -97,7 +98,12 @@ def ferry_dag_args(
 def stage_dag_args(
     dag_id: str, doc: str, *tags: str, retry_delay_s: int = 30, params: dict[str, Param] | None = None
 ) -> dict[str, Any]:
-    """A stage DAG's arguments: :func:`ferry_dag_args`, tagged ``stage``, with the trigger form's ``dry_run``."""
+    """A stage DAG's arguments: :func:`ferry_dag_args`, tagged ``stage``, with the trigger form's ``dry_run``.
+
+    Parsing it checks that the plan has every section the stage needs (a local file: no database access),
+    so a plan that lacks one shows as the DAG's import error naming it, before anything can run.
+    """
+    require_sections(load_plan(), dag_id, plan_source())
     return ferry_dag_args(
         dag_id, doc, "stage", *tags, retry_delay_s=retry_delay_s, params={"dry_run": dry_run_param(), **(params or {})}
     )

@@ -91,3 +91,22 @@ def test_d_day_gates_are_approval_operators_in_runbook_order(dagbag):
     gates = [t.task_id for t in dag.topological_sort() if isinstance(t, ApprovalOperator)]
     assert gates == ["gate_go_no_go", "gate_comparison", "gate_point_of_no_return"]
     assert dag.get_task("switch_dns").upstream_task_ids == {"gate_point_of_no_return"}
+
+
+def test_a_stage_whose_plan_lacks_a_section_it_needs_fails_at_import_naming_it(dag_folder, tmp_path, monkeypatch):
+    """Before anything runs: not at create_read_replicas, after the subscription is already dropped."""
+    import yaml
+
+    from ferry.plan import EXAMPLE_PLAN
+
+    data = yaml.safe_load(EXAMPLE_PLAN.read_text())
+    del data["rds"], data["vms"]
+    plan = tmp_path / "no-rds.yaml"
+    plan.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("FERRY_PLAN", str(plan))
+    bag = DagBag(dag_folder=str(dag_folder))
+    message = next(v for k, v in bag.import_errors.items() if k.endswith("ferry_d_day.py"))
+    assert "has 2 problem(s)" in message
+    assert "rds: ferry_d_day needs it (create_read_replicas); add it" in message
+    assert "vms: ferry_d_day needs it (stop_vm_services); add it" in message
+    assert {"ferry_preflight", "ferry_week_prior", "ferry_day_before", "ferry_rollback"} <= set(bag.dags)

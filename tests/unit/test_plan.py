@@ -179,3 +179,18 @@ def test_a_role_cannot_be_the_application_and_kept_writing():
     data = example()
     data["source"]["keep_writing"] = ["acme_web", "acme_audit"]
     assert "acme_web in both app_roles and keep_writing" in problems_of(data)["source"]
+
+
+def test_each_stage_names_the_sections_it_needs():
+    from ferry.checks.plan_sections import check_plan_sections
+
+    data = example()
+    del data["kubernetes"]
+    plan = parse_plan(yaml.safe_dump(data))
+    d_day = check_plan_sections(plan, "ferry_d_day")
+    assert d_day.status == "fail" and d_day.summary == "ferry_d_day cannot run without kubernetes"
+    assert d_day.findings == ["ferry_d_day needs kubernetes (restore_deployments, restart_pgbouncer): missing"]
+    ahead = check_plan_sections(plan, "ferry_preflight")  # the scheduled pre-flight warns for every stage
+    assert ahead.status == "warn" and len(ahead.findings) == 3
+    assert check_plan_sections(plan, "ferry_rollback").status == "pass"
+    assert check_plan_sections(parse_plan(EXAMPLE_PLAN.read_text()), "ferry_d_day").status == "pass"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +40,9 @@ class PreflightRunCheckOperator(Timed, BaseOperator):
         plan = load_runtime_plan()
         secrets = plan_secrets(plan)
         self.log.info("Check %s: %s", self.check, CHECKS[self.check].__doc__)
-        found = CHECKS[self.check](plan)
+        check = CHECKS[self.check]
+        stage = {"stage": context["dag"].dag_id} if "stage" in inspect.signature(check).parameters else {}
+        found = check(plan, **stage)
         result = CheckResult(
             check=found.check,
             status=found.status,
