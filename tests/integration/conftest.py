@@ -14,6 +14,7 @@ import psycopg
 import pytest
 import yaml
 from airflow.sdk.timezone import utcnow
+from psycopg import sql
 
 from ferry.ledger import Ledger
 from ferry.plan import load_plan
@@ -95,8 +96,8 @@ def app_connection(stand, cluster: str, user: str = APP_ROLE, password: str | No
 
 
 def empty_public_schema(conn: psycopg.Connection) -> None:
-    """Drop every table (the views on them too), sequence and large object of schema public's database,
-    keeping the schema and its privileges."""
+    """Drop every table (the views on them too), sequence, large object and extension of schema public's
+    database, keeping the schema and its privileges."""
     conn.execute(
         """
         DO $$ DECLARE r record; BEGIN
@@ -110,6 +111,8 @@ def empty_public_schema(conn: psycopg.Connection) -> None:
         """
     )
     conn.execute("SELECT lo_unlink(oid) FROM pg_largeobject_metadata")
+    for (name,) in conn.execute("SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'").fetchall():
+        conn.execute(sql.SQL("DROP EXTENSION {} CASCADE").format(sql.Identifier(name)))
 
 
 def aws(stand, service: str):

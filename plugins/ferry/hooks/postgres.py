@@ -148,6 +148,19 @@ class FerryPostgresHook(PostgresHook):
         """The extensions installed in this database, name to version (plpgsql left out)."""
         return {r["name"]: r["version"] for r in self.fetch("extensions")}
 
+    def extensions_ddl(self, schemas: list[str]) -> str:
+        """``CREATE EXTENSION IF NOT EXISTS`` for each extension installed in ``schemas`` (a schema dump of
+        named schemas leaves them out), to run on the target before that dump."""
+        return "".join(
+            sql.SQL(
+                "CREATE SCHEMA IF NOT EXISTS {schema};\nCREATE EXTENSION IF NOT EXISTS {name} WITH SCHEMA {schema};\n"
+            )
+            .format(name=sql.Identifier(r["name"]), schema=sql.Identifier(r["schema"]))
+            .as_string(None)
+            for r in self.fetch("extensions")
+            if r["schema"] in schemas
+        )
+
     def get_extension_versions(self) -> dict[str, list[str]]:
         """Every extension this server can install, name to its versions."""
         found: dict[str, list[str]] = {}

@@ -62,6 +62,8 @@ class ReplicationCopySchemaOperator(FerryOperator):
             raise AirflowFailException(f"pg_dump of the source failed: {err}") from err
         # A dump naming its schemas creates them; a fresh target already has "public".
         ddl = re.sub(r"^CREATE SCHEMA (\S+);$", r"CREATE SCHEMA IF NOT EXISTS \1;", dump, flags=re.MULTILINE)
+        # pg_dump of named schemas leaves out their extensions; the tables' types may come from them.
+        ddl = self.source.extensions_ddl(plan.replication.schemas) + ddl
         digest = hashlib.sha256(dump.encode()).hexdigest()
         expected = {"tables": tables or self.scope_tables(self.source), "ddl_sha256": digest}
         with self.changing(context, Action.COPY_SCHEMA, target, None, expected) as change:
