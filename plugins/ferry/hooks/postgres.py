@@ -120,10 +120,6 @@ class FerryPostgresHook(PostgresHook):
         """Drop ``tables`` (quoted, schema-qualified names) and what depends on them."""
         self.run_template("tables_drop", {"tables": sql.SQL(", ").join(sql.SQL(t) for t in tables)})
 
-    def column_max(self, table: str, column: str) -> Any:
-        """The largest value of ``column`` (quoted) in ``table`` (quoted, schema-qualified), or None."""
-        return self.run_template("column_max", {"table": sql.SQL(table), "column": sql.SQL(column)})[0]["maximum"]
-
     def database_size(self) -> int:
         """The database's size in bytes."""
         return self.fetch("database_size")[0]["bytes"]
@@ -182,16 +178,14 @@ class FerryPostgresHook(PostgresHook):
         """Every large object: its oid to its ``owner`` and the ``md5`` of its contents."""
         return {r["oid"]: r for r in self.fetch("large_object_digests")}
 
-    def read_large_object(self, oid: int) -> bytes:
-        return self.fetch("large_object_read", oid=oid)[0]["data"]
+    def read_large_object(self, oid: int, conn: psycopg.Connection) -> bytes:
+        return self.run_template("large_object_read", conn=conn, oid=oid)[0]["data"]
 
-    def write_large_object(self, oid: int, data: bytes, owner: str) -> None:
-        """Create (or replace) large object ``oid`` with ``data``, owned by ``owner``, in one transaction."""
-        with self.session(autocommit=False) as conn:
-            self.run_template("large_object_unlink", conn=conn, oid=oid)
-            self.run_template("large_object_create", conn=conn, oid=oid, data=data)
-            self.run_template("large_object_owner", {"oid": sql.Literal(oid), "owner": sql.Identifier(owner)}, conn)
-            conn.commit()
+    def write_large_object(self, oid: int, data: bytes, owner: str, conn: psycopg.Connection) -> None:
+        """Create (or replace) large object ``oid`` with ``data``, owned by ``owner``, in ``conn``'s transaction."""
+        self.run_template("large_object_unlink", conn=conn, oid=oid)
+        self.run_template("large_object_create", conn=conn, oid=oid, data=data)
+        self.run_template("large_object_owner", {"oid": sql.Literal(oid), "owner": sql.Identifier(owner)}, conn)
 
     def unlink_large_object(self, oid: int) -> None:
         self.run_template("large_object_unlink", oid=oid)
@@ -206,14 +200,26 @@ class FerryPostgresHook(PostgresHook):
         """Sequences of ``schemas``, their owning column if any and their last value."""
         return self.fetch("sequences", schemas=schemas)
 
-    def get_sequence_value(self, sequence: str) -> int | None:
-        """The last value handed out by ``sequence`` (a quoted name), or None if never used."""
-        row = self.run_template("sequence_state", {"sequence": sql.SQL(sequence)})[0]
-        return row["last_value"] if row["is_called"] else None
-
     def set_sequence_value(self, sequence: str, value: int) -> int:
         """Make ``sequence``'s next value ``value + increment``."""
         return self.fetch("sequence_setval", sequence=sequence, value=value)[0]["value"]
+
+    def set_sequence_values(self, values: dict[str, int]) -> None:
+        """:meth:`set_sequence_value` for each sequence (quoted name) of ``values``, in one transaction."""
+        with self.session(autocommit=False) as conn:
+            for sequence, value in values.items():
+                self.run_template("sequence_setval", conn=conn, sequence=sequence, value=value)
+            conn.commit()
+
+    def column_maxima(self, columns: list[dict[str, str]]) -> list[Any]:
+        """The largest value of each of ``columns`` (quoted ``table`` and ``column``), over one connection."""
+        with self.session() as conn:
+            return [
+                self.run_template("column_max", {"table": sql.SQL(c["table"]), "column": sql.SQL(c["column"])}, conn)[
+                    0
+                ]["maximum"]
+                for c in columns
+            ]
 
     def get_sequence_columns(self, schemas: list[str]) -> list[dict[str, Any]]:
         """Integer columns fed by a sequence, with the sequence behind each."""

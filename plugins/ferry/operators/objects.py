@@ -28,10 +28,16 @@ class ReplicationCopyLargeObjectsOperator(FerryOperator):
         self.log.info("%d large object(s) on the source, %d to copy", len(source), len(todo))
         where = Target.target(f"{self.plan.target.database}/large_objects")
         if todo and not self.would(context, Action.COPY_LARGE_OBJECTS, where, None, {"oids": todo}):
-            with self.changing(context, Action.COPY_LARGE_OBJECTS, where, None, {"oids": todo}):
+            with (
+                self.changing(context, Action.COPY_LARGE_OBJECTS, where, None, {"oids": todo}),
+                self.source.session() as reader,
+                self.target.session(autocommit=False) as writer,
+            ):
                 for i, oid in enumerate(todo, 1):
-                    self.target.write_large_object(oid, self.source.read_large_object(oid), source[oid]["owner"])
-                    if i % 100 == 0:
+                    data = self.source.read_large_object(oid, reader)
+                    self.target.write_large_object(oid, data, source[oid]["owner"], writer)
+                    if i % 100 == 0 or i == len(todo):  # a transaction per hundred: bounded, and progress to log
+                        writer.commit()
                         self.log.info("  %d/%d copied", i, len(todo))
         if self.is_dry_run(context):
             return {"copied": 0, "objects": len(source)}

@@ -22,35 +22,36 @@ class ReplicationSyncSequencesOperator(FerryOperator):
         plan = self.plan
         schemas = plan.replication.schemas
         scope = {(t["schema"], t["table"]) for t in self.scope_table_rows(self.source)}
-        changed = []
+        on_target = {s["qualified"]: s["last_value"] for s in self.target.get_sequences(schemas)}
+        before, wanted = {}, {}
         for seq in self.source.get_sequences(schemas):
             if seq["owner_table"] is not None and (seq["schema"], seq["owner_table"]) not in scope:
                 continue
-            name = seq["qualified"]
-            source_value = self.source.get_sequence_value(name)
-            target_value = self.target.get_sequence_value(name)
-            wanted = max((source_value or 0) + plan.thresholds.sequence_gap, target_value or 0)
+            name, source_value, target_value = seq["qualified"], seq["last_value"], on_target.get(seq["qualified"])
             if source_value is None and target_value is None:
                 self.log.info("%s: never used on either side; left as it is", name)
                 continue
-            if target_value == wanted:
-                self.log.info("%s: already at %d", name, wanted)
+            value = max((source_value or 0) + plan.thresholds.sequence_gap, target_value or 0)
+            if target_value == value:
+                self.log.info("%s: already at %d", name, value)
                 continue
-            if self.would(context, Action.SET_SEQUENCE, Target.target(name), target_value, wanted):
-                continue
-            with self.changing(context, Action.SET_SEQUENCE, Target.target(name), target_value, wanted):
-                self.target.set_sequence_value(name, wanted)
-            changed.append(name)
-            self.log.info("%s: source %s, target %s -> %d", name, source_value, target_value, wanted)
+            before[name], wanted[name] = target_value, value
+            self.log.info("%s: source %s, target %s -> %d", name, source_value, target_value, value)
+        # One change for them all: set in one transaction, inside the freeze.
+        target = Target.target(f"{plan.target.database}/sequences")
+        if wanted and not self.would(context, Action.SET_SEQUENCE, target, before, wanted):
+            with self.changing(context, Action.SET_SEQUENCE, target, before, wanted):
+                self.target.set_sequence_values(wanted)
         if self.is_dry_run(context):
             return {"changed": []}
-        problems = []
-        for col in self.target.get_sequence_columns(schemas):
-            maximum = self.target.column_max(col["table"], col["column"])
-            current = self.target.get_sequence_value(col["sequence"])
-            if maximum is not None and (current is None or current < maximum):
-                problems.append(f"{col['table']}.{col['column']}: next value {(current or 0) + 1} <= max {maximum}")
+        columns = self.target.get_sequence_columns(schemas)
+        current = {s["qualified"]: s["last_value"] for s in self.target.get_sequences(schemas)}
+        problems = [
+            f"{col['table']}.{col['column']}: next value {(current.get(col['sequence']) or 0) + 1} <= max {maximum}"
+            for col, maximum in zip(columns, self.target.column_maxima(columns), strict=True)
+            if maximum is not None and (current.get(col["sequence"]) is None or current[col["sequence"]] < maximum)
+        ]
         if problems:
             raise AirflowFailException("sequences behind their columns on the target: " + "; ".join(problems))
-        self.log.info("%d sequence(s) set; every sequence-fed column's next value is above its maximum", len(changed))
-        return {"changed": changed}
+        self.log.info("%d sequence(s) set; every sequence-fed column's next value is above its maximum", len(wanted))
+        return {"changed": sorted(wanted)}

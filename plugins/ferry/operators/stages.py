@@ -142,7 +142,7 @@ class FerryWriteReportOperator(FerryOperator):
             "comparison": [
                 {k: c[k] for k in ("table", "equal", "rows_source", "rows_target", "seconds")} for c in comparisons
             ],
-            "sequences_set": sum(r.action == Action.SET_SEQUENCE for r in records),
+            "sequences_set": sum(len(r.after) for r in records if r.action == Action.SET_SEQUENCE),
             "materialized_views": [r.target.name for r in records if r.action == Action.REFRESH_MATVIEW],
             "large_objects_copied": sum(
                 len(r.after["oids"]) for r in records if r.action == Action.COPY_LARGE_OBJECTS and r.done
