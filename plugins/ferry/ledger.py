@@ -211,7 +211,8 @@ class Ledger:
         body = redact(json.dumps(asdict(record), sort_keys=True, default=str), self.secrets)
         # Nanoseconds first so listing order is write order; a random tail keeps parallel tasks apart.
         key = f"{self.prefix}{time.time_ns():020d}-{uuid.uuid4().hex[:8]}-{record.action}.json"
-        self.hook.load_string(body, key=key, bucket_name=self.bucket, replace=False)
+        # One PUT: the key is new by construction (time and a random tail), and a record is a few hundred bytes.
+        self.hook.get_conn().put_object(Bucket=self.bucket, Key=key, Body=body.encode(), ContentType="application/json")
         if self._entries is not None:
             self._entries.append(LedgerRecord(**json.loads(body)))
         return key
