@@ -79,3 +79,48 @@ def test_markdown_and_chart_carry_the_timeline_and_the_freeze():
     assert png.format == "PNG" and png.width == 1100 and png.height > 3 * 18
     shaded = png.convert("RGB").getpixel((int(260 + 5 / 9.5 * 800) + 3, 60))  # inside the freeze, above no bar
     assert shaded == (0xFD, 0xE2, 0xE2)
+
+
+def test_the_comparison_report_names_every_difference_and_what_was_not_compared():
+    from ferry.report import render_comparison
+
+    results = [
+        {"table": "public.b", "equal": True, "rows_source": 3, "rows_target": 3, "chunks": 1, "seconds": 0.1},
+        {
+            "table": "public.a",
+            "equal": False,
+            "rows_source": 5,
+            "rows_target": 4,
+            "chunks": 2,
+            "seconds": 0.2,
+            "missing_on_target": ["17"],
+            "extra_on_target": [],
+            "changed": ["(2,c0041)"],
+            "differing_rows": [{"row_hash": "-42", "source": 2, "target": 1}],
+        },
+    ]
+    text = render_comparison(results, ["public.c"])
+    rows = [line for line in text.splitlines() if line.startswith("| public.")]
+    assert rows == ["| public.a | DIFFERENT | 5 | 4 | 2 | 0.2 |", "| public.b | EQUAL | 3 | 3 | 1 | 0.1 |"]
+    assert "- missing on the target: 17" in text and "- changed: (2,c0041)" in text
+    assert "- row hash -42: 2 on the source, 1 on the target" in text
+    assert text.endswith("Not compared (their task failed before a result): public.c\n")
+
+
+def test_the_aws_review_says_ready_or_blocked_with_its_reasons():
+    from ferry.report import render_aws_review
+
+    ready = render_aws_review(["RDS x: available"], [], ["RDS instance is not Multi-AZ"])
+    assert ready.startswith("# Ferry AWS review: READY\n") and "## Blocking" not in ready
+    assert "## Warnings\n\n- RDS instance is not Multi-AZ" in ready
+    blocked = render_aws_review([], ["parameter group g lacks rds.logical_replication = 1 (set it and reboot)"], [])
+    assert blocked.startswith("# Ferry AWS review: BLOCKED\n") and "- parameter group g lacks" in blocked
+
+
+def test_the_storage_report_lists_each_pair_and_each_object_that_failed():
+    from ferry.report import render_storage
+
+    pair = {"source": "s", "target": "t", "objects": 3, "copied": 1, "skipped": 1, "verified": 2, "seconds": 0.5}
+    text = render_storage([pair | {"failed": [{"key": "k1", "error": "Timeout"}], "mismatched": ["k2"]}])
+    assert "| s | t | 3 | 1 | 1 | 1 | 2 | 0.5 |" in text
+    assert "- failed k1: Timeout" in text and "- does not verify: k2" in text

@@ -148,9 +148,7 @@ class FerryPostgresHook(PostgresHook):
         """``CREATE EXTENSION IF NOT EXISTS`` for each extension installed in ``schemas`` (a schema dump of
         named schemas leaves them out), to run on the target before that dump."""
         return "".join(
-            sql.SQL(
-                "CREATE SCHEMA IF NOT EXISTS {schema};\nCREATE EXTENSION IF NOT EXISTS {name} WITH SCHEMA {schema};\n"
-            )
+            sql.SQL(load_sql("extension_create"))
             .format(name=sql.Identifier(r["name"]), schema=sql.Identifier(r["schema"]))
             .as_string(None)
             for r in self.fetch("extensions")
