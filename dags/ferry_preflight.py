@@ -14,6 +14,7 @@ found and, when it fails, what to do:
 | `check_writers` | every login role that can write a table in scope, and where the right comes from (grant, a role's grant, PUBLIC, ownership, superuser); fails on one the fence cannot hold (a superuser or an owner), warns on `source.keep_writing` |
 | `check_schema_drift` | tables, columns and types match between source and target, once the target has a schema |
 | `check_replication_health` | when the subscription exists: enabled, worker running, apply errors, slot lag, WAL retained against `max_slot_wal_keep_size` |
+| `check_leftover_slots` | no replication slot of Ferry's (named after the plan) left behind on either side, with the WAL each keeps |
 | `check_sequences` | the sequences in scope, owned or not (they are not replicated) |
 | `go_no_go_report` | writes the go/no-go report (log and Markdown file); fails the run on NO-GO. Warnings do not fail it |
 

@@ -10,7 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ferry.checks.base import CheckResult, Status
-from ferry.checks.connectivity import check_connections, check_replication_health, check_source_replication_settings
+from ferry.checks.connectivity import (
+    check_connections,
+    check_leftover_slots,
+    check_replication_health,
+    check_source_replication_settings,
+)
 from ferry.checks.coverage import check_extensions, check_not_replicated, extension_findings
 from ferry.checks.plan_sections import check_plan_sections
 from ferry.checks.schema import check_replica_identity, check_schema_drift, check_sequences
@@ -22,6 +27,7 @@ __all__ = [
     "Status",
     "check_connections",
     "check_extensions",
+    "check_leftover_slots",
     "check_not_replicated",
     "check_plan_sections",
     "check_replica_identity",
@@ -43,5 +49,6 @@ CHECKS: dict[str, Callable[..., CheckResult]] = {
     "extensions": check_extensions,
     "schema_drift": check_schema_drift,
     "replication_health": check_replication_health,
+    "leftover_slots": check_leftover_slots,
     "sequences": check_sequences,
 }

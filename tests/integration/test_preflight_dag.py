@@ -170,3 +170,21 @@ def test_every_writer_is_listed_with_where_its_right_comes_from(stand, source, m
     assert held.status == "fail"
     assert any("grant to PUBLIC" in f for f in held.findings if f.startswith("saas_reports:"))
     assert any(f.startswith("role ferry_cron owns public.page_views (owner)") for f in held.findings), held.findings
+
+
+def test_a_slot_of_ferrys_left_behind_is_named_with_the_wal_it_keeps(stand, source, target):
+    from ferry.preflight import check_leftover_slots
+
+    plan = load_plan()
+    assert check_leftover_slots(plan).status == "pass"
+    source.execute("SELECT pg_create_logical_replication_slot('ferry_stand_saas_capture', 'test_decoding')")
+    try:
+        source.execute("CREATE TABLE slot_ballast AS SELECT generate_series(1, 10000) AS n")  # WAL the slot keeps
+        found = check_leftover_slots(plan)
+    finally:
+        source.execute("DROP TABLE IF EXISTS slot_ballast")
+        source.execute("SELECT pg_drop_replication_slot('ferry_stand_saas_capture')")
+    assert found.status == "warn"
+    assert found.summary.startswith("1 slot(s) of Ferry's left behind: source ferry_stand_saas_capture (")
+    assert any("LEFT BEHIND" in f and "test_decoding" in f for f in found.findings)
+    assert "pg_drop_replication_slot" in found.remedy

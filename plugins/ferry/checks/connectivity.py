@@ -159,3 +159,35 @@ def check_replication_health(plan: Plan) -> CheckResult:
     if warnings:
         return CheckResult("replication_health", "warn", "; ".join(warnings), findings, remedy)
     return CheckResult("replication_health", "pass", "replication is streaming", findings)
+
+
+def check_leftover_slots(plan: Plan) -> CheckResult:
+    """No replication slot of Ferry's (named after the plan) is left behind on either side: an
+    abandoned slot keeps every byte of WAL from its position on, until the disk fills."""
+    expected = {("source", plan.subscription)}  # the subscription's own slot, while it replicates
+    if target_hook(plan).get_subscription_status(plan.subscription) is None:
+        expected = set()
+    prefix = f"ferry_{plan.key}"
+    found = [
+        (side, slot)
+        for side, hook in (("source", source_hook(plan)), ("target", target_hook(plan)))
+        for slot in hook.get_slots(prefix)
+    ]
+    leftover = [(side, s) for side, s in found if (side, s["slot_name"]) not in expected]
+    findings = [
+        f"{side}: slot {s['slot_name']} ({s['slot_type']}{', ' + s['plugin'] if s['plugin'] else ''}), "
+        f"active={s['active']}, keeps {s['retained_bytes'] or 0} bytes of WAL, wal_status={s['wal_status']}"
+        + ("" if (side, s["slot_name"]) in expected else "; LEFT BEHIND")
+        for side, s in found
+    ]
+    if not leftover:
+        return CheckResult("leftover_slots", "pass", f"no slot of Ferry's left behind ({len(found)} in use)", findings)
+    return CheckResult(
+        "leftover_slots",
+        "warn",
+        f"{len(leftover)} slot(s) of Ferry's left behind: "
+        + ", ".join(f"{side} {s['slot_name']} ({s['retained_bytes'] or 0} bytes of WAL)" for side, s in leftover),
+        findings,
+        "A slot nobody reads keeps WAL until the disk fills. If no Ferry run still needs it, drop it on its side: "
+        "SELECT pg_drop_replication_slot('<slot>'); (ferry_rollback with undo_all_stages drops the ones it recorded).",
+    )

@@ -68,6 +68,10 @@ class ReplicationHook(FerryPostgresHook):
         self.run_template("publication_drop", {"publication": sql.Identifier(publication)})
         return existed
 
+    def get_slots(self, prefix: str) -> list[dict[str, Any]]:
+        """The replication slots of this database whose name starts with ``prefix``, with the WAL each keeps."""
+        return self.fetch("slots_of_prefix", prefix=prefix)
+
     def drop_slot(self, slot_name: str) -> bool:
         """Drop an inactive replication slot; False when there was none."""
         return bool(self.fetch("slot_drop", slot_name=slot_name))
