@@ -8,16 +8,24 @@ is undone by `ferry_rollback`; if a task fails before it, stop and trigger `ferr
 
 1. `scope`: tables added to the source since week prior are created on the target, published,
    subscribed and copied (each step changes nothing when none was added). `preflight`,
-   `check_day_before_complete`, **`gate_go_no_go`**.
-2. `route_webhooks_to_recorder`: billing webhooks go to the recorder (stored in S3, replayed later).
-3. `stop_vm_services`: the old app's units stopped over SSH. `fence_source`: the application roles can no longer write.
-4. `wait_replication_caught_up`: deferred until the target confirmed the fence's WAL position.
-5. `list_tables` and `compare_data` (one mapped task per table), `compare_report`; beside them
-   `copy_large_objects` (replication does not carry them; verified by md5); **`gate_comparison`**.
-6. `drop_subscription`, `sync_sequences`: the target stands alone and is writable.
-7. `create_read_replicas`, `apply_ssm_cutover`, `refresh_materialized_views`, `restore_deployments`,
+   `check_day_before_complete`.
+2. `start_change_capture` (a logical decoding slot per side: every row changed from now on is
+   captured), `list_tables`, `compare_live` (one mapped task per table, while the application still
+   writes; ranges that keep differing are carried into the freeze), `drain_change_capture`,
+   **`gate_go_no_go`**. With `thresholds.compare_in_freeze: full` these compare nothing and the
+   whole comparison runs in the freeze.
+3. `route_webhooks_to_recorder`: billing webhooks go to the recorder (stored in S3, replayed later).
+4. `stop_vm_services`: the old app's units stopped over SSH. `fence_source`: the application roles can no longer write.
+5. `wait_replication_caught_up`: deferred until the target confirmed the fence's WAL position.
+6. `drain_change_capture_in_freeze` and `compare_data` (one mapped task per table: only the rows
+   changed since the live comparison and the ranges it left open, so the freeze does not grow with
+   the data), `compare_report` (what was verified when); beside them `copy_large_objects`
+   (replication does not carry them; verified by md5); **`gate_comparison`**.
+7. `drop_subscription`, `sync_sequences`: the target stands alone and is writable;
+   `drop_change_capture`.
+8. `create_read_replicas`, `apply_ssm_cutover`, `refresh_materialized_views`, `restore_deployments`,
    `restart_pgbouncer`, `smoke_test_new_app`.
-8. **`gate_point_of_no_return`**, then `switch_dns` (every record to its new value, INSYNC),
+9. **`gate_point_of_no_return`**, then `switch_dns` (every record to its new value, INSYNC),
    `replay_webhooks` (every recorded webhook, in order, once, to the new app), `write_report`
    (Markdown, JSON and a timeline chart, locally and in S3).
 
@@ -32,7 +40,9 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, TaskGroup
 
+from ferry.operators.capture import CaptureDrainOperator, CaptureStartOperator, CaptureStopOperator
 from ferry.operators.compare import (
+    ReplicationCompareLiveOperator,
     ReplicationCompareReportOperator,
     ReplicationCompareTableOperator,
     ReplicationListTablesOperator,
@@ -98,10 +108,25 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         stage="ferry_day_before",
         doc_md="Refuses to start unless ferry_day_before completed.",
     )
+    capture = CaptureStartOperator(
+        task_id="start_change_capture",
+        doc_md="Creates a logical decoding slot on each side: every row changed from now on is captured, "
+        "so the freeze verifies only those. Undone by: drop_change_capture (here after the cutover, and ferry_rollback).",
+    )
+    tables = ReplicationListTablesOperator(task_id="list_tables", doc_md="The tables to compare, one mapped task each.")
+    live = ReplicationCompareLiveOperator.partial(
+        task_id="compare_live",
+        doc_md="Compares one table while the application writes; ranges still differing are carried into the freeze.",
+    ).expand(table=tables.output)
+    drain_live = CaptureDrainOperator(
+        task_id="drain_change_capture",
+        doc_md="Stores the keys changed so far (S3) and consumes them from the slots, so the freeze's drain is small.",
+    )
     go = gate(
         "gate_go_no_go",
         "Start the cutover?",
-        "Pre-flight passed and ferry_day_before completed. The freeze starts next.",
+        "Pre-flight passed, ferry_day_before completed, every table compared live (compare_live's logs). "
+        "The freeze starts next.",
     )
     webhooks = Route53RouteWebhooksToRecorderOperator(
         task_id="route_webhooks_to_recorder",
@@ -119,9 +144,15 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         timeout_s=1800,
         doc_md="Waits (deferred) until the target confirmed the fence LSN (fence_source's XCom).",
     )
-    tables = ReplicationListTablesOperator(task_id="list_tables", doc_md="The tables to compare, one mapped task each.")
+    drain_freeze = CaptureDrainOperator(
+        task_id="drain_change_capture_in_freeze",
+        doc_md="Reads what changed on both sides since the last drain, up to the fence (source) and after the "
+        "catch-up (target): exactly the rows the freeze verifies.",
+    )
     compare = ReplicationCompareTableOperator.partial(
-        task_id="compare_data", doc_md="Compares one table on both sides by key range; fails on any difference."
+        task_id="compare_data",
+        doc_md="Verifies one table in the freeze: the rows changed since its live comparison and the ranges it "
+        "left open (or all of it, saying why); fails on any difference.",
     ).expand(table=tables.output)
     compare_report = ReplicationCompareReportOperator(
         task_id="compare_report",
@@ -141,6 +172,9 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
     )
     drop = ReplicationDropSubscriptionOperator(
         task_id="drop_subscription", doc_md="Drops the subscription; the target stands alone."
+    )
+    drop_capture = CaptureStopOperator(
+        task_id="drop_change_capture", doc_md="Drops the change capture slots (a slot nobody reads fills a disk)."
     )
     sequences = ReplicationSyncSequencesOperator(
         task_id="sync_sequences", doc_md="Sets every sequence on the target past the source's."
@@ -184,8 +218,11 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         task_id="mark_stage_complete", doc_md="Records D-day's completion in the ledger."
     )
 
-    scope >> preflight >> previous >> go >> webhooks >> stop >> fence >> caught_up >> [tables, large_objects]
+    scope >> preflight >> previous >> capture >> tables
+    live >> drain_live >> go >> webhooks >> stop >> fence >> caught_up >> [drain_freeze, large_objects]
+    drain_freeze >> compare
     [compare_report, large_objects] >> compared
-    compare >> compare_report >> compared >> drop >> sequences >> [replicas, ssm, matviews] >> scale_up >> pgbouncer
+    compare >> compare_report >> compared >> drop >> [sequences, drop_capture]
+    sequences >> [replicas, ssm, matviews] >> scale_up >> pgbouncer
     pgbouncer >> smoke
     smoke >> no_return >> dns >> replay >> report >> done

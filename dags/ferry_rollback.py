@@ -11,17 +11,18 @@ run again. A dry run (trigger form) reports what each step would undo and change
 2. `restore_ssm_cutover`: the SSM parameters D-day pointed at RDS, back to their earlier versions.
 3. `delete_read_replicas`: the RDS read replicas Ferry created, deleted.
 4. `unfence_source`: the source database writable again for the application roles.
-5. `start_vm_services`: the units Ferry stopped on the VMs, started again (reverse order), verified.
-6. `restore_dns`: every record Ferry changed (the webhook host included), back exactly as it was.
-7. `replay_webhooks_to_old_app`: every webhook recorded meanwhile, in order, each once, to the old app.
-8. With **undo_all_stages** (trigger form; off by default, so the next D-day attempt finds the
+5. `drop_change_capture`: D-day's change capture slots dropped on both sides (they would keep WAL).
+6. `start_vm_services`: the units Ferry stopped on the VMs, started again (reverse order), verified.
+7. `restore_dns`: every record Ferry changed (the webhook host included), back exactly as it was.
+8. `replay_webhooks_to_old_app`: every webhook recorded meanwhile, in order, each once, to the old app.
+9. With **undo_all_stages** (trigger form; off by default, so the next D-day attempt finds the
    target still replicating), the earlier stages too, in reverse: `restore_deployment_counts`
    (the new deployments back to their counts before Ferry), `restore_ssm_production`,
    `remove_webhook_recorder`, `restore_ssm_staging`, `drop_subscription`, `drop_publication`,
    `drop_orphan_slot`, `remove_copied_large_objects`, `drop_copied_schema` (the tables week_prior copied to the target, whose
    rows are copies of the source's; refused once D-day has pointed the application's DNS at the
    new side).
-9. `rollback_result`: fails the run if any step failed, naming it; the others still ran.
+10. `rollback_result`: fails the run if any step failed, naming it; the others still ran.
 
 Nothing is lost: writes refused by the fence were refused, not dropped, and every webhook the
 recorder acknowledged reaches the old app.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param, TriggerRule
 
+from ferry.operators.capture import CaptureStopOperator
 from ferry.operators.fence import ReplicationUnfenceSourceOperator
 from ferry.operators.kube import KubeRestoreReplicasOperator, KubeScaleDownDeploymentsOperator
 from ferry.operators.objects import ReplicationRemoveCopiedLargeObjectsOperator
@@ -76,6 +78,10 @@ with DAG(schedule=None, **args):
         ),
         ReplicationUnfenceSourceOperator(
             task_id="unfence_source", doc_md="Lifts the write fence on the source database. Undoes: fence_source."
+        ),
+        CaptureStopOperator(
+            task_id="drop_change_capture",
+            doc_md="Drops D-day's change capture slots on both sides, if any. Undoes: start_change_capture.",
         ),
         VmStartServicesOperator(
             task_id="start_vm_services",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -95,6 +96,18 @@ class TableComparison:
     changed: list[str] = field(default_factory=list)
     differing_rows: list[dict[str, Any]] = field(default_factory=list)
     truncated: bool = False
+    phase: str = "full"
+    """``full`` (the whole table), ``live`` (while the application writes) or ``tail`` (in the freeze, only what
+    changed since the live comparison and the ranges it left unresolved)."""
+    keys_verified: int = 0
+    rows_verified: int = 0
+    carried: list[list[list[str] | None]] = field(default_factory=list)
+    """Live: the key ranges (lower, upper; None is open) still differing, to compare again in the freeze."""
+    carried_whole: str = ""
+    """Live or tail: why the whole table is (or was) compared in the freeze instead."""
+    capture: str = ""
+    started_at: str = ""
+    equal_multiset: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,6 +115,11 @@ class TableComparison:
     @property
     def differences(self) -> int:
         return len(self.missing_on_target) + len(self.extra_on_target) + len(self.changed) + len(self.differing_rows)
+
+
+def _same(src: dict[str, Any], tgt: dict[str, Any]) -> bool:
+    """Whether a range measured the same on both sides (rows and content hash)."""
+    return (src["rows"], src["hash"]) == (tgt["rows"], tgt["hash"])
 
 
 @dataclass(frozen=True)
@@ -172,39 +190,159 @@ class Comparer:
         self.chunk_rows, self.leaf_rows, self.diff_limit = chunk_rows, leaf_rows, diff_limit
 
     def compare_table(self, table: str, mode: Mode = "full") -> TableComparison:
-        """Compare ``table`` (a quoted, schema-qualified name) on both servers."""
-        started = time.monotonic()
-        result = TableComparison(table=table, mode=mode)
-        key = self.source.fetch_one("table_key", table=table)
-        hashed = row_hash(self.source.fetch("row_columns", table=table))
-        sides = (_Side(self.source, self.concurrency), _Side(self.target, self.concurrency))
-        try:
+        """Compare ``table`` (a quoted, schema-qualified name) on both servers, all of it."""
+
+        def body(sides, key, columns, hashed, result: TableComparison) -> None:
             if key is None:
-                result.keyed = False
                 self._compare_multiset(sides, table, hashed, mode, result)
             else:
-                _KeyedTable(self, sides, table, key["key_columns"], key["key_types"], hashed, mode, result).run()
+                self._keyed(sides, table, key, hashed, mode, result).run()
+
+        return self._with_sides(table, "full", mode, body)
+
+    def _keyed(
+        self,
+        sides: tuple[_Side, _Side],
+        table: str,
+        key: dict[str, Any],
+        hashed: sql.Composable,
+        mode: Mode,
+        result: TableComparison,
+    ) -> _KeyedTable:
+        return _KeyedTable(self, sides, table, key["key_columns"], key["key_types"], hashed, mode, result)
+
+    def _with_sides(self, table: str, phase: str, mode: Mode, body: Callable[..., None]) -> TableComparison:
+        started = time.monotonic()
+        result = TableComparison(table=table, mode=mode, phase=phase)
+        key = self.source.fetch_one("table_key", table=table)
+        columns = self.source.fetch("row_columns", table=table)
+        sides = (_Side(self.source, self.concurrency), _Side(self.target, self.concurrency))
+        try:
+            result.keyed = key is not None
+            body(sides, key, columns, row_hash(columns), result)
         finally:
             for side in sides:
                 side.close()
-        result.equal = result.differences == 0 and result.rows_source == result.rows_target
+        result.equal = (
+            result.differences == 0
+            and result.rows_source == result.rows_target
+            and not result.carried
+            and not result.carried_whole
+        )
         result.seconds = round(time.monotonic() - started, 3)
         return result
 
+    def compare_live(
+        self, table: str, mode: Mode = "full", retries: int = 3, wait_s: float = 2.0, max_carried: int = 200
+    ) -> TableComparison:
+        """Compare ``table`` while the application writes and replication streams. Ranges that still
+        differ after ``retries`` are carried (``result.carried``) to be compared again in the freeze; a table
+        without a key that still differs, or too many ranges, are carried whole (``result.carried_whole``)."""
+
+        def body(sides, key, columns, hashed, result: TableComparison) -> None:
+            if key is None:
+                for attempt in range(retries + 1):
+                    probe = TableComparison(table=table, mode=mode)
+                    self._compare_multiset(
+                        sides, table, hashed, "counts" if mode == "counts" else "full", probe, name_rows=False
+                    )
+                    result.rows_source, result.rows_target = probe.rows_source, probe.rows_target
+                    result.chunks, result.ranges_compared = 1, result.ranges_compared + 1
+                    if probe.equal_multiset or attempt == retries:
+                        break
+                    time.sleep(wait_s)
+                if not probe.equal_multiset:
+                    result.carried_whole = "a table without a key that differed while live"
+                return
+            carried = self._keyed(sides, table, key, hashed, mode, result).run_live(retries, wait_s, max_carried)
+            if carried is None:
+                result.carried_whole = "too many key ranges differed while live"
+            else:
+                result.carried = [
+                    [list(r.lower) if r.lower else None, list(r.upper) if r.upper else None] for r in carried
+                ]
+            # Keys named while live may be replication catching up: the freeze decides.
+            result.missing_on_target, result.extra_on_target, result.changed = [], [], []
+            result.truncated = False
+
+        return self._with_sides(table, "live", mode, body)
+
+    def verify_tail(
+        self,
+        table: str,
+        mode: Mode = "full",
+        carried: list[list[list[str] | None]] | None = None,
+        keys: set[tuple[str | None, ...]] | None = None,
+        rows: set[tuple[str | None, ...]] | None = None,
+    ) -> TableComparison:
+        """Compare in the freeze only what the live comparison left open: the ``carried`` key ranges, the
+        rows of the captured ``keys`` (keyed table) or the captured ``rows`` (table without a key). Reads
+        nothing else of the table."""
+
+        def body(sides, key, columns, hashed, result: TableComparison) -> None:
+            if key is None:
+                self._verify_rows(sides, table, columns, hashed, sorted(rows or (), key=str), result)
+                return
+            keyed = self._keyed(sides, table, key, hashed, mode, result)
+            ranges = [_Range(tuple(lo) if lo else None, tuple(hi) if hi else None) for lo, hi in (carried or [])]
+            if ranges:
+                keyed.run(ranges)
+            keyed.verify_keys(sorted(keys or (), key=str))
+            result.rows_source = result.rows_target = 0  # counted by the live comparison; here: what was verified
+
+        result = self._with_sides(table, "tail", mode, body)
+        return result
+
+    def _verify_rows(
+        self,
+        sides: tuple[_Side, _Side],
+        table: str,
+        columns: list[dict[str, str]],
+        hashed: sql.Composable,
+        rows: list[tuple[str | None, ...]],
+        result: TableComparison,
+        batch: int = 2_000,
+    ) -> None:
+        """A table without a key: how many copies of each captured row (by its columns' text) each side holds."""
+        texts = sql.SQL(", ").join(sql.SQL("ferry_row.{}::text").format(sql.SQL(c["column"])) for c in columns)
+        arrays = sql.SQL(", ").join(sql.SQL("{}::text[]").format(sql.Placeholder(f"c{i}")) for i in range(len(columns)))
+        statement = sql.SQL(load_sql("compare_rows_of")).format(
+            table=sql.SQL(table), row_hash=hashed, row_text=texts, arrays=arrays
+        )
+        for start in range(0, len(rows), batch):
+            part = rows[start : start + batch]
+            params = {f"c{i}": [r[i] for r in part] for i in range(len(columns))}
+            result.ranges_compared += 1
+            src, tgt = (
+                {r["hash"]: r["copies"] for r in f.result()} for f in [s.submit(statement, params) for s in sides]
+            )
+            result.rows_verified += len(part)
+            self._name_rows(src, tgt, result)
+
     def _compare_multiset(
-        self, sides: tuple[_Side, _Side], table: str, hashed: sql.Composable, mode: Mode, result: TableComparison
+        self,
+        sides: tuple[_Side, _Side],
+        table: str,
+        hashed: sql.Composable,
+        mode: Mode,
+        result: TableComparison,
+        name_rows: bool = True,
     ) -> None:
         template = "compare_count" if mode == "counts" else "compare_chunk"
         statement = sql.SQL(load_sql(template)).format(table=sql.SQL(table), predicate=sql.SQL("true"), row_hash=hashed)
         src, tgt = (f.result()[0] for f in [s.submit(statement) for s in sides])
         result.chunks = result.ranges_compared = 1
         result.rows_source, result.rows_target = src["rows"], tgt["rows"]
-        if (src["rows"], src["hash"]) == (tgt["rows"], tgt["hash"]) or mode == "counts":
+        result.equal_multiset = (src["rows"], src["hash"]) == (tgt["rows"], tgt["hash"])
+        if result.equal_multiset or mode == "counts" or not name_rows:
             return
         statement = sql.SQL(load_sql("compare_multiset")).format(table=sql.SQL(table), row_hash=hashed)
         src_rows, tgt_rows = (
             {r["hash"]: r["copies"] for r in f.result()} for f in [s.submit(statement) for s in sides]
         )
+        self._name_rows(src_rows, tgt_rows, result)
+
+    def _name_rows(self, src_rows: dict[str, int], tgt_rows: dict[str, int], result: TableComparison) -> None:
         for row_hash in sorted(set(src_rows) | set(tgt_rows)):
             if src_rows.get(row_hash, 0) != tgt_rows.get(row_hash, 0):
                 if len(result.differing_rows) >= self.diff_limit:
@@ -301,14 +439,20 @@ class _KeyedTable:
         edges: list[tuple[str, ...] | None] = [None, *cuts, None]
         return [_Range(lo, hi) for lo, hi in zip(edges, edges[1:], strict=False)]
 
-    def run(self) -> None:
-        ranges = self._plan_ranges()
-        self.result.chunks = len(ranges)
-        pending = [(r, self._measure(r)) for r in ranges]
+    def run(self, ranges: list[_Range] | None = None, at_leaf: Callable[[_Range], None] | None = None) -> None:
+        """Compare ``ranges`` (the table's planned ranges by default), bisecting those that differ until a
+        range is small enough for ``at_leaf`` (which names its keys by default)."""
+        planned = ranges is None
+        ranges = self._plan_ranges() if ranges is None else ranges
+        if planned:
+            self.result.chunks = len(ranges)
+        self._bisect([(r, self._measure(r)) for r in ranges], set(ranges), at_leaf or self._compare_rows)
+
+    def _bisect(self, pending: list[tuple[_Range, tuple[Future, Future]]], top: set[_Range], at_leaf: Any) -> None:
         while pending:
             r, (src_f, tgt_f) = pending.pop(0)
             src, tgt = src_f.result()[0], tgt_f.result()[0]
-            if r in ranges:
+            if r in top:
                 self.result.rows_source += src["rows"]
                 self.result.rows_target += tgt["rows"]
             if (src["rows"], src["hash"]) == (tgt["rows"], tgt["hash"]):
@@ -317,14 +461,53 @@ class _KeyedTable:
                 self.result.truncated = True
                 continue
             if max(src["rows"], tgt["rows"]) <= self.c.leaf_rows:
-                self._compare_rows(r)
+                at_leaf(r)
                 continue
             middle = self._median(r, src["rows"], tgt["rows"])
             if middle is None or middle == r.lower:
-                self._compare_rows(r)
+                at_leaf(r)
                 continue
             for half in (_Range(r.lower, middle), _Range(middle, r.upper)):
                 pending.append((half, self._measure(half)))
+
+    def run_live(self, retries: int, wait_s: float, max_carried: int) -> list[_Range] | None:
+        """The live comparison: compare every range; compare again, up to ``retries`` times ``wait_s`` apart,
+        those that differ (replication may be behind); bisect what still differs to small ranges, which are
+        returned to be compared again in the freeze. None: too many, compare the table whole there."""
+        ranges = self._plan_ranges()
+        self.result.chunks = len(ranges)
+        differing = []
+        for r, (src_f, tgt_f) in [(r, self._measure(r)) for r in ranges]:
+            src, tgt = src_f.result()[0], tgt_f.result()[0]
+            self.result.rows_source += src["rows"]
+            self.result.rows_target += tgt["rows"]
+            if not _same(src, tgt):
+                differing.append(r)
+        for _ in range(retries):
+            if not differing:
+                break
+            time.sleep(wait_s)
+            measured = [(r, self._measure(r)) for r in differing]
+            differing = [r for r, (src_f, tgt_f) in measured if not _same(src_f.result()[0], tgt_f.result()[0])]
+        carried: list[_Range] = []
+        self._bisect([(r, self._measure(r)) for r in differing], set(), carried.append)
+        if self.result.truncated or len(carried) > max_carried:
+            return None
+        return carried
+
+    def verify_keys(self, keys: list[tuple[str | None, ...]], batch: int = 5_000) -> None:
+        """Compare, row by row, exactly the rows of ``keys`` (each a tuple of key texts) on both sides."""
+        columns = sql.SQL(", ").join(self.columns)
+        arrays = sql.SQL(", ").join(
+            sql.SQL("{}::{}[]").format(sql.Placeholder(f"k{i}"), sql.SQL(t)) for i, t in enumerate(self.types)
+        )
+        predicate = sql.SQL("({}) IN (SELECT * FROM unnest({}))").format(columns, arrays)
+        statement = sql.SQL(load_sql("compare_rows")).format(**self.names, predicate=predicate)
+        for start in range(0, len(keys), batch):
+            part = keys[start : start + batch]
+            params = {f"k{i}": [k[i] for k in part] for i in range(len(self.types))}
+            self.result.ranges_compared += 1
+            self._name_differences(*(f.result() for f in [s.submit(statement, params) for s in self.sides]))
 
     def _median(self, r: _Range, src_rows: int, tgt_rows: int) -> tuple[str, ...] | None:
         side, rows = (self.sides[0], src_rows) if src_rows >= tgt_rows else (self.sides[1], tgt_rows)
@@ -333,8 +516,16 @@ class _KeyedTable:
 
     def _compare_rows(self, r: _Range) -> None:
         statement = self._statement("compare_rows", r)
-        src, tgt = ({row["key"]: row["hash"] for row in f.result()} for f in [s.submit(statement) for s in self.sides])
+        self._name_differences(*(f.result() for f in [s.submit(statement) for s in self.sides]))
+
+    def _name_differences(self, src_rows: list[dict[str, Any]], tgt_rows: list[dict[str, Any]]) -> None:
+        src = {row["key"]: row["hash"] for row in src_rows}
+        tgt = {row["key"]: row["hash"] for row in tgt_rows}
+        self.result.keys_verified += len(set(src) | set(tgt))
+        named = set(self.result.missing_on_target) | set(self.result.extra_on_target) | set(self.result.changed)
         for key in sorted(set(src) | set(tgt)):
+            if key in named:
+                continue
             if self.result.differences >= self.c.diff_limit:
                 self.result.truncated = True
                 return

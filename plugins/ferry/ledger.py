@@ -46,6 +46,8 @@ class Action(StrEnum):
     DROP_SUBSCRIPTION = "drop_subscription"
     ORPHAN_SLOT = "orphan_slot"
     DROP_ORPHAN_SLOT = "drop_orphan_slot"
+    CREATE_CAPTURE_SLOT = "create_capture_slot"
+    DROP_CAPTURE_SLOT = "drop_capture_slot"
     FENCE_SOURCE = "fence_source"
     UNFENCE_SOURCE = "unfence_source"
     SET_SEQUENCE = "set_sequence"

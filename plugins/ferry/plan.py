@@ -307,6 +307,14 @@ class Thresholds(Strict):
     compare_mode: Literal["full", "counts", "tables"] = "full"
     compare_tables: list[NonEmpty] = []
     compare_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    compare_in_freeze: Literal["tail", "full"] = "tail"
+    """``tail``: D-day compares every table while the application still writes, captures every row changed
+    since (a logical decoding slot per side) and verifies in the write freeze only those rows and the
+    ranges still unresolved; the freeze does not grow with the data. ``full``: the whole comparison runs
+    in the freeze (for the cautious, and small databases)."""
+    compare_live_retries: Annotated[int, Field(ge=0, le=100)] = 3
+    """Times a range that differs while live is compared again before it is carried into the freeze."""
+    compare_live_retry_wait_s: Annotated[float, Field(ge=0, le=600)] = 2.0
     sequence_gap: Annotated[int, Field(ge=0)] = 1000
     statement_timeout_s: Annotated[int, Field(ge=1)] = 60
 

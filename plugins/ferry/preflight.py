@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from ferry.checks.base import CheckResult, Status
 from ferry.checks.connectivity import (
+    check_change_capture,
     check_connections,
     check_leftover_slots,
     check_replication_health,
@@ -25,6 +26,7 @@ __all__ = [
     "CHECKS",
     "CheckResult",
     "Status",
+    "check_change_capture",
     "check_connections",
     "check_extensions",
     "check_leftover_slots",
@@ -50,5 +52,6 @@ CHECKS: dict[str, Callable[..., CheckResult]] = {
     "schema_drift": check_schema_drift,
     "replication_health": check_replication_health,
     "leftover_slots": check_leftover_slots,
+    "change_capture": check_change_capture,
     "sequences": check_sequences,
 }

@@ -138,13 +138,17 @@ def render_d_day(data: dict[str, Any]) -> str:
     lines += [f"| {t['task']} | {t['start']} | {t['end']} | {t['seconds']} |" for t in data["timeline"]]
     lines += [
         "",
-        "## Comparison",
+        "## Comparison: what was verified when",
         "",
-        "| table | equal | rows source | rows target | seconds |",
-        "|---|---|---|---|---|",
+        "| table | equal | rows source | rows target | live at | live s | carried | freeze | freeze at | freeze s "
+        "| keys verified in freeze |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {c['table']} | {c['equal']} | {c['rows_source']} | {c['rows_target']} | {c['seconds']} |"
+        f"| {c['table']} | {c['equal']} | {c['rows_source']} | {c['rows_target']} | {c.get('live_at') or '-'} "
+        f"| {c.get('live_s') if c.get('live_s') is not None else '-'} | {c.get('carried', 0)} "
+        f"| {c.get('freeze', 'full')} | {c.get('freeze_at') or '-'} | {c.get('freeze_s', c['seconds'])} "
+        f"| {c.get('freeze_keys', 0)} |"
         for c in data["comparison"]
     ]
     lines += ["", "## DNS changes", ""] + [f"- {d['record']}: {d['to']}" for d in data["dns_changes"]]
@@ -235,20 +239,61 @@ def render_preflight(plan_name: str, results: list[Any], run_id: str, written_at
     return go, "\n".join(lines) + "\n"
 
 
-def render_comparison(results: list[dict[str, Any]], unreported: list[str]) -> str:
-    """The data comparison as Markdown: a row per table, then every difference named, then the tables
+def verification(results: list[dict[str, Any]], live: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """What was verified when, per table: the live comparison (rows and ranges, while the application
+    wrote) and the freeze's (the captured keys and carried ranges, or the whole table, and why)."""
+    lives = {r["table"]: r for r in live or []}
+    rows = []
+    for r in sorted(results, key=lambda r: r["table"]):
+        before = lives.get(r["table"])
+        rows.append(
+            {
+                "table": r["table"],
+                "equal": r["equal"],
+                "rows_source": before["rows_source"] if r.get("phase") == "tail" and before else r["rows_source"],
+                "rows_target": before["rows_target"] if r.get("phase") == "tail" and before else r["rows_target"],
+                "live_at": before["started_at"] if before else None,
+                "live_s": before["seconds"] if before else None,
+                "live_ranges": before["ranges_compared"] if before else None,
+                "carried": len(before["carried"]) if before else 0,
+                "freeze": r.get("phase", "full"),
+                "freeze_at": r.get("started_at"),
+                "freeze_s": r["seconds"],
+                "freeze_keys": r.get("keys_verified", 0) + r.get("rows_verified", 0),
+                "freeze_ranges": r.get("ranges_compared", r.get("chunks", 0)),
+                "whole_because": r.get("carried_whole", ""),
+                "seconds": r["seconds"],
+            }
+        )
+    return rows
+
+
+def render_comparison(
+    results: list[dict[str, Any]], unreported: list[str], live: list[dict[str, Any]] | None = None
+) -> str:
+    """The data comparison as Markdown: a row per table saying what was verified when (live, while the
+    application wrote; in the freeze, by key or whole), then every difference named, then the tables
     whose comparison ended without a result."""
     lines = [
         "# Ferry data comparison",
         "",
-        "| table | result | rows source | rows target | ranges | seconds |",
-        "|---|---|---|---|---|---|",
+        "Live: compared while the application wrote, before the fence. Freeze: `tail` verified only the rows "
+        "changed since (change capture) and the ranges still differing then; `full` compared the whole table.",
+        "",
+        "| table | result | rows source | rows target | live at | live s | live ranges | carried | freeze "
+        "| freeze at | freeze s | keys verified in freeze | ranges in freeze |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(results, key=lambda r: r["table"]):
+    for v in verification(results, live):
         lines.append(
-            f"| {r['table']} | {'EQUAL' if r['equal'] else 'DIFFERENT'} | {r['rows_source']} | {r['rows_target']} "
-            f"| {r['chunks']} | {r['seconds']} |"
+            f"| {v['table']} | {'EQUAL' if v['equal'] else 'DIFFERENT'} | {v['rows_source']} | {v['rows_target']} "
+            f"| {v['live_at'] or '-'} | {v['live_s'] if v['live_s'] is not None else '-'} "
+            f"| {v['live_ranges'] if v['live_ranges'] is not None else '-'} | {v['carried']} | {v['freeze']} "
+            f"| {v['freeze_at'] or '-'} | {v['freeze_s']} | {v['freeze_keys']} | {v['freeze_ranges']} |"
         )
+    whole = [v for v in verification(results, live) if v["whole_because"]]
+    if whole:
+        lines += ["", "Compared whole in the freeze:"] + [f"- {v['table']}: {v['whole_because']}" for v in whole]
     for r in results:
         if not r["equal"]:
             lines += ["", f"## {r['table']}: DIFFERENT", ""]

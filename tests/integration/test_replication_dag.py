@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ferry.capture import capture_slot
 from ferry.hooks.replication import ReplicationHook
 from ferry.ledger import Ledger
 from ferry.plan import load_plan
@@ -27,6 +28,8 @@ def clean_replication(stand, target):
     source_hook, target_hook = ReplicationHook("ferry_source", "saas"), ReplicationHook("ferry_target", "saas")
     load(stand, "stop")
     source_hook.remove_fence()
+    for hook in (source_hook, target_hook):  # a run that failed at the comparison leaves its capture
+        hook.drop_slot(capture_slot(plan))
     target_hook.drop_subscription(plan.subscription, publisher_reachable=False)
     source_hook.drop_slot(plan.subscription)
     source_hook.drop_publication(plan.publication)
@@ -52,6 +55,10 @@ def test_replication_from_scratch_to_a_writable_target_under_write_load(stand, s
         Path(os.environ["FERRY_REPORT_DIR"], "compare").glob(f"ferry_test_replication__*{run.run_id[-12:-6]}*.md")
     )
     assert report.read_text().count("| EQUAL |") == 7
+    # Compared live under the write load; in the freeze, only the rows captured as changed since.
+    assert report.read_text().count("| tail |") == 7
+    live = [ti for ti in run.get_task_instances() if ti.task_id == "compare_live"]
+    assert len(live) == 7 and all(ti.state == "success" for ti in live)
     counts = {
         t: (
             source.execute(f"SELECT count(*) FROM {t}").fetchone()[0],
@@ -103,3 +110,42 @@ def test_replication_from_scratch_to_a_writable_target_under_write_load(stand, s
     text = json.dumps([r.__dict__ for r in ledger.records()])
     for secret in json.loads(stand.state_file.read_text())["secrets"].values():
         assert secret not in text
+
+
+def test_the_freeze_names_every_row_changed_after_its_live_comparison(stand, source, target, clean_replication):
+    """Rows made to differ after every live comparison matched (plant_differences: directly on the target,
+    with session_replication_role = replica too, a keyless row, and a source change the target never
+    applies): the freeze's comparison stops the run naming each; tables nothing touched are not read again."""
+    run = run_dag(TEST_DAGS, "ferry_test_replication_planted")
+    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+    assert run.state == "failed", states
+    assert states[("plant_differences", -1)] == "success" and states[("drop_subscription", -1)] == "upstream_failed"
+    added = next(ti for ti in run.get_task_instances() if ti.task_id == "plant_differences").xcom_pull(
+        task_ids="plant_differences"
+    )["customer_added_on_target"]
+    report = next(
+        Path(os.environ["FERRY_REPORT_DIR"], "compare").glob(
+            f"ferry_test_replication_planted__*{run.run_id[-12:-6]}*.md"
+        )
+    ).read_text()
+    sections = {
+        part.split(":", 1)[0]: part for part in report.split("\n## ")[1:]
+    }  # "public.x: DIFFERENT\n\n- ..." per table
+    assert sorted(sections) == [
+        "public.customers",
+        "public.events",
+        "public.invoices",
+        "public.page_views",
+        "public.subscriptions",
+    ]
+    assert "- changed: 4\n" in sections["public.subscriptions"]
+    assert "- missing on the target: 12\n" in sections["public.events"]
+    assert f"- only on the target: {added}\n" in sections["public.customers"]
+    assert "- changed: 5\n" in sections["public.invoices"]
+    assert ": 0 on the source, 1 on the target" in sections["public.page_views"]
+    rows = {
+        line.split(" | ")[0].removeprefix("| "): line for line in report.splitlines() if line.startswith("| public.")
+    }
+    for table in ("public.documents", "public.usage_records"):  # untouched since their live comparison
+        assert rows[table].startswith(f"| {table} | EQUAL |") and "| tail |" in rows[table], rows[table]
+        assert rows[table].endswith("| 0 | 0 |"), rows[table]  # no key verified, no range read in the freeze

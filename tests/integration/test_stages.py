@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from ferry.capture import SIDES, CaptureStore, ChangeCapture
 from ferry.hooks.replication import ReplicationHook
 from ferry.ledger import Ledger
 from ferry.plan import load_plan
@@ -186,7 +187,7 @@ def test_rollback_of_all_stages_leaves_both_sides_as_before_ferry(stand, source,
     assert rerun["scale_down_new_deployments"] == "skipped" and rerun["drop_publication"] == "success"
 
 
-def test_rollback_gives_the_service_back_to_the_old_side_losing_nothing(stand, source):
+def test_rollback_gives_the_service_back_to_the_old_side_losing_nothing(stand, source, target):
     import base64
     import json
 
@@ -210,6 +211,9 @@ def test_rollback_gives_the_service_back_to_the_old_side_losing_nothing(stand, s
     assert run_dag(TEST_DAGS, "ferry_test_dns_route_webhooks").state == "success"
     assert run_dag(TEST_DAGS, "ferry_test_vms_stop").state == "success"
     ReplicationHook("ferry_source", "saas").install_fence(scopes, ["postgres"])
+    plan = load_plan()
+    for side in SIDES:  # D-day's change capture, started before its live comparison
+        ChangeCapture(plan, side, ReplicationHook(f"ferry_{side}", "saas"), CaptureStore(plan)).start()
     assert run_dag(TEST_DAGS, "ferry_test_dns_switch").state == "success"
     for i in range(5):
         assert (
@@ -223,11 +227,20 @@ def test_rollback_gives_the_service_back_to_the_old_side_losing_nothing(stand, s
         dry = run_dag(ROOT_DAGS, "ferry_rollback", conf={"dry_run": True})
         assert dry.state == "success" and len(Ledger(load_plan()).records()) == before
         assert records(stand) != original  # still switched: the dry run only said what it would undo
-        assert {"restore_record", "unfence_source", "start_unit", "scale_deployment", "replay_webhooks"} <= {
-            w["action"] for w in would_changes(dry)
-        }
-        # restore_record x2, unfence, start_unit x2, scale x3, replay
-        assert twice("ferry_rollback", dag_folder=ROOT_DAGS) == 9
+        assert {
+            "restore_record",
+            "unfence_source",
+            "drop_capture_slot",
+            "start_unit",
+            "scale_deployment",
+            "replay_webhooks",
+        } <= {w["action"] for w in would_changes(dry)}
+        # restore_record x2, unfence, drop_capture_slot x2, start_unit x2, scale x3, replay
+        assert twice("ferry_rollback", dag_folder=ROOT_DAGS) == 11
+        for conn in (source, target):
+            assert conn.execute(
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE '%capture'"
+            ).fetchone() == (0,)
         rerun_each_task(ROOT_DAGS, "ferry_rollback")
         assert records(stand) == original
         with app_connection(stand, "source") as app:
@@ -320,11 +333,18 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
         png = Path(os.environ["FERRY_REPORT_DIR"], "d_day", f"{stem}.png").read_bytes()
         assert png.startswith(b"\x89PNG\r\n\x1a\n")
         assert len(report["comparison"]) == 8 and all(c["equal"] for c in report["comparison"])
-        assert {"table": "public.gift_cards", "equal": True, "rows_source": 40, "rows_target": 40} == {
-            k: v
-            for k, v in next(c for c in report["comparison"] if c["table"] == "public.gift_cards").items()
-            if k != "seconds"
+        gift_cards = next(c for c in report["comparison"] if c["table"] == "public.gift_cards")
+        assert {"equal": True, "rows_source": 40, "rows_target": 40, "freeze": "tail"} == {
+            k: gift_cards[k] for k in ("equal", "rows_source", "rows_target", "freeze")
         }
+        # Compared live before the fence; in the freeze only what changed since (the change capture).
+        assert all(c["freeze"] == "tail" and c["live_at"] < c["freeze_at"] for c in report["comparison"])
+        assert {"create_capture_slot", "drop_capture_slot"} <= {e["action"] for e in report["ledger"]}
+        for conn in (source, target):  # dropped by D-day after the cutover
+            assert (
+                conn.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE '%capture'").fetchone()[0]
+                == 0
+            )
         # What replication does not carry: every large object copied (md5 verified), the view refreshed.
         assert report["large_objects_copied"] == source.execute("SELECT count(*) FROM documents").fetchone()[0] > 0
         assert report["materialized_views"] == ["public.customer_revenue"]

@@ -101,10 +101,75 @@ def test_the_comparison_report_names_every_difference_and_what_was_not_compared(
     ]
     text = render_comparison(results, ["public.c"])
     rows = [line for line in text.splitlines() if line.startswith("| public.")]
-    assert rows == ["| public.a | DIFFERENT | 5 | 4 | 2 | 0.2 |", "| public.b | EQUAL | 3 | 3 | 1 | 0.1 |"]
+    assert rows == [
+        "| public.a | DIFFERENT | 5 | 4 | - | - | - | 0 | full | - | 0.2 | 0 | 2 |",
+        "| public.b | EQUAL | 3 | 3 | - | - | - | 0 | full | - | 0.1 | 0 | 1 |",
+    ]
     assert "- missing on the target: 17" in text and "- changed: (2,c0041)" in text
     assert "- row hash -42: 2 on the source, 1 on the target" in text
     assert text.endswith("Not compared (their task failed before a result): public.c\n")
+
+
+def test_the_comparison_report_says_what_was_verified_live_and_what_in_the_freeze():
+    from ferry.report import render_comparison
+
+    live = [
+        {
+            "table": "public.a",
+            "rows_source": 1000,
+            "rows_target": 998,
+            "ranges_compared": 9,
+            "seconds": 1.5,
+            "started_at": "2026-11-28T10:00:00+00:00",
+            "carried": [[["990"], None]],
+            "carried_whole": "",
+        },
+        {
+            "table": "public.b",
+            "rows_source": 7,
+            "rows_target": 7,
+            "ranges_compared": 1,
+            "seconds": 0.1,
+            "started_at": "2026-11-28T10:00:01+00:00",
+            "carried": [],
+            "carried_whole": "truncated",
+        },
+    ]
+    results = [
+        {
+            "table": "public.a",
+            "equal": True,
+            "phase": "tail",
+            "rows_source": 0,
+            "rows_target": 0,
+            "ranges_compared": 2,
+            "keys_verified": 12,
+            "rows_verified": 0,
+            "seconds": 0.05,
+            "started_at": "2026-11-28T10:05:00+00:00",
+            "carried_whole": "",
+        },
+        {
+            "table": "public.b",
+            "equal": True,
+            "phase": "full",
+            "rows_source": 7,
+            "rows_target": 7,
+            "ranges_compared": 1,
+            "seconds": 0.02,
+            "started_at": "2026-11-28T10:05:00+00:00",
+            "carried_whole": "truncated",
+        },
+    ]
+    text = render_comparison(results, [], live)
+    rows = [line for line in text.splitlines() if line.startswith("| public.")]
+    assert rows == [
+        "| public.a | EQUAL | 1000 | 998 | 2026-11-28T10:00:00+00:00 | 1.5 | 9 | 1 | tail "
+        "| 2026-11-28T10:05:00+00:00 | 0.05 | 12 | 2 |",
+        "| public.b | EQUAL | 7 | 7 | 2026-11-28T10:00:01+00:00 | 0.1 | 1 | 0 | full "
+        "| 2026-11-28T10:05:00+00:00 | 0.02 | 0 | 1 |",
+    ]
+    assert "- public.b: truncated" in text
 
 
 def test_the_aws_review_says_ready_or_blocked_with_its_reasons():

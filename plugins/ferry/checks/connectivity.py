@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from airflow.sdk import BaseHook
 
+from ferry.capture import capture_slot
 from ferry.checks.base import CheckResult, source_hook, target_hook
 from ferry.hooks.replication import ReplicationHook
 from ferry.plan import Plan
@@ -168,6 +169,7 @@ def check_leftover_slots(plan: Plan) -> CheckResult:
     if target_hook(plan).get_subscription_status(plan.subscription) is None:
         expected = set()
     prefix = f"ferry_{plan.key}"
+    capture = capture_slot(plan)
     found = [
         (side, slot)
         for side, hook in (("source", source_hook(plan)), ("target", target_hook(plan)))
@@ -175,7 +177,13 @@ def check_leftover_slots(plan: Plan) -> CheckResult:
     ]
     leftover = [(side, s) for side, s in found if (side, s["slot_name"]) not in expected]
     findings = [
-        f"{side}: slot {s['slot_name']} ({s['slot_type']}{', ' + s['plugin'] if s['plugin'] else ''}), "
+        f"{side}: slot {s['slot_name']} ({s['slot_type']}{', ' + s['plugin'] if s['plugin'] else ''}"
+        + (
+            "; D-day's change capture, dropped by D-day after the cutover or by ferry_rollback"
+            if s["slot_name"] == capture
+            else ""
+        )
+        + "), "
         f"active={s['active']}, keeps {s['retained_bytes'] or 0} bytes of WAL, wal_status={s['wal_status']}"
         + ("" if (side, s["slot_name"]) in expected else "; LEFT BEHIND")
         for side, s in found
@@ -191,3 +199,39 @@ def check_leftover_slots(plan: Plan) -> CheckResult:
         "A slot nobody reads keeps WAL until the disk fills. If no Ferry run still needs it, drop it on its side: "
         "SELECT pg_drop_replication_slot('<slot>'); (ferry_rollback with undo_all_stages drops the ones it recorded).",
     )
+
+
+def check_change_capture(plan: Plan) -> CheckResult:
+    """D-day's change capture can start on both sides: ``wal_level=logical`` (on RDS:
+    ``rds.logical_replication=1``), a free replication slot, and a login allowed to decode."""
+    if plan.thresholds.compare_in_freeze == "full":
+        return CheckResult("change_capture", "pass", "not used: thresholds.compare_in_freeze is 'full'")
+    slot = capture_slot(plan)
+    findings, problems = [], []
+    for side, hook in (("source", source_hook(plan)), ("target", target_hook(plan))):
+        s = hook.fetch_one("capture_settings", slot_name=slot)
+        findings.append(
+            f"{side}: wal_level={s['wal_level']}, {s['free_slots']} free replication slot(s), login {s['login']} "
+            f"{'may' if s['can_decode'] else 'may NOT'} decode, slot {slot} {'exists' if s['slot_exists'] else 'absent'}"
+        )
+        if s["wal_level"] != "logical":
+            problems.append(
+                f"{side}: wal_level is {s['wal_level']}; set wal_level = logical (RDS: rds.logical_replication = 1 "
+                "in the parameter group) and restart"
+            )
+        if s["free_slots"] < 1 and not s["slot_exists"]:
+            problems.append(f"{side}: no free replication slot; raise max_replication_slots (restart)")
+        if not s["can_decode"]:
+            problems.append(
+                f"{side}: {s['login']} may not read logical decoding; ALTER ROLE {s['login']} REPLICATION "
+                "(RDS: GRANT rds_replication TO the login)"
+            )
+    if problems:
+        return CheckResult(
+            "change_capture",
+            "fail",
+            f"D-day's change capture cannot start: {'; '.join(problems)}",
+            findings,
+            "Fix each named setting, or set thresholds.compare_in_freeze: full (the whole comparison in the freeze).",
+        )
+    return CheckResult("change_capture", "pass", "D-day's change capture can start on both sides", findings)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import TriggerRule
 from airflow.sdk.exceptions import AirflowFailException
 
 from ferry import report
+from ferry.capture import SIDES, CaptureStore, capture_id
 from ferry.compare import Comparer
 from ferry.operators.base import FerryOperator, pull_all
 
@@ -46,11 +48,25 @@ class ReplicationListTablesOperator(FerryOperator):
         return picked
 
 
-class ReplicationCompareTableOperator(FerryOperator):
-    """Compare one table between source and target (count and content hash by key range); fail on a difference.
+def _log_result(log: Any, result: Any) -> None:
+    for label, keys in (
+        ("missing on the target", result.missing_on_target),
+        ("only on the target", result.extra_on_target),
+        ("changed", result.changed),
+    ):
+        if keys:
+            log.error("  keys %s: %s", label, ", ".join(keys[:20]) + (" ..." if len(keys) > 20 else ""))
+    for row in result.differing_rows[:20]:
+        log.error("  row hash %s: %d on the source, %d on the target", row["row_hash"], row["source"], row["target"])
 
-    Meant to be mapped over ReplicationListTablesOperator's output. The result goes to XCom
-    (``comparison``) before the task ends, equal or not, for the report.
+
+class ReplicationCompareLiveOperator(FerryOperator):
+    """Compare one table while the application writes and replication streams (before the fence).
+
+    A range that differs is compared again (replication may be behind), then narrowed to small ranges
+    that are carried into the freeze; nothing fails here. Runs after start_change_capture: every row
+    changed after this comparison looked at it is captured and verified in the freeze. The result goes to
+    XCom (``live``). With ``thresholds.compare_in_freeze: full`` it does nothing.
 
     :param table: the quoted, schema-qualified table name.
     """
@@ -61,32 +77,118 @@ class ReplicationCompareTableOperator(FerryOperator):
         super().__init__(**kwargs)
         self.table = table
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Any) -> dict[str, Any] | None:
         thresholds = self.plan.thresholds
-        mode = "counts" if thresholds.compare_mode == "counts" else "full"
+        if thresholds.compare_in_freeze == "full":
+            self.log.info("thresholds.compare_in_freeze is 'full': %s is compared in the freeze only", self.table)
+            return None
+        states = {side: CaptureStore(self.plan).load(side) for side in SIDES}
+        capture = capture_id(states)
+        if capture is None and not self.is_dry_run(context):
+            raise AirflowFailException("no change capture was started: run start_change_capture first")
+        started_at = datetime.now(UTC).isoformat()
         comparer = Comparer(self.source, self.target, concurrency=thresholds.compare_concurrency)
-        result = comparer.compare_table(self.table, mode)
-        self.log.info(
-            "%s: %s; %d rows on the source, %d on the target; %d key ranges (%d compared in all) in %.2f s",
+        result = comparer.compare_live(
             self.table,
-            "EQUAL" if result.equal else "DIFFERENT",
+            "counts" if thresholds.compare_mode == "counts" else "full",
+            retries=thresholds.compare_live_retries,
+            wait_s=thresholds.compare_live_retry_wait_s,
+        )
+        result.capture, result.started_at = capture or "", started_at
+        self.log.info(
+            "%s (live): %d rows on the source, %d on the target; %d key ranges (%d compared in all) in %.2f s; %s",
+            self.table,
             result.rows_source,
             result.rows_target,
             result.chunks,
             result.ranges_compared,
             result.seconds,
+            "every range matched"
+            if result.equal
+            else f"carried into the freeze: the whole table ({result.carried_whole})"
+            if result.carried_whole
+            else f"carried into the freeze: {len(result.carried)} small key range(s) still differing",
         )
-        for label, keys in (
-            ("missing on the target", result.missing_on_target),
-            ("only on the target", result.extra_on_target),
-            ("changed", result.changed),
-        ):
-            if keys:
-                self.log.error("  keys %s: %s", label, ", ".join(keys[:20]) + (" ..." if len(keys) > 20 else ""))
-        for row in result.differing_rows[:20]:
-            self.log.error(
-                "  row hash %s: %d on the source, %d on the target", row["row_hash"], row["source"], row["target"]
-            )
+        for lower, upper in result.carried[:20]:
+            self.log.info("  carried: keys from %s to %s", lower or "the first", upper or "the last")
+        context["ti"].xcom_push(key="live", value=result.to_dict())
+        return result.to_dict()
+
+
+class ReplicationCompareTableOperator(FerryOperator):
+    """Compare one table between source and target in the freeze; fail on a difference.
+
+    With ``thresholds.compare_in_freeze: tail`` (the default) and a live comparison of the table under
+    the change capture in use: only the rows captured as changed on either side since the capture
+    began and the ranges the live comparison left open. Otherwise (``full``, a dry run, a broken or
+    restarted capture, a table truncated) the whole table, saying why. Runs after the freeze's drain.
+    The result goes to XCom (``comparison``) before the task ends, equal or not, for the report.
+
+    :param table: the quoted, schema-qualified table name.
+    :param live_task_id: the mapped live comparison task.
+    """
+
+    template_fields = ("table",)
+
+    def __init__(self, *, table: str, live_task_id: str = "compare_live", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.table = table
+        self.live_task_id = live_task_id
+
+    def _why_full(self, context: Any, live: dict[str, Any] | None, states: dict[str, Any]) -> str:
+        if self.plan.thresholds.compare_in_freeze == "full":
+            return "thresholds.compare_in_freeze is 'full'"
+        if live is None:
+            return "it has no live comparison"
+        capture = capture_id(states)
+        if capture is None:
+            return "no change capture was started"
+        broken = [f"{s.side}: {s.broken}" for s in states.values() if s.broken]
+        if broken:
+            return "the change capture broke (" + "; ".join(broken) + ")"
+        if live["capture"] != capture:
+            return "its live comparison ran under another change capture"
+        if not all(s.drains for s in states.values()):
+            return "the change capture was never drained"
+        if live["carried_whole"]:
+            return live["carried_whole"]
+        whole = [s.tables[self.table].whole for s in states.values() if self.table in s.tables]
+        return next((w for w in whole if w), "")
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        thresholds = self.plan.thresholds
+        mode = "counts" if thresholds.compare_mode == "counts" else "full"
+        comparer = Comparer(self.source, self.target, concurrency=thresholds.compare_concurrency)
+        lives = [r for r in pull_all(context, self.live_task_id, "live") if r.get("table") == self.table]
+        live = lives[-1] if lives else None
+        states = {side: CaptureStore(self.plan).load(side) for side in SIDES}
+        why_full = self._why_full(context, live, states)
+        started_at = datetime.now(UTC).isoformat()
+        if why_full:
+            self.log.warning("%s: compared whole in the freeze: %s", self.table, why_full)
+            result = comparer.compare_table(self.table, mode)
+            result.carried_whole = why_full
+        else:
+            captured = [s.tables[self.table] for s in states.values() if self.table in s.tables]
+            keys = set().union(*(c.keys for c in captured)) if captured else set()
+            rows = set().union(*(c.rows for c in captured)) if captured else set()
+            if not keys and not rows and not live["carried"]:
+                self.log.info("%s: unchanged since its live comparison matched; not read again", self.table)
+            result = comparer.verify_tail(self.table, mode, live["carried"], keys, rows)
+            result.capture = live["capture"]
+        result.started_at = started_at
+        self.log.info(
+            "%s: %s; %s in %.2f s",
+            self.table,
+            "EQUAL" if result.equal else "DIFFERENT",
+            f"{result.rows_source} rows on the source, {result.rows_target} on the target, "
+            f"{result.ranges_compared} key ranges compared"
+            if result.phase == "full"
+            else f"{result.keys_verified} key(s) and {result.rows_verified} keyless row(s) verified, "
+            f"{len(live['carried'])} carried range(s) compared again",
+            result.seconds,
+        )
+        _log_result(self.log, result)
         context["ti"].xcom_push(key="comparison", value=result.to_dict())
         if not result.equal and self.is_dry_run(context):
             self.log.warning("DRY RUN: %s differs; a real run (source fenced first) would stop here", self.table)
@@ -103,20 +205,25 @@ class ReplicationCompareReportOperator(FerryOperator):
 
     :param list_task_id: the task id of ReplicationListTablesOperator (the tables that should be reported).
     :param compare_task_id: the task id of the mapped comparison task.
+    :param live_task_id: the task id of the mapped live comparison (None: there is none).
     """
 
-    def __init__(self, *, list_task_id: str, compare_task_id: str, **kwargs: Any) -> None:
+    def __init__(
+        self, *, list_task_id: str, compare_task_id: str, live_task_id: str | None = "compare_live", **kwargs: Any
+    ) -> None:
         kwargs.setdefault("trigger_rule", TriggerRule.ALL_DONE)
         super().__init__(**kwargs)
         self.list_task_id = list_task_id
         self.compare_task_id = compare_task_id
+        self.live_task_id = live_task_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         results = pull_all(context, self.compare_task_id, "comparison")
+        live = pull_all(context, self.live_task_id, "live") if self.live_task_id else []
         expected = context["ti"].xcom_pull(task_ids=self.list_task_id) or []
         compared = {r["table"] for r in results}
         unreported = [t for t in expected if t not in compared]
-        path = report.write(self.plan, "compare", context, report.render_comparison(results, unreported))
+        path = report.write(self.plan, "compare", context, report.render_comparison(results, unreported, live))
         differing = [r["table"] for r in results if not r["equal"]] + unreported
         if differing and self.is_dry_run(context):
             self.log.warning("DRY RUN: %s differ while the source takes writes; not failing", ", ".join(differing))

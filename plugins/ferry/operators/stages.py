@@ -102,6 +102,7 @@ class FerryWriteReportOperator(FerryOperator):
     each task would have changed).
 
     :param compare_task_id: the mapped comparison task, for per-table results.
+    :param live_task_id: the mapped live comparison task (what was verified before the fence).
     :param caught_up_task_id: the catch-up sensor, for how long the target took to confirm the fence.
     """
 
@@ -109,11 +110,13 @@ class FerryWriteReportOperator(FerryOperator):
         self,
         *,
         compare_task_id: str = "compare_data",
+        live_task_id: str = "compare_live",
         caught_up_task_id: str = "wait_replication_caught_up",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.compare_task_id = compare_task_id
+        self.live_task_id = live_task_id
         self.caught_up_task_id = caught_up_task_id
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -125,6 +128,7 @@ class FerryWriteReportOperator(FerryOperator):
         rows = report.timeline([t for task in context["dag"].task_ids for t in pull_all(context, task, "timing")])
         caught_up = context["ti"].xcom_pull(task_ids=self.caught_up_task_id) or {}
         comparisons = pull_all(context, self.compare_task_id, "comparison")
+        live = pull_all(context, self.live_task_id, "live")
         data = {
             "plan": self.plan.name,
             "run_id": run_id,
@@ -139,9 +143,7 @@ class FerryWriteReportOperator(FerryOperator):
                 "caught_up_after_s": caught_up.get("waited_s"),
             },
             "timeline": rows,
-            "comparison": [
-                {k: c[k] for k in ("table", "equal", "rows_source", "rows_target", "seconds")} for c in comparisons
-            ],
+            "comparison": report.verification(comparisons, live),
             "sequences_set": sum(len(r.after) for r in records if r.action == Action.SET_SEQUENCE),
             "materialized_views": [r.target.name for r in records if r.action == Action.REFRESH_MATVIEW],
             "large_objects_copied": sum(

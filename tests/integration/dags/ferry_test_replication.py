@@ -2,18 +2,28 @@
 # ferry_test_replication (tests only)
 
 The replication operators end to end, as the week-prior and D-day stages chain them:
-schema copy, publication, subscription, initial copy, fence, catch-up, comparison (mapped per
-table), subscription drop, sequence sync. Lives under tests/ so the product's DAG folder stays
+schema copy, publication, subscription, initial copy, change capture, live comparison (mapped per
+table), fence, catch-up, the freeze's drain and comparison (mapped per table), subscription drop,
+sequence sync, capture drop.
+
+`ferry_test_replication_planted` is the same with `plant_differences` between the live comparison
+and the fence: rows made to differ after their table's live comparison matched, in the ways the
+change capture must see (see that task). The freeze must stop it, naming each. Lives under tests/ so the product's DAG folder stays
 the runbook's.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
+from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG
 
+from ferry.hooks.replication import ReplicationHook
+from ferry.operators.capture import CaptureDrainOperator, CaptureStartOperator, CaptureStopOperator
 from ferry.operators.compare import (
+    ReplicationCompareLiveOperator,
     ReplicationCompareReportOperator,
     ReplicationCompareTableOperator,
     ReplicationListTablesOperator,
@@ -26,34 +36,83 @@ from ferry.operators.replication import (
 )
 from ferry.operators.schema import ReplicationCopySchemaOperator
 from ferry.operators.sequences import ReplicationSyncSequencesOperator
+from ferry.plan import load_plan
 from ferry.sensors.replication import ReplicationCaughtUpSensor, ReplicationInitialCopySensor
 
-with DAG(
-    dag_id="ferry_test_replication",
-    schedule=None,
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    tags=["ferry", "test"],
-    doc_md=__doc__,
-    default_args={"retries": 0},
-):
-    tables = ReplicationListTablesOperator(task_id="list_tables")
-    fence = ReplicationFenceSourceOperator(task_id="fence_source")
-    compare = ReplicationCompareTableOperator.partial(task_id="compare_table").expand(table=tables.output)
-    (
-        ReplicationCopySchemaOperator(task_id="copy_schema")
-        >> ReplicationCreatePublicationOperator(task_id="create_publication")
-        >> ReplicationCreateSubscriptionOperator(task_id="create_subscription")
-        >> ReplicationInitialCopySensor(task_id="wait_initial_copy", poke_interval=0.5, timeout=600)
-        >> fence
-        >> ReplicationCaughtUpSensor(task_id="wait_replication_caught_up", fence_lsn=fence_lsn_of(fence), timeout_s=600)
-        >> tables
-    )
-    (
-        compare
-        >> ReplicationCompareReportOperator(
-            task_id="compare_report", list_task_id="list_tables", compare_task_id="compare_table"
+
+def plant_differences() -> dict:
+    """After every table's live comparison: on the target, an update by a superuser, a delete under
+    session_replication_role = replica, an insert, and a row of the keyless page_views; on the source,
+    an update the target never applies (the subscription's replication origin advanced past it)."""
+    subscription = load_plan().subscription
+    with (
+        ReplicationHook("ferry_target", "saas").session() as target,
+        ReplicationHook("ferry_source", "saas").session() as source,
+    ):
+        target.execute("UPDATE subscriptions SET amount = amount + 1 WHERE id = 4")
+        target.execute("SET session_replication_role = replica")
+        target.execute("DELETE FROM events WHERE id = 12")
+        target.execute("RESET session_replication_role")
+        added = target.execute(
+            "INSERT INTO customers (id, email, name, country) "
+            "SELECT max(id) + 1000, 'planted@example.com', 'Planted', 'NL' FROM customers RETURNING id"
+        ).fetchone()[0]
+        target.execute("INSERT INTO page_views VALUES (NULL, '/planted', '2026-01-01 00:00+00')")
+        origin = target.execute("SELECT 'pg_' || oid FROM pg_subscription WHERE subname = %s", (subscription,))
+        origin = origin.fetchone()[0]
+        target.execute(f"ALTER SUBSCRIPTION {subscription} DISABLE")
+        query = "SELECT count(*) FROM pg_stat_subscription WHERE subname = %s AND pid IS NOT NULL"
+        while target.execute(query, (subscription,)).fetchone()[0]:
+            time.sleep(0.2)
+        source.execute("UPDATE invoices SET amount = amount + 1 WHERE id = 5")
+        skip_to = source.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+        target.execute("SELECT pg_replication_origin_advance(%s, %s::pg_lsn)", (origin, skip_to))
+        target.execute(f"ALTER SUBSCRIPTION {subscription} ENABLE")
+    return {"customer_added_on_target": added}
+
+
+def replication_dag(dag_id: str, plant: bool) -> DAG:
+    with DAG(
+        dag_id=dag_id,
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        tags=["ferry", "test"],
+        doc_md=__doc__,
+        default_args={"retries": 0},
+    ) as dag:
+        tables = ReplicationListTablesOperator(task_id="list_tables")
+        fence = ReplicationFenceSourceOperator(task_id="fence_source")
+        live = ReplicationCompareLiveOperator.partial(task_id="compare_live").expand(table=tables.output)
+        compare = ReplicationCompareTableOperator.partial(task_id="compare_table").expand(table=tables.output)
+        (
+            ReplicationCopySchemaOperator(task_id="copy_schema")
+            >> ReplicationCreatePublicationOperator(task_id="create_publication")
+            >> ReplicationCreateSubscriptionOperator(task_id="create_subscription")
+            >> ReplicationInitialCopySensor(task_id="wait_initial_copy", poke_interval=0.5, timeout=600)
+            >> CaptureStartOperator(task_id="start_change_capture")
+            >> tables
         )
-        >> ReplicationDropSubscriptionOperator(task_id="drop_subscription")
-        >> ReplicationSyncSequencesOperator(task_id="sync_sequences")
-    )
+        drained = live >> CaptureDrainOperator(task_id="drain_change_capture")
+        if plant:
+            drained = drained >> PythonOperator(task_id="plant_differences", python_callable=plant_differences)
+        (
+            drained
+            >> fence
+            >> ReplicationCaughtUpSensor(
+                task_id="wait_replication_caught_up", fence_lsn=fence_lsn_of(fence), timeout_s=600
+            )
+            >> CaptureDrainOperator(task_id="drain_change_capture_in_freeze")
+            >> compare
+            >> ReplicationCompareReportOperator(
+                task_id="compare_report", list_task_id="list_tables", compare_task_id="compare_table"
+            )
+            >> ReplicationDropSubscriptionOperator(task_id="drop_subscription")
+            >> ReplicationSyncSequencesOperator(task_id="sync_sequences")
+            >> CaptureStopOperator(task_id="drop_change_capture")
+        )
+    return dag
+
+
+replication_dag("ferry_test_replication", plant=False)
+replication_dag("ferry_test_replication_planted", plant=True)

@@ -1,0 +1,6 @@
+-- A table without a key: each distinct hash, and its copies, of the rows whose columns' text is one of
+-- the given rows' (the rows the change capture saw change).
+SELECT {row_hash} AS hash, count(*) AS copies
+FROM {table} AS ferry_row
+WHERE ROW({row_text})::text IN (SELECT ROW(u.*)::text FROM unnest({arrays}) AS u)
+GROUP BY 1

@@ -1,0 +1,141 @@
+"""Operators of the change capture (see :mod:`ferry.capture`): start it before the live comparison,
+drain it, drop it after the cutover (and in ferry_rollback)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from ferry.capture import SIDES, CaptureStore, ChangeCapture, DrainResult, capture_id
+from ferry.ledger import Action, Target
+from ferry.operators.base import FerryOperator
+
+
+class CaptureOperator(FerryOperator):
+    """Base: the capture of each side, and whether the plan uses one at all."""
+
+    def captures(self) -> dict[str, ChangeCapture]:
+        store = CaptureStore(self.plan)
+        return {
+            "source": ChangeCapture(self.plan, "source", self.source, store),
+            "target": ChangeCapture(self.plan, "target", self.target, store),
+        }
+
+    def in_use(self) -> bool:
+        if self.plan.thresholds.compare_in_freeze == "full":
+            self.log.info("thresholds.compare_in_freeze is 'full': no change capture; the freeze compares everything")
+            return False
+        return True
+
+    @staticmethod
+    def slot_target(side: str, slot: str) -> Target:
+        return Target.source(f"slot {slot}") if side == "source" else Target.target(f"slot {slot}")
+
+
+class CaptureStartOperator(CaptureOperator):
+    """Create the change capture slot on each side (before the live comparison). Inverse: CaptureStopOperator.
+
+    A re-run keeps a slot already there: its capture began earlier, which only captures more.
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        if not self.in_use():
+            return {"capture": None}
+        ended = [
+            r for r in self.ledger.records(action=Action.DROP_CAPTURE_SLOT) if r.run_id == context["run_id"] and r.done
+        ]
+        if ended:
+            self.log.info(
+                "This run's change capture ended at %s (drop_change_capture); not started again", ended[-1].at
+            )
+            return {"capture": None, "ended": ended[-1].at}
+        started: dict[str, Any] = {}
+        for side, capture in self.captures().items():
+            target = self.slot_target(side, capture.slot)
+            if capture.slot_status() is None:
+                if self.would(context, Action.CREATE_CAPTURE_SLOT, target, None, {"plugin": "test_decoding"}):
+                    continue
+                with self.changing(context, Action.CREATE_CAPTURE_SLOT, target, None, None) as change:
+                    state, _ = capture.start()
+                    change.after = {"plugin": "test_decoding", "created_lsn": state.created_lsn}
+                self.log.info("%s: change capture slot %s created at %s", side, capture.slot, state.created_lsn)
+            else:
+                state, _ = capture.start()
+                self.log.info("%s: change capture slot %s already captures since %s", side, capture.slot, state.lsn)
+            started[side] = state.created_lsn
+        if self.is_dry_run(context):
+            return {"capture": None}
+        states = {side: capture.store.load(side) for side, capture in self.captures().items()}
+        return {"capture": capture_id(states), **started}
+
+
+class CaptureDrainOperator(CaptureOperator):
+    """Read what changed on both sides since the last drain, store the keys it names (S3), consume it.
+
+    Before the fence it keeps the freeze's own drain small; in the freeze (after the catch-up) it is
+    what the comparison verifies.
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        if not self.in_use():
+            return {"drained": False}
+        captures = self.captures()
+        if any(c.store.load(side) is None for side, c in captures.items()):
+            if self.is_dry_run(context):
+                self.log.info("DRY RUN: no change capture was started; nothing to drain")
+                return {"drained": False}
+            raise AirflowFailException("no change capture was started: run start_change_capture first")
+        scope = self.scope_tables(self.source)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            results: list[DrainResult] = list(pool.map(lambda s: captures[s].drain(scope), SIDES))
+        for r in results:
+            if r.broken:
+                self.log.warning(
+                    "%s: change capture BROKEN (%s): the freeze will compare every table whole", r.side, r.broken
+                )
+                continue
+            self.log.info(
+                "%s: drained %d changes up to %s in %.2f s; rows named per table: %s",
+                r.side,
+                r.changes,
+                r.upto,
+                r.seconds,
+                ", ".join(f"{t} {n}" for t, n in sorted(r.tables.items())) or "none",
+            )
+        return {
+            r.side: {"upto": r.upto, "changes": r.changes, "seconds": r.seconds, "broken": r.broken} for r in results
+        }
+
+
+class CaptureStopOperator(CaptureOperator):
+    """Drop the change capture slot on each side (D-day after the cutover; ferry_rollback). A slot nobody
+    reads keeps WAL until the disk fills. Changes nothing when there is none."""
+
+    def execute(self, context: Any) -> dict[str, bool]:
+        dropped = {}
+        for side, capture in self.captures().items():
+            status = capture.slot_status()
+            if status is None:
+                self.log.info("%s: no change capture slot %s; nothing to drop", side, capture.slot)
+                dropped[side] = False
+                continue
+            if status["active"]:
+                raise AirflowFailException(
+                    f"{side}: slot {capture.slot} is in use by another session; end it, then run this again"
+                )
+            target = self.slot_target(side, capture.slot)
+            if self.would(context, Action.DROP_CAPTURE_SLOT, target, status["confirmed_flush_lsn"], None):
+                dropped[side] = False
+                continue
+            with self.changing(context, Action.DROP_CAPTURE_SLOT, target, status["confirmed_flush_lsn"], None):
+                capture.stop()
+            self.log.info(
+                "%s: dropped change capture slot %s (it kept %s bytes of WAL)",
+                side,
+                capture.slot,
+                status["retained_bytes"],
+            )
+            dropped[side] = True
+        return dropped
