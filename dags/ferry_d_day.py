@@ -17,10 +17,12 @@ is undone by `ferry_rollback`; if a task fails before it, stop and trigger `ferr
 3. `route_webhooks_to_recorder`: billing webhooks go to the recorder (stored in S3, replayed later).
 4. `stop_vm_services`: the old app's units stopped over SSH. `fence_source`: the application roles can no longer write.
 5. `wait_replication_caught_up`: deferred until the target confirmed the fence's WAL position.
-6. `drain_change_capture_in_freeze` and `compare_data` (one mapped task per table: only the rows
-   changed since the live comparison and the ranges it left open, so the freeze does not grow with
-   the data), `compare_report` (what was verified when); beside them `copy_large_objects`
-   (replication does not carry them; verified by md5); **`gate_comparison`**.
+6. `drain_change_capture_in_freeze`, `compare_changes` (every table, side by side: only the rows
+   changed since its live comparison and the ranges it left open, so the freeze does not grow with
+   the data), `compare_data` (one mapped task per table it could not verify that way, compared
+   whole, saying why: none normally, all with `compare_in_freeze: full`), `compare_report` (what was
+   verified when); beside them `copy_large_objects` (replication does not carry them; verified by
+   md5); **`gate_comparison`**.
 7. `drop_subscription`, `sync_sequences`: the target stands alone and is writable;
    `drop_change_capture`.
 8. `create_read_replicas`, `apply_ssm_cutover`, `refresh_materialized_views`, `restore_deployments`,
@@ -42,6 +44,7 @@ from airflow.sdk import DAG, TaskGroup
 
 from ferry.operators.capture import CaptureDrainOperator, CaptureStartOperator, CaptureStopOperator
 from ferry.operators.compare import (
+    ReplicationCompareChangesOperator,
     ReplicationCompareLiveOperator,
     ReplicationCompareReportOperator,
     ReplicationCompareTableOperator,
@@ -149,11 +152,16 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         doc_md="Reads what changed on both sides since the last drain, up to the fence (source) and after the "
         "catch-up (target): exactly the rows the freeze verifies.",
     )
+    changes = ReplicationCompareChangesOperator(
+        task_id="compare_changes",
+        doc_md="Verifies every table by the rows changed since its live comparison and the ranges it left open "
+        "(a table nothing touched is not read); fails on any difference. Returns the tables to compare whole.",
+    )
     compare = ReplicationCompareTableOperator.partial(
         task_id="compare_data",
-        doc_md="Verifies one table in the freeze: the rows changed since its live comparison and the ranges it "
-        "left open (or all of it, saying why); fails on any difference.",
-    ).expand(table=tables.output)
+        doc_md="Compares one whole table (those compare_changes could not verify by their changes, each with "
+        "the reason; every table with thresholds.compare_in_freeze: full); fails on any difference.",
+    ).expand(table=changes.output)
     compare_report = ReplicationCompareReportOperator(
         task_id="compare_report",
         list_task_id="list_tables",
@@ -220,9 +228,9 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
 
     scope >> preflight >> previous >> capture >> tables
     live >> drain_live >> go >> webhooks >> stop >> fence >> caught_up >> [drain_freeze, large_objects]
-    drain_freeze >> compare
+    drain_freeze >> changes >> compare_report
     [compare_report, large_objects] >> compared
-    compare >> compare_report >> compared >> drop >> [sequences, drop_capture]
-    sequences >> [replicas, ssm, matviews] >> scale_up >> pgbouncer
+    compare >> compare_report >> compared >> drop >> sequences >> [replicas, ssm, matviews, drop_capture]
+    [replicas, ssm, matviews] >> scale_up >> pgbouncer
     pgbouncer >> smoke
     smoke >> no_return >> dns >> replay >> report >> done

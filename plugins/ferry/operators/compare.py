@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from ferry import report
 from ferry.capture import SIDES, CaptureStore, capture_id
 from ferry.compare import Comparer
 from ferry.operators.base import FerryOperator, pull_all
+from ferry.plan import Plan
 
 
 class ReplicationListTablesOperator(FerryOperator):
@@ -115,88 +117,145 @@ class ReplicationCompareLiveOperator(FerryOperator):
         return result.to_dict()
 
 
-class ReplicationCompareTableOperator(FerryOperator):
-    """Compare one table between source and target in the freeze; fail on a difference.
+def why_compare_whole(plan: Plan, table: str, live: dict[str, Any] | None, states: dict[str, Any]) -> str:
+    """Why ``table`` must be compared whole in the freeze rather than by its captured changes; empty when
+    it need not be."""
+    if plan.thresholds.compare_in_freeze == "full":
+        return "thresholds.compare_in_freeze is 'full'"
+    if live is None:
+        return "it has no live comparison"
+    capture = capture_id(states)
+    if capture is None:
+        return "no change capture was started"
+    broken = [f"{s.side}: {s.broken}" for s in states.values() if s.broken]
+    if broken:
+        return "the change capture broke (" + "; ".join(broken) + ")"
+    if live["capture"] != capture:
+        return "its live comparison ran under another change capture"
+    if not all(s.drains for s in states.values()):
+        return "the change capture was never drained"
+    if live["carried_whole"]:
+        return live["carried_whole"]
+    whole = [s.tables[table].whole for s in states.values() if table in s.tables]
+    return next((w for w in whole if w), "")
 
-    With ``thresholds.compare_in_freeze: tail`` (the default) and a live comparison of the table under
-    the change capture in use: only the rows captured as changed on either side since the capture
-    began and the ranges the live comparison left open. Otherwise (``full``, a dry run, a broken or
-    restarted capture, a table truncated) the whole table, saying why. Runs after the freeze's drain.
-    The result goes to XCom (``comparison``) before the task ends, equal or not, for the report.
+
+def _fail_on_differences(operator: FerryOperator, context: Any, results: list[Any]) -> None:
+    differing = [r.table for r in results if not r.equal]
+    if differing and operator.is_dry_run(context):
+        operator.log.warning(
+            "DRY RUN: %s differ; a real run (source fenced first) would stop here", ", ".join(differing)
+        )
+    elif differing:
+        count = sum(r.differences for r in results)
+        raise AirflowFailException(
+            f"{', '.join(differing)} differ between source and target ({count} difference(s) named in the log). "
+            "Do not cut over: run ferry_rollback, or find why the target diverged."
+        )
+
+
+class ReplicationCompareChangesOperator(FerryOperator):
+    """In the freeze, after the change capture's last drain: verify every table whose live comparison ran
+    under the capture, by exactly the rows captured as changed on either side since the capture began and
+    the ranges the live comparison left open (tables verified side by side, in one task). A table nothing
+    touched is not read. Results go to XCom (``comparison``, a list) before the task ends; it fails when
+    anything differs.
+
+    Returns the tables to compare whole instead (all of them with ``thresholds.compare_in_freeze: full``,
+    a dry run, a broken or restarted capture, a table truncated), for ReplicationCompareTableOperator;
+    why, per table, goes to XCom (``whole_because``).
+
+    :param list_task_id: the tables to compare (ReplicationListTablesOperator).
+    :param live_task_id: the mapped live comparison.
+    """
+
+    def __init__(self, *, list_task_id: str = "list_tables", live_task_id: str = "compare_live", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.list_task_id, self.live_task_id = list_task_id, live_task_id
+
+    def execute(self, context: Any) -> list[str]:
+        thresholds = self.plan.thresholds
+        tables = context["ti"].xcom_pull(task_ids=self.list_task_id) or []
+        lives = {r["table"]: r for r in pull_all(context, self.live_task_id, "live")}
+        states = {side: CaptureStore(self.plan).load(side) for side in SIDES}
+        reasons = {t: why_compare_whole(self.plan, t, lives.get(t), states) for t in tables}
+        whole = [t for t in tables if reasons[t]]
+        for table in whole:
+            self.log.warning("%s: to be compared whole in the freeze (compare_data): %s", table, reasons[table])
+        context["ti"].xcom_push(key="whole_because", value={t: reasons[t] for t in whole})
+        changed = [t for t in tables if not reasons[t]]
+        mode = "counts" if thresholds.compare_mode == "counts" else "full"
+        comparer = Comparer(self.source, self.target, concurrency=thresholds.compare_concurrency)
+        started_at = datetime.now(UTC).isoformat()
+
+        def verify(table: str) -> Any:
+            captured = [s.tables[table] for s in states.values() if table in s.tables]
+            keys = set().union(*(c.keys for c in captured)) if captured else set()
+            rows = set().union(*(c.rows for c in captured)) if captured else set()
+            result = comparer.verify_tail(table, mode, lives[table]["carried"], keys, rows)
+            result.capture, result.started_at = lives[table]["capture"], started_at
+            return result
+
+        with ThreadPoolExecutor(max_workers=max(1, min(4, len(changed)))) as pool:
+            results = list(pool.map(verify, changed))
+        for result in results:
+            carried = len(lives[result.table]["carried"])
+            self.log.info(
+                "%s: %s; %s in %.2f s",
+                result.table,
+                "EQUAL" if result.equal else "DIFFERENT",
+                f"{result.keys_verified} key(s) and {result.rows_verified} keyless row(s) changed since its live "
+                f"comparison verified, {carried} carried range(s) compared again"
+                if result.keys_verified or result.rows_verified or carried
+                else "unchanged since its live comparison matched; not read again",
+                result.seconds,
+            )
+            _log_result(self.log, result)
+        context["ti"].xcom_push(key="comparison", value=[r.to_dict() for r in results])
+        _fail_on_differences(self, context, results)
+        return whole
+
+
+class ReplicationCompareTableOperator(FerryOperator):
+    """Compare one whole table between source and target (in the freeze); fail on a difference.
+
+    Mapped over what ReplicationCompareChangesOperator returns (the tables it could not verify by their
+    changes), or over every table. The result goes to XCom (``comparison``) before the task ends, equal or
+    not, for the report.
 
     :param table: the quoted, schema-qualified table name.
-    :param live_task_id: the mapped live comparison task.
+    :param changes_task_id: ReplicationCompareChangesOperator's task, for why this table is compared whole.
     """
 
     template_fields = ("table",)
 
-    def __init__(self, *, table: str, live_task_id: str = "compare_live", **kwargs: Any) -> None:
+    def __init__(self, *, table: str, changes_task_id: str = "compare_changes", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.table = table
-        self.live_task_id = live_task_id
-
-    def _why_full(self, context: Any, live: dict[str, Any] | None, states: dict[str, Any]) -> str:
-        if self.plan.thresholds.compare_in_freeze == "full":
-            return "thresholds.compare_in_freeze is 'full'"
-        if live is None:
-            return "it has no live comparison"
-        capture = capture_id(states)
-        if capture is None:
-            return "no change capture was started"
-        broken = [f"{s.side}: {s.broken}" for s in states.values() if s.broken]
-        if broken:
-            return "the change capture broke (" + "; ".join(broken) + ")"
-        if live["capture"] != capture:
-            return "its live comparison ran under another change capture"
-        if not all(s.drains for s in states.values()):
-            return "the change capture was never drained"
-        if live["carried_whole"]:
-            return live["carried_whole"]
-        whole = [s.tables[self.table].whole for s in states.values() if self.table in s.tables]
-        return next((w for w in whole if w), "")
+        self.changes_task_id = changes_task_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         thresholds = self.plan.thresholds
         mode = "counts" if thresholds.compare_mode == "counts" else "full"
         comparer = Comparer(self.source, self.target, concurrency=thresholds.compare_concurrency)
-        lives = [r for r in pull_all(context, self.live_task_id, "live") if r.get("table") == self.table]
-        live = lives[-1] if lives else None
-        states = {side: CaptureStore(self.plan).load(side) for side in SIDES}
-        why_full = self._why_full(context, live, states)
+        because = (context["ti"].xcom_pull(task_ids=self.changes_task_id, key="whole_because") or {}).get(self.table)
         started_at = datetime.now(UTC).isoformat()
-        if why_full:
-            self.log.warning("%s: compared whole in the freeze: %s", self.table, why_full)
-            result = comparer.compare_table(self.table, mode)
-            result.carried_whole = why_full
-        else:
-            captured = [s.tables[self.table] for s in states.values() if self.table in s.tables]
-            keys = set().union(*(c.keys for c in captured)) if captured else set()
-            rows = set().union(*(c.rows for c in captured)) if captured else set()
-            if not keys and not rows and not live["carried"]:
-                self.log.info("%s: unchanged since its live comparison matched; not read again", self.table)
-            result = comparer.verify_tail(self.table, mode, live["carried"], keys, rows)
-            result.capture = live["capture"]
-        result.started_at = started_at
+        result = comparer.compare_table(self.table, mode)
+        result.carried_whole, result.started_at = because or "", started_at
         self.log.info(
-            "%s: %s; %s in %.2f s",
+            "%s: %s; %d rows on the source, %d on the target; %d key ranges (%d compared in all) in %.2f s%s",
             self.table,
             "EQUAL" if result.equal else "DIFFERENT",
-            f"{result.rows_source} rows on the source, {result.rows_target} on the target, "
-            f"{result.ranges_compared} key ranges compared"
-            if result.phase == "full"
-            else f"{result.keys_verified} key(s) and {result.rows_verified} keyless row(s) verified, "
-            f"{len(live['carried'])} carried range(s) compared again",
+            result.rows_source,
+            result.rows_target,
+            result.chunks,
+            result.ranges_compared,
             result.seconds,
+            f" (compared whole: {because})" if because else "",
         )
         _log_result(self.log, result)
         context["ti"].xcom_push(key="comparison", value=result.to_dict())
-        if not result.equal and self.is_dry_run(context):
-            self.log.warning("DRY RUN: %s differs; a real run (source fenced first) would stop here", self.table)
-        elif not result.equal:
-            raise AirflowFailException(
-                f"{self.table} differs between source and target ({result.differences} difference(s) named in the log). "
-                "Do not cut over: run ferry_rollback, or find why the target diverged."
-            )
+        _fail_on_differences(self, context, [result])
         return result.to_dict()
 
 
@@ -205,20 +264,33 @@ class ReplicationCompareReportOperator(FerryOperator):
 
     :param list_task_id: the task id of ReplicationListTablesOperator (the tables that should be reported).
     :param compare_task_id: the task id of the mapped comparison task.
+    :param changes_task_id: the task id of ReplicationCompareChangesOperator (None: there is none).
     :param live_task_id: the task id of the mapped live comparison (None: there is none).
     """
 
     def __init__(
-        self, *, list_task_id: str, compare_task_id: str, live_task_id: str | None = "compare_live", **kwargs: Any
+        self,
+        *,
+        list_task_id: str,
+        compare_task_id: str,
+        changes_task_id: str | None = "compare_changes",
+        live_task_id: str | None = "compare_live",
+        **kwargs: Any,
     ) -> None:
         kwargs.setdefault("trigger_rule", TriggerRule.ALL_DONE)
         super().__init__(**kwargs)
         self.list_task_id = list_task_id
         self.compare_task_id = compare_task_id
+        self.changes_task_id = changes_task_id
         self.live_task_id = live_task_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        results = pull_all(context, self.compare_task_id, "comparison")
+        results = [
+            r
+            for task_id in (self.changes_task_id, self.compare_task_id)
+            if task_id
+            for r in pull_all(context, task_id, "comparison")
+        ]
         live = pull_all(context, self.live_task_id, "live") if self.live_task_id else []
         expected = context["ti"].xcom_pull(task_ids=self.list_task_id) or []
         compared = {r["table"] for r in results}

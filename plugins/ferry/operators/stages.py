@@ -101,7 +101,8 @@ class FerryWriteReportOperator(FerryOperator):
     (each task's start and end, the comparison per table, the catch-up wait; on a dry run, what
     each task would have changed).
 
-    :param compare_task_id: the mapped comparison task, for per-table results.
+    :param compare_task_id: the mapped comparison task (whole tables), for per-table results.
+    :param changes_task_id: the freeze's comparison of the captured changes, for per-table results.
     :param live_task_id: the mapped live comparison task (what was verified before the fence).
     :param caught_up_task_id: the catch-up sensor, for how long the target took to confirm the fence.
     """
@@ -110,12 +111,14 @@ class FerryWriteReportOperator(FerryOperator):
         self,
         *,
         compare_task_id: str = "compare_data",
+        changes_task_id: str = "compare_changes",
         live_task_id: str = "compare_live",
         caught_up_task_id: str = "wait_replication_caught_up",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.compare_task_id = compare_task_id
+        self.changes_task_id = changes_task_id
         self.live_task_id = live_task_id
         self.caught_up_task_id = caught_up_task_id
 
@@ -127,7 +130,9 @@ class FerryWriteReportOperator(FerryOperator):
         started = context["ti"].xcom_pull(task_ids=self.task_id, key="started", map_indexes=-1)
         rows = report.timeline([t for task in context["dag"].task_ids for t in pull_all(context, task, "timing")])
         caught_up = context["ti"].xcom_pull(task_ids=self.caught_up_task_id) or {}
-        comparisons = pull_all(context, self.compare_task_id, "comparison")
+        comparisons = pull_all(context, self.changes_task_id, "comparison") + pull_all(
+            context, self.compare_task_id, "comparison"
+        )
         live = pull_all(context, self.live_task_id, "live")
         data = {
             "plan": self.plan.name,

@@ -23,6 +23,7 @@ from airflow.sdk import DAG
 from ferry.hooks.replication import ReplicationHook
 from ferry.operators.capture import CaptureDrainOperator, CaptureStartOperator, CaptureStopOperator
 from ferry.operators.compare import (
+    ReplicationCompareChangesOperator,
     ReplicationCompareLiveOperator,
     ReplicationCompareReportOperator,
     ReplicationCompareTableOperator,
@@ -84,7 +85,8 @@ def replication_dag(dag_id: str, plant: bool) -> DAG:
         tables = ReplicationListTablesOperator(task_id="list_tables")
         fence = ReplicationFenceSourceOperator(task_id="fence_source")
         live = ReplicationCompareLiveOperator.partial(task_id="compare_live").expand(table=tables.output)
-        compare = ReplicationCompareTableOperator.partial(task_id="compare_table").expand(table=tables.output)
+        changes = ReplicationCompareChangesOperator(task_id="compare_changes")
+        compare = ReplicationCompareTableOperator.partial(task_id="compare_table").expand(table=changes.output)
         (
             ReplicationCopySchemaOperator(task_id="copy_schema")
             >> ReplicationCreatePublicationOperator(task_id="create_publication")
@@ -103,6 +105,7 @@ def replication_dag(dag_id: str, plant: bool) -> DAG:
                 task_id="wait_replication_caught_up", fence_lsn=fence_lsn_of(fence), timeout_s=600
             )
             >> CaptureDrainOperator(task_id="drain_change_capture_in_freeze")
+            >> changes
             >> compare
             >> ReplicationCompareReportOperator(
                 task_id="compare_report", list_task_id="list_tables", compare_task_id="compare_table"
