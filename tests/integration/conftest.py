@@ -168,6 +168,12 @@ def rerun_each_task(
     session = settings.Session()
     with GateAnswerer(gates or {}):
         for task_id, map_index, first in keys:
+            name = task_id if map_index < 0 else f"{task_id}[{map_index}]"
+            if map_index < 0 and first == "skipped" and hasattr(dag.task_dict[task_id], "expand_input"):
+                # A mapped task expanded over no value never ran: there is nothing to run again (clearing it in
+                # the UI expands it again, over the same empty list).
+                rerun[name] = first
+                continue
             session.expire_all()
             ti = run.get_task_instance(task_id, session=session, map_index=map_index)
             clear_task_instances([ti], session, dag_run_state=False)
@@ -182,7 +188,6 @@ def rerun_each_task(
                 session.commit()  # no read transaction left open while the answerer writes
                 if ti.state == "scheduled":  # resumed by its answer, as dag.test() resumes it
                     _run_task(ti=ti, task=dag.task_dict[task_id], run_triggerer=True)
-            name = task_id if map_index < 0 else f"{task_id}[{map_index}]"
             if not task_id.startswith(may_fail):  # as the first time: success, or skipped by the run's params
                 assert ti.state == first, f"re-running {name} of {dag_id} ended {ti.state}, not {first}"
             after = [(r.action, r.target) for r in ledger.records()]

@@ -186,5 +186,27 @@ def test_a_slot_of_ferrys_left_behind_is_named_with_the_wal_it_keeps(stand, sour
         source.execute("SELECT pg_drop_replication_slot('ferry_stand_saas_capture')")
     assert found.status == "warn"
     assert found.summary.startswith("1 slot(s) of Ferry's left behind: source ferry_stand_saas_capture (")
-    assert any("LEFT BEHIND" in f and "test_decoding" in f for f in found.findings)
-    assert "pg_drop_replication_slot" in found.remedy
+    assert any("LEFT BEHIND" in f and "test_decoding; D-day's change capture" in f for f in found.findings)
+    assert "pg_drop_replication_slot" in found.remedy and "ferry_rollback" in found.remedy
+
+
+def test_the_change_capture_can_start_on_both_sides_or_the_pre_flight_says_why(stand, source):
+    from ferry.preflight import check_change_capture
+
+    plan = load_plan()
+    found = check_change_capture(plan)
+    assert found.status == "pass", found
+    assert [f.split(":")[0] for f in found.findings] == ["source", "target"]
+    assert all("wal_level=logical" in f and "may decode" in f for f in found.findings)
+    source.execute("CREATE ROLE ferry_weak LOGIN")
+    try:
+        source.execute("SET ROLE ferry_weak")
+        # As a login that may not decode: the check names it and the fix (run here through the same query).
+        row = source.execute(
+            (Path(__file__).parents[2] / "include" / "sql" / "capture_settings.sql").read_text(),
+            {"slot_name": "ferry_stand_saas_capture"},
+        ).fetchone()
+        assert row[3] is False  # can_decode
+    finally:
+        source.execute("RESET ROLE")
+        source.execute("DROP ROLE ferry_weak")

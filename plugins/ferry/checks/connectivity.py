@@ -197,7 +197,8 @@ def check_leftover_slots(plan: Plan) -> CheckResult:
         + ", ".join(f"{side} {s['slot_name']} ({s['retained_bytes'] or 0} bytes of WAL)" for side, s in leftover),
         findings,
         "A slot nobody reads keeps WAL until the disk fills. If no Ferry run still needs it, drop it on its side: "
-        "SELECT pg_drop_replication_slot('<slot>'); (ferry_rollback with undo_all_stages drops the ones it recorded).",
+        "SELECT pg_drop_replication_slot('<slot>'); (ferry_rollback drops D-day's change capture slots, and with "
+        "undo_all_stages the others it recorded).",
     )
 
 

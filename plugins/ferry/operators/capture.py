@@ -29,6 +29,14 @@ class CaptureOperator(FerryOperator):
             return False
         return True
 
+    def ended(self, context: Any) -> str | None:
+        """When this run's capture was dropped (drop_change_capture), if it was: a re-run then neither starts
+        nor drains one again, and what was stored stands."""
+        ended = [
+            r for r in self.ledger.records(action=Action.DROP_CAPTURE_SLOT) if r.run_id == context["run_id"] and r.done
+        ]
+        return ended[-1].at if ended else None
+
     @staticmethod
     def slot_target(side: str, slot: str) -> Target:
         return Target.source(f"slot {slot}") if side == "source" else Target.target(f"slot {slot}")
@@ -81,6 +89,10 @@ class CaptureDrainOperator(CaptureOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         if not self.in_use():
             return {"drained": False}
+        ended = self.ended(context)
+        if ended:
+            self.log.info("This run's change capture ended at %s (drop_change_capture); what it stored stands", ended)
+            return {"drained": False, "ended": ended}
         captures = self.captures()
         if any(c.store.load(side) is None for side, c in captures.items()):
             if self.is_dry_run(context):
