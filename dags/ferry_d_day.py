@@ -12,7 +12,8 @@ is undone by `ferry_rollback`; if a task fails before it, stop and trigger `ferr
 2. `start_change_capture` (a logical decoding slot per side: every row changed from now on is
    captured), `list_tables`, `compare_live` (one mapped task per table, while the application still
    writes; ranges that keep differing are carried into the freeze), `drain_change_capture`,
-   **`gate_go_no_go`**. With `thresholds.compare_in_freeze: full` these compare nothing and the
+   **`gate_go_no_go`**, `drain_change_capture_after_gate` (what changed while the gate waited, so
+   the freeze's own drain holds only the seconds before the fence). With `thresholds.compare_in_freeze: full` these compare nothing and the
    whole comparison runs in the freeze.
 3. `route_webhooks_to_recorder`: billing webhooks go to the recorder (stored in S3, replayed later).
 4. `stop_vm_services`: the old app's units stopped over SSH. `fence_source`: the application roles can no longer write.
@@ -125,6 +126,11 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         task_id="drain_change_capture",
         doc_md="Stores the keys changed so far (S3) and consumes them from the slots, so the freeze's drain is small.",
     )
+    drain_after_gate = CaptureDrainOperator(
+        task_id="drain_change_capture_after_gate",
+        doc_md="Drains again what changed while the gate waited (the application still up), so the freeze's "
+        "drain holds only the seconds before the fence.",
+    )
     go = gate(
         "gate_go_no_go",
         "Start the cutover?",
@@ -227,7 +233,17 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
     )
 
     scope >> preflight >> previous >> capture >> tables
-    live >> drain_live >> go >> webhooks >> stop >> fence >> caught_up >> [drain_freeze, large_objects]
+    (
+        live
+        >> drain_live
+        >> go
+        >> drain_after_gate
+        >> webhooks
+        >> stop
+        >> fence
+        >> caught_up
+        >> [drain_freeze, large_objects]
+    )
     drain_freeze >> changes >> compare_report
     [compare_report, large_objects] >> compared
     compare >> compare_report >> compared >> drop >> sequences >> [replicas, ssm, matviews, drop_capture]

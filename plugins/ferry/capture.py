@@ -58,16 +58,21 @@ class CaptureParseError(ValueError):
     """A line of test_decoding's output this parser does not understand (quoted in the message)."""
 
 
+def _closing(text: str, i: int, quote: str) -> int:
+    """Where the quote opened at ``i`` closes (a doubled quote inside is part of the text)."""
+    j = i + 1
+    while True:
+        k = text.index(quote, j)
+        if not text.startswith(quote, k + 1):
+            return k
+        j = k + 2
+
+
 def _ident(text: str, i: int) -> tuple[str, int]:
     """An identifier as quote_identifier prints it (quotes kept), starting at ``i``."""
     if text.startswith('"', i):
-        j = i + 1
-        while True:
-            k = text.index('"', j)
-            if text.startswith('"', k + 1):
-                j = k + 2
-                continue
-            return text[i : k + 1], k + 1
+        k = _closing(text, i, '"')
+        return text[i : k + 1], k + 1
     j = i
     while j < len(text) and text[j] not in '.[:, "':
         j += 1
@@ -75,13 +80,8 @@ def _ident(text: str, i: int) -> tuple[str, int]:
 
 
 def _quoted(text: str, i: int) -> tuple[str, int]:
-    j = i + 1
-    while True:
-        k = text.index("'", j)
-        if text.startswith("'", k + 1):
-            j = k + 2
-            continue
-        return text[i + 1 : k].replace("''", "'"), k + 1
+    k = _closing(text, i, "'")
+    return text[i + 1 : k].replace("''", "'"), k + 1
 
 
 def _value(text: str, i: int) -> tuple[Any, int]:
@@ -258,16 +258,24 @@ class ChangeCapture:
         return self.hook.fetch_one("capture_slot", slot_name=self.slot)
 
     def start(self) -> tuple[CaptureState, bool]:
-        """Create the slot (or keep the one there) and store a fresh state; True when it was created."""
+        """Create the slot and store a fresh state; True when it was created. A slot already there whose
+        stored state follows it is kept with what it captured; one without (or whose state follows another)
+        gets a fresh state from where it stands, and comparisons made under the earlier one no longer count."""
         status = self.slot_status()
+        state = self.store.load(self.side)
         if status is None:
             lsn = self.hook.fetch_one("capture_slot_create", slot_name=self.slot)["lsn"]
+        elif (
+            state is not None
+            and state.slot == self.slot
+            and not state.broken
+            and status["confirmed_flush_lsn"] in (state.lsn, state.previous_lsn)
+        ):
+            return state, False
         else:
             lsn = status["confirmed_flush_lsn"]
-        state = self.store.load(self.side)
-        if state is None or state.created_lsn != lsn or state.slot != self.slot:
-            state = CaptureState(side=self.side, slot=self.slot, created_lsn=lsn, lsn=lsn)
-            self.store.save(state)
+        state = CaptureState(side=self.side, slot=self.slot, created_lsn=lsn, lsn=lsn)
+        self.store.save(state)
         return state, status is None
 
     def stop(self) -> bool:

@@ -103,6 +103,9 @@ class TableComparison:
     rows_verified: int = 0
     carried: list[list[list[str] | None]] = field(default_factory=list)
     """Live: the key ranges (lower, upper; None is open) still differing, to compare again in the freeze."""
+    carried_hashes: list[str] = field(default_factory=list)
+    """Live, a table without a key: the hashes of the rows still differing, each to be among the rows the
+    change capture saw change (else the freeze compares the table whole)."""
     carried_whole: str = ""
     """Live or tail: why the whole table is (or was) compared in the freeze instead."""
     capture: str = ""
@@ -226,8 +229,8 @@ class Comparer:
         result.equal = (
             result.differences == 0
             and result.rows_source == result.rows_target
-            and not result.carried
-            and not result.carried_whole
+            # Live: anything carried into the freeze is not (yet) known equal.
+            and not (phase == "live" and (result.carried or result.carried_hashes or result.carried_whole))
         )
         result.seconds = round(time.monotonic() - started, 3)
         return result
@@ -251,8 +254,16 @@ class Comparer:
                     if probe.equal_multiset or attempt == retries:
                         break
                     time.sleep(wait_s)
-                if not probe.equal_multiset:
+                if probe.equal_multiset:
+                    return
+                # Which rows differ (by hash): in the freeze, each must be among the rows captured as changed
+                # (replication was behind on them), else the table is compared whole there.
+                if mode != "counts":
+                    self._compare_multiset(sides, table, hashed, "full", probe)
+                if mode == "counts" or probe.truncated or not probe.differing_rows:
                     result.carried_whole = "a table without a key that differed while live"
+                else:
+                    result.carried_hashes = [d["row_hash"] for d in probe.differing_rows]
                 return
             carried = self._keyed(sides, table, key, hashed, mode, result).run_live(retries, wait_s, max_carried)
             if carried is None:
@@ -274,6 +285,7 @@ class Comparer:
         carried: list[list[list[str] | None]] | None = None,
         keys: set[tuple[str | None, ...]] | None = None,
         rows: set[tuple[str | None, ...]] | None = None,
+        carried_hashes: list[str] | None = None,
     ) -> TableComparison:
         """Compare in the freeze only what the live comparison left open: the ``carried`` key ranges, the
         rows of the captured ``keys`` (keyed table) or the captured ``rows`` (table without a key). Reads
@@ -281,7 +293,14 @@ class Comparer:
 
         def body(sides, key, columns, hashed, result: TableComparison) -> None:
             if key is None:
-                self._verify_rows(sides, table, columns, hashed, sorted(rows or (), key=str), result)
+                seen = self._verify_rows(sides, table, columns, hashed, sorted(rows or (), key=str), result)
+                unexplained = set(carried_hashes or ()) - seen
+                if unexplained:
+                    result.carried_whole = (
+                        f"{len(unexplained)} row(s) that differed while live did not change since: compared whole"
+                    )
+                    result.differing_rows = []
+                    self._compare_multiset(sides, table, hashed, mode, result)
                 return
             keyed = self._keyed(sides, table, key, hashed, mode, result)
             ranges = [_Range(tuple(lo) if lo else None, tuple(hi) if hi else None) for lo, hi in (carried or [])]
@@ -302,13 +321,15 @@ class Comparer:
         rows: list[tuple[str | None, ...]],
         result: TableComparison,
         batch: int = 2_000,
-    ) -> None:
-        """A table without a key: how many copies of each captured row (by its columns' text) each side holds."""
+    ) -> set[str]:
+        """A table without a key: how many copies of each captured row (by its columns' text) each side holds.
+        Returns the hashes of the rows found on either side."""
         texts = sql.SQL(", ").join(sql.SQL("ferry_row.{}::text").format(sql.SQL(c["column"])) for c in columns)
         arrays = sql.SQL(", ").join(sql.SQL("{}::text[]").format(sql.Placeholder(f"c{i}")) for i in range(len(columns)))
         statement = sql.SQL(load_sql("compare_rows_of")).format(
             table=sql.SQL(table), row_hash=hashed, row_text=texts, arrays=arrays
         )
+        seen: set[str] = set()
         for start in range(0, len(rows), batch):
             part = rows[start : start + batch]
             params = {f"c{i}": [r[i] for r in part] for i in range(len(columns))}
@@ -317,7 +338,9 @@ class Comparer:
                 {r["hash"]: r["copies"] for r in f.result()} for f in [s.submit(statement, params) for s in sides]
             )
             result.rows_verified += len(part)
+            seen |= set(src) | set(tgt)
             self._name_rows(src, tgt, result)
+        return seen
 
     def _compare_multiset(
         self,

@@ -255,7 +255,7 @@ def verification(results: list[dict[str, Any]], live: list[dict[str, Any]] | Non
                 "live_at": before["started_at"] if before else None,
                 "live_s": before["seconds"] if before else None,
                 "live_ranges": before["ranges_compared"] if before else None,
-                "carried": len(before["carried"]) if before else 0,
+                "carried": len(before["carried"]) + len(before.get("carried_hashes") or []) if before else 0,
                 "freeze": r.get("phase", "full"),
                 "freeze_at": r.get("started_at"),
                 "freeze_s": r["seconds"],

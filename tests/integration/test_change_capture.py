@@ -10,6 +10,7 @@ import pytest
 
 from ferry.capture import SIDES, CaptureStore, ChangeCapture, capture_slot, parse_change
 from ferry.compare import Comparer
+from tests.integration.dags.ferry_test_replication import plant_differences
 from tests.integration.test_replication_parts import SCOPE, hooks, replicating  # noqa: F401 (fixtures)
 
 
@@ -37,10 +38,10 @@ def verify(comparer: Comparer, captures, live: dict, table: str):
     assert not any(c.whole for c in captured), [c.whole for c in captured]
     keys = set().union(*(c.keys for c in captured)) if captured else set()
     rows = set().union(*(c.rows for c in captured)) if captured else set()
-    return comparer.verify_tail(table, "full", live[table].carried, keys, rows)
+    return comparer.verify_tail(table, "full", live[table].carried, keys, rows, live[table].carried_hashes)
 
 
-def test_changes_after_the_live_comparison_are_named_by_key_and_untouched_tables_are_not_read(
+def test_changes_after_the_live_comparison_are_named_by_key_however_they_were_made(
     stand,
     source,
     target,
@@ -51,11 +52,14 @@ def test_changes_after_the_live_comparison_are_named_by_key_and_untouched_tables
     """Planted after every table's live comparison: an update by a superuser, a delete under
     session_replication_role = replica and an insert, all made directly on the target; a row on the
     keyless page_views; and an update on the source the target never applies (its replication origin
-    advanced past it). Planted before the capture began: a change the live comparison carries into the
-    freeze. Each is named in the freeze by key (or row); customers, untouched, is not read again."""
+    advanced past it). Planted before the capture began: changes the live comparison carries into the
+    freeze (a key range; a keyless row, which makes page_views compared whole). Each is named in the
+    freeze by key (or row hash)."""
     plan = replicating
     src, tgt = hooks
-    target.execute("UPDATE events SET kind = 'diverged-before' WHERE id = 10")  # before the capture began
+    # Before the capture began: differences the live comparison must carry into the freeze.
+    target.execute("UPDATE events SET kind = 'diverged-before' WHERE id = 10")
+    target.execute("INSERT INTO page_views VALUES (NULL, '/diverged-before', '2026-01-01 00:00+00')")
     for capture in captures.values():
         state, created = capture.start()
         assert created and state.created_lsn == state.lsn
@@ -63,37 +67,16 @@ def test_changes_after_the_live_comparison_are_named_by_key_and_untouched_tables
 
     comparer = Comparer(src, tgt, concurrency=2, chunk_rows=300, leaf_rows=40)
     live = {table: comparer.compare_live(table, retries=1, wait_s=0.2) for table in SCOPE}
-    assert all(live[t].carried == [] and not live[t].carried_whole for t in SCOPE if t != "public.events"), live
-    assert len(live["public.events"].carried) == 1 and live["public.events"].rows_source > 300
+    unchanged = ("public.customers", "public.invoices", "public.subscriptions")
+    assert all(live[t].equal and not live[t].carried and not live[t].carried_whole for t in unchanged), live
+    assert len(live["public.events"].carried) == 1 and not live["public.events"].equal
+    assert len(live["public.page_views"].carried_hashes) == 1 and not live["public.page_views"].carried_whole
     for capture in captures.values():
         assert capture.drain(SCOPE).changes == 0
+        assert capture.start()[1] is False  # a re-run after a drain keeps the capture
 
-    # After the live comparison: five ways a row comes to differ.
-    target.execute("UPDATE subscriptions SET amount = amount + 1 WHERE id = 4")
-    target.execute("SET session_replication_role = replica")
-    target.execute("DELETE FROM events WHERE id = 12")
-    target.execute("RESET session_replication_role")
-    new_id = target.execute(
-        "INSERT INTO subscriptions (id, customer_id, plan, amount, status, started_at) "
-        "SELECT max(id) + 1000, 1, 'planted', 1, 'active', now() FROM subscriptions RETURNING id"
-    ).fetchone()[0]
-    target.execute("INSERT INTO page_views VALUES (NULL, '/planted ''quoted''', '2026-01-01 00:00+00')")
-    origin = target.execute("SELECT 'pg_' || oid FROM pg_subscription WHERE subname = %s", (plan.subscription,))
-    origin = origin.fetchone()[0]
-    target.execute(f"ALTER SUBSCRIPTION {plan.subscription} DISABLE")
-    wait_for(
-        lambda: (
-            target.execute(
-                "SELECT count(*) FROM pg_stat_subscription WHERE subname = %s AND pid IS NOT NULL", (plan.subscription,)
-            ).fetchone()[0]
-            == 0
-        ),
-        what="the apply worker to stop",
-    )
-    source.execute("UPDATE invoices SET amount = amount + 1 WHERE id = 5")
-    skip_to = source.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
-    target.execute("SELECT pg_replication_origin_advance(%s, %s::pg_lsn)", (origin, skip_to))
-    target.execute(f"ALTER SUBSCRIPTION {plan.subscription} ENABLE")
+    # After the live comparison: five ways a row comes to differ (as ferry_test_replication_planted plants them).
+    added = plant_differences()["customer_added_on_target"]
     marker = source.execute(
         "INSERT INTO invoices (subscription_id, amount, tax, issued_at) VALUES (1, 1, 0, now()) RETURNING id"
     ).fetchone()[0]
@@ -103,29 +86,36 @@ def test_changes_after_the_live_comparison_are_named_by_key_and_untouched_tables
     )
 
     drained = {side: capture.drain(SCOPE) for side, capture in captures.items()}
-    assert drained["source"].tables == {"public.invoices": 2}
+    assert drained["source"].tables == {"public.invoices": 2}  # the update never applied, and the marker
     assert drained["target"].tables == {
-        "public.subscriptions": 2,
+        "public.subscriptions": 1,
         "public.events": 1,
+        "public.customers": 1,
         "public.page_views": 1,
         "public.invoices": 1,
     }
 
     subscriptions = verify(comparer, captures, live, "public.subscriptions")
-    assert subscriptions.changed == ["4"] and subscriptions.extra_on_target == [str(new_id)]
-    assert subscriptions.keys_verified == 2 and not subscriptions.equal
+    assert subscriptions.changed == ["4"] and subscriptions.keys_verified == 1 and not subscriptions.equal
     events = verify(comparer, captures, live, "public.events")
     assert events.changed == ["10"] and events.missing_on_target == ["12"]
+    customers = verify(comparer, captures, live, "public.customers")
+    assert customers.extra_on_target == [str(added)] and customers.ranges_compared == 1  # one batch of keys
     invoices = verify(comparer, captures, live, "public.invoices")
     assert invoices.changed == ["5"] and invoices.keys_verified == 2  # the marker row is equal
+    # The row planted before the capture is not among the captured ones: page_views is compared whole.
     page_views = verify(comparer, captures, live, "public.page_views")
-    assert not page_views.keyed and [(d["source"], d["target"]) for d in page_views.differing_rows] == [(0, 1)]
-    customers = verify(comparer, captures, live, "public.customers")
-    assert customers.equal and customers.ranges_compared == 0 and customers.keys_verified == 0
+    assert not page_views.keyed and page_views.carried_whole.startswith("1 row(s) that differed while live")
+    assert [(d["source"], d["target"]) for d in page_views.differing_rows] == [(0, 1), (0, 1)]
+    # Nothing captured, nothing carried: nothing read.
+    assert comparer.verify_tail("public.customers", "full", [], set(), set()).ranges_compared == 0
 
-    # A drain again finds nothing new; slots are named after the plan, on both sides.
+    # A drain again finds nothing new; a re-run of the start keeps what was captured; slots are named after
+    # the plan, on both sides.
     for capture in captures.values():
         assert capture.drain(SCOPE).changes == 0
+        kept, created = capture.start()
+        assert not created and kept.tables == capture.store.load(capture.side).tables and kept.tables
         assert capture.slot_status()["slot_name"] == capture_slot(plan)
 
 

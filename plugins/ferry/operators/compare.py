@@ -109,7 +109,8 @@ class ReplicationCompareLiveOperator(FerryOperator):
             if result.equal
             else f"carried into the freeze: the whole table ({result.carried_whole})"
             if result.carried_whole
-            else f"carried into the freeze: {len(result.carried)} small key range(s) still differing",
+            else f"carried into the freeze: {len(result.carried)} small key range(s) and {len(result.carried_hashes)} "
+            "row(s) of a table without a key still differing",
         )
         for lower, upper in result.carried[:20]:
             self.log.info("  carried: keys from %s to %s", lower or "the first", upper or "the last")
@@ -192,8 +193,9 @@ class ReplicationCompareChangesOperator(FerryOperator):
             captured = [s.tables[table] for s in states.values() if table in s.tables]
             keys = set().union(*(c.keys for c in captured)) if captured else set()
             rows = set().union(*(c.rows for c in captured)) if captured else set()
-            result = comparer.verify_tail(table, mode, lives[table]["carried"], keys, rows)
-            result.capture, result.started_at = lives[table]["capture"], started_at
+            live = lives[table]
+            result = comparer.verify_tail(table, mode, live["carried"], keys, rows, live.get("carried_hashes"))
+            result.capture, result.started_at = live["capture"], started_at
             return result
 
         with ThreadPoolExecutor(max_workers=max(1, min(4, len(changed)))) as pool:
