@@ -13,14 +13,15 @@ is undone by `ferry_rollback`; if a task fails before it, stop and trigger `ferr
    captured), `list_tables`, `compare_live` (one mapped task per table, while the application still
    writes; ranges that keep differing are carried into the freeze), `drain_change_capture`,
    **`gate_go_no_go`**, `drain_change_capture_after_gate` (what changed while the gate waited, so
-   the freeze's own drain holds only the seconds before the fence). With `thresholds.compare_in_freeze: full` these compare nothing and the
-   whole comparison runs in the freeze.
+   the freeze's own drain holds only the seconds before the fence). With
+   `thresholds.compare_in_freeze: full` these compare nothing and the whole comparison runs in the
+   freeze.
 3. `route_webhooks_to_recorder`: billing webhooks go to the recorder (stored in S3, replayed later).
 4. `stop_vm_services`: the old app's units stopped over SSH. `fence_source`: the application roles can no longer write.
 5. `wait_replication_caught_up`: deferred until the target confirmed the fence's WAL position.
-6. `drain_change_capture_in_freeze`, `compare_changes` (every table, side by side: only the rows
-   changed since its live comparison and the ranges it left open, so the freeze does not grow with
-   the data), `compare_data` (one mapped task per table it could not verify that way, compared
+6. `compare_changes` (drains the capture a last time, then verifies every table, side by side:
+   only the rows changed since its live comparison and the ranges it left open, so the freeze does
+   not grow with the data), `compare_data` (one mapped task per table it could not verify that way, compared
    whole, saying why: none normally, all with `compare_in_freeze: full`), `compare_report` (what was
    verified when); beside them `copy_large_objects` (replication does not carry them; verified by
    md5); **`gate_comparison`**.
@@ -153,15 +154,11 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         timeout_s=1800,
         doc_md="Waits (deferred) until the target confirmed the fence LSN (fence_source's XCom).",
     )
-    drain_freeze = CaptureDrainOperator(
-        task_id="drain_change_capture_in_freeze",
-        doc_md="Reads what changed on both sides since the last drain, up to the fence (source) and after the "
-        "catch-up (target): exactly the rows the freeze verifies.",
-    )
     changes = ReplicationCompareChangesOperator(
         task_id="compare_changes",
-        doc_md="Verifies every table by the rows changed since its live comparison and the ranges it left open "
-        "(a table nothing touched is not read); fails on any difference. Returns the tables to compare whole.",
+        doc_md="Drains the change capture a last time (up to the fence on the source, after the catch-up on the "
+        "target), then verifies every table by the rows changed since its live comparison and the ranges it left "
+        "open (a table nothing touched is not read); fails on any difference. Returns the tables to compare whole.",
     )
     compare = ReplicationCompareTableOperator.partial(
         task_id="compare_data",
@@ -233,18 +230,8 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
     )
 
     scope >> preflight >> previous >> capture >> tables
-    (
-        live
-        >> drain_live
-        >> go
-        >> drain_after_gate
-        >> webhooks
-        >> stop
-        >> fence
-        >> caught_up
-        >> [drain_freeze, large_objects]
-    )
-    drain_freeze >> changes >> compare_report
+    (live >> drain_live >> go >> drain_after_gate >> webhooks >> stop >> fence >> caught_up >> [changes, large_objects])
+    changes >> compare_report
     [compare_report, large_objects] >> compared
     compare >> compare_report >> compared >> drop >> sequences >> [replicas, ssm, matviews, drop_capture]
     [replicas, ssm, matviews] >> scale_up >> pgbouncer

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from psycopg.rows import dict_row
 
 from ferry.hooks.postgres import load_sql
 from ferry.hooks.replication import ReplicationHook
@@ -295,42 +296,50 @@ class ChangeCapture:
         return ""
 
     def drain(self, scope: list[str]) -> DrainResult:
-        """Read every change committed since the last drain, store the keys it names, then consume it."""
+        """Read every change committed since the last drain, store the keys it names, then consume it.
+
+        One connection for all of it: the drain runs inside the write freeze too."""
         started = time.monotonic()
         state = self.store.load(self.side)
         if state is None:
             raise RuntimeError(f"no change capture was started on the {self.side}: run start_change_capture first")
         if state.broken:
             return DrainResult(self.side, state.lsn, 0, {}, 0.0, state.broken)
-        problem = self._problem(state, self.slot_status())
-        if problem:
-            state.broken = problem
-            self.store.save(state)
-            return DrainResult(self.side, state.lsn, 0, {}, round(time.monotonic() - started, 3), problem)
-        upto = self.hook.fetch_one("capture_flush_lsn")["lsn"]
-        tables = _Tables(self.hook, self.plan, scope)
-        found: dict[str, TableCapture] = {}
-        changes = 0
-        with self.hook.session(autocommit=False) as conn:
+        with self.hook.session() as conn:
             conn.execute(load_sql("compare_session"))  # values printed as the comparison prints them
-            with conn.cursor(name="ferry_capture") as cur:
-                cur.itersize = 10_000
-                cur.execute(load_sql("capture_peek"), {"slot_name": self.slot, "upto": upto})
-                for _xid, data in cur:
+            with conn.cursor(row_factory=dict_row) as cur:
+                status = cur.execute(load_sql("capture_slot"), {"slot_name": self.slot}).fetchone()
+                problem = self._problem(state, status)
+                if problem:
+                    state.broken = problem
+                    self.store.save(state)
+                    return DrainResult(self.side, state.lsn, 0, {}, round(time.monotonic() - started, 3), problem)
+                cur.execute(load_sql("capture_flush"))  # commits made visible before their WAL was flushed
+                upto = cur.execute(load_sql("capture_flush_lsn")).fetchone()["lsn"]
+                tables = _Tables(
+                    cur.execute(load_sql("capture_tables"), {"schemas": self.plan.replication.schemas}), scope
+                )
+            found: dict[str, TableCapture] = {}
+            changes = 0
+            with conn.transaction(), conn.cursor(name="ferry_capture") as peek:
+                peek.itersize = 10_000
+                peek.execute(load_sql("capture_peek"), {"slot_name": self.slot, "upto": upto})
+                for _xid, data in peek:
                     change = parse_change(data)
                     if change is not None and tables.record(change, found):
                         changes += 1
-            conn.rollback()
-        for table, captured in found.items():
-            state.tables[table] = state.tables.get(table, TableCapture()).merge(captured)
-            if not state.tables[table].whole and len(state.tables[table].rows) > MAX_KEYLESS_ROWS:
-                state.tables[table].whole = f"more than {MAX_KEYLESS_ROWS} rows of a table without a key changed"
-        state.previous_lsn, state.lsn = state.lsn, upto
-        state.changes += changes
-        seconds = round(time.monotonic() - started, 3)
-        state.drains.append({"at": datetime.now(UTC).isoformat(), "upto": upto, "changes": changes, "seconds": seconds})
-        self.store.save(state)  # stored before the slot moves past them
-        advanced = self.hook.fetch_one("capture_advance", slot_name=self.slot, upto=upto)["lsn"]
+            for table, captured in found.items():
+                state.tables[table] = state.tables.get(table, TableCapture()).merge(captured)
+                if not state.tables[table].whole and len(state.tables[table].rows) > MAX_KEYLESS_ROWS:
+                    state.tables[table].whole = f"more than {MAX_KEYLESS_ROWS} rows of a table without a key changed"
+            state.previous_lsn, state.lsn = state.lsn, upto
+            state.changes += changes
+            seconds = round(time.monotonic() - started, 3)
+            state.drains.append(
+                {"at": datetime.now(UTC).isoformat(), "upto": upto, "changes": changes, "seconds": seconds}
+            )
+            self.store.save(state)  # stored before the slot moves past them
+            advanced = conn.execute(load_sql("capture_advance"), {"slot_name": self.slot, "upto": upto}).fetchone()[0]
         if advanced != upto:
             state.lsn = advanced
             self.store.save(state)
@@ -339,21 +348,19 @@ class ChangeCapture:
 
 
 class _Tables:
-    """What a drain needs to know of the tables it reads changes of: the table compared (a partition's
-    root), and its key columns, or all its columns when it has no key."""
+    """What a drain needs to know of the tables it reads changes of (``capture_tables.sql``'s rows): the
+    table compared (a partition's root), and its key columns, or all its columns when it has no key."""
 
-    def __init__(self, hook: ReplicationHook, plan: Plan, scope: list[str]) -> None:
-        self.hook, self.scope = hook, set(scope)
-        self.roots = {r["name"]: r["root"] for r in hook.fetch("capture_relations", schemas=plan.replication.schemas)}
+    def __init__(self, rows: Any, scope: list[str]) -> None:
+        self.scope = set(scope)
+        self.roots: dict[str, str] = {}
         self.columns: dict[str, tuple[list[str], bool]] = {}
+        for row in rows:
+            self.roots[row["name"]] = row["root"]
+            keyed = row["key_columns"] is not None
+            self.columns[row["root"]] = (row["key_columns"] if keyed else row["columns"], keyed)
 
     def _columns(self, table: str) -> tuple[list[str], bool]:
-        if table not in self.columns:
-            key = self.hook.fetch_one("table_key", table=table)
-            if key is not None:
-                self.columns[table] = (key["key_columns"], True)
-            else:
-                self.columns[table] = ([c["column"] for c in self.hook.fetch("row_columns", table=table)], False)
         return self.columns[table]
 
     def record(self, change: CapturedChange, found: dict[str, TableCapture]) -> bool:

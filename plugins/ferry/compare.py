@@ -191,6 +191,26 @@ class Comparer:
         self.source, self.target = source, target
         self.concurrency = concurrency
         self.chunk_rows, self.leaf_rows, self.diff_limit = chunk_rows, leaf_rows, diff_limit
+        self._kept: tuple[_Side, _Side] | None = None
+        self._collations: set[str] | None = None
+
+    def __enter__(self) -> Comparer:
+        """Keep one set of connections for every table compared until the block ends (many small
+        comparisons, as in the write freeze, then pay for connecting once)."""
+        self._kept = (_Side(self.source, self.concurrency), _Side(self.target, self.concurrency))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        kept, self._kept = self._kept, None
+        for side in kept or ():
+            side.close()
+
+    def collations(self, sides: tuple[_Side, _Side]) -> set[str]:
+        """The two databases' collations (once per comparer)."""
+        if self._collations is None:
+            statement = sql.SQL(load_sql("database_collation"))
+            self._collations = {f.result()[0]["collation"] for f in [s.submit(statement) for s in sides]}
+        return self._collations
 
     def compare_table(self, table: str, mode: Mode = "full") -> TableComparison:
         """Compare ``table`` (a quoted, schema-qualified name) on both servers, all of it."""
@@ -217,15 +237,17 @@ class Comparer:
     def _with_sides(self, table: str, phase: str, mode: Mode, body: Callable[..., None]) -> TableComparison:
         started = time.monotonic()
         result = TableComparison(table=table, mode=mode, phase=phase)
-        key = self.source.fetch_one("table_key", table=table)
-        columns = self.source.fetch("row_columns", table=table)
-        sides = (_Side(self.source, self.concurrency), _Side(self.target, self.concurrency))
+        sides = self._kept or (_Side(self.source, self.concurrency), _Side(self.target, self.concurrency))
         try:
+            found = sides[0].submit(sql.SQL(load_sql("table_key")), {"table": table})
+            columns = sides[0].submit(sql.SQL(load_sql("row_columns")), {"table": table}).result()
+            key = next(iter(found.result()), None)
             result.keyed = key is not None
             body(sides, key, columns, row_hash(columns), result)
         finally:
-            for side in sides:
-                side.close()
+            if sides is not self._kept:
+                for side in sides:
+                    side.close()
         result.equal = (
             result.differences == 0
             and result.rows_source == result.rows_target
@@ -393,7 +415,7 @@ class _KeyedTable:
         self.c, self.sides, self.table, self.mode, self.result = comparer, sides, table, mode, result
         self.types = key_types
         # Ranges must hold the same rows on both sides: text keys order by "C" unless both collations match.
-        collations = {h.fetch("database_collation")[0]["collation"] for h in (comparer.source, comparer.target)}
+        collations = comparer.collations(sides)
         # Qualified: an unqualified name in ORDER BY would mean the select list's text form of the key.
         self.columns = [
             sql.SQL('ferry_row.{} COLLATE "C"').format(sql.SQL(col))
@@ -439,9 +461,8 @@ class _KeyedTable:
         return self.sides[0].submit(statement), self.sides[1].submit(statement)
 
     def _plan_ranges(self) -> list[_Range]:
-        estimated = self.c.source.run_template("table_stats", {"table": self.names["table"]}, table=self.table)[0][
-            "estimated_rows"
-        ]
+        statement = sql.SQL(load_sql("table_stats")).format(table=self.names["table"])
+        estimated = self.sides[0].submit(statement, {"table": self.table}).result()[0]["estimated_rows"]
         wanted = max(self.c.concurrency, math.ceil(estimated / self.c.chunk_rows))
         if estimated < self.c.leaf_rows or wanted <= 1:
             return [_Range(None, None)]

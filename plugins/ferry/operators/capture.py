@@ -4,6 +4,7 @@ drain it, drop it after the cutover (and in ferry_rollback)."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -16,8 +17,12 @@ from ferry.operators.base import FerryOperator
 class CaptureOperator(FerryOperator):
     """Base: the capture of each side, and whether the plan uses one at all."""
 
+    @cached_property
+    def store(self) -> CaptureStore:
+        return CaptureStore(self.plan)
+
     def captures(self) -> dict[str, ChangeCapture]:
-        store = CaptureStore(self.plan)
+        store = self.store
         return {
             "source": ChangeCapture(self.plan, "source", self.source, store),
             "target": ChangeCapture(self.plan, "target", self.target, store),
@@ -36,6 +41,41 @@ class CaptureOperator(FerryOperator):
             r for r in self.ledger.records(action=Action.DROP_CAPTURE_SLOT) if r.run_id == context["run_id"] and r.done
         ]
         return ended[-1].at if ended else None
+
+    def drain_captures(self, context: Any) -> dict[str, Any]:
+        """Drain both sides' captures at once (see CaptureDrainOperator) and log what each named."""
+        if not self.in_use():
+            return {"drained": False}
+        ended = self.ended(context)
+        if ended:
+            self.log.info("This run's change capture ended at %s (drop_change_capture); what it stored stands", ended)
+            return {"drained": False, "ended": ended}
+        captures = self.captures()
+        if any(c.store.load(side) is None for side, c in captures.items()):
+            if self.is_dry_run(context):
+                self.log.info("DRY RUN: no change capture was started; nothing to drain")
+                return {"drained": False}
+            raise AirflowFailException("no change capture was started: run start_change_capture first")
+        scope = self.scope_tables(self.source)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            results: list[DrainResult] = list(pool.map(lambda s: captures[s].drain(scope), SIDES))
+        for r in results:
+            if r.broken:
+                self.log.warning(
+                    "%s: change capture BROKEN (%s): the freeze will compare every table whole", r.side, r.broken
+                )
+                continue
+            self.log.info(
+                "%s: drained %d changes up to %s in %.2f s; rows named per table: %s",
+                r.side,
+                r.changes,
+                r.upto,
+                r.seconds,
+                ", ".join(f"{t} {n}" for t, n in sorted(r.tables.items())) or "none",
+            )
+        return {
+            r.side: {"upto": r.upto, "changes": r.changes, "seconds": r.seconds, "broken": r.broken} for r in results
+        }
 
     @staticmethod
     def slot_target(side: str, slot: str) -> Target:
@@ -82,43 +122,12 @@ class CaptureStartOperator(CaptureOperator):
 class CaptureDrainOperator(CaptureOperator):
     """Read what changed on both sides since the last drain, store the keys it names (S3), consume it.
 
-    Before the fence it keeps the freeze's own drain small; in the freeze (after the catch-up) it is
-    what the comparison verifies.
+    Before the fence (and after the go/no-go gate) it keeps the freeze's own drain small; the freeze's
+    drain is the first step of ReplicationCompareChangesOperator.
     """
 
     def execute(self, context: Any) -> dict[str, Any]:
-        if not self.in_use():
-            return {"drained": False}
-        ended = self.ended(context)
-        if ended:
-            self.log.info("This run's change capture ended at %s (drop_change_capture); what it stored stands", ended)
-            return {"drained": False, "ended": ended}
-        captures = self.captures()
-        if any(c.store.load(side) is None for side, c in captures.items()):
-            if self.is_dry_run(context):
-                self.log.info("DRY RUN: no change capture was started; nothing to drain")
-                return {"drained": False}
-            raise AirflowFailException("no change capture was started: run start_change_capture first")
-        scope = self.scope_tables(self.source)
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            results: list[DrainResult] = list(pool.map(lambda s: captures[s].drain(scope), SIDES))
-        for r in results:
-            if r.broken:
-                self.log.warning(
-                    "%s: change capture BROKEN (%s): the freeze will compare every table whole", r.side, r.broken
-                )
-                continue
-            self.log.info(
-                "%s: drained %d changes up to %s in %.2f s; rows named per table: %s",
-                r.side,
-                r.changes,
-                r.upto,
-                r.seconds,
-                ", ".join(f"{t} {n}" for t, n in sorted(r.tables.items())) or "none",
-            )
-        return {
-            r.side: {"upto": r.upto, "changes": r.changes, "seconds": r.seconds, "broken": r.broken} for r in results
-        }
+        return self.drain_captures(context)
 
 
 class CaptureStopOperator(CaptureOperator):

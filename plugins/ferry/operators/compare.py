@@ -13,6 +13,7 @@ from ferry import report
 from ferry.capture import SIDES, CaptureStore, capture_id
 from ferry.compare import Comparer
 from ferry.operators.base import FerryOperator, pull_all
+from ferry.operators.capture import CaptureOperator
 from ferry.plan import Plan
 
 
@@ -155,9 +156,9 @@ def _fail_on_differences(operator: FerryOperator, context: Any, results: list[An
         )
 
 
-class ReplicationCompareChangesOperator(FerryOperator):
-    """In the freeze, after the change capture's last drain: verify every table whose live comparison ran
-    under the capture, by exactly the rows captured as changed on either side since the capture began and
+class ReplicationCompareChangesOperator(CaptureOperator):
+    """In the freeze, after the catch-up: drain the change capture a last time (both sides), then verify
+    every table whose live comparison ran under the capture, by exactly the rows captured as changed on either side since the capture began and
     the ranges the live comparison left open (tables verified side by side, in one task). A table nothing
     touched is not read. Results go to XCom (``comparison``, a list) before the task ends; it fails when
     anything differs.
@@ -177,8 +178,10 @@ class ReplicationCompareChangesOperator(FerryOperator):
     def execute(self, context: Any) -> list[str]:
         thresholds = self.plan.thresholds
         tables = context["ti"].xcom_pull(task_ids=self.list_task_id) or []
+        drained = self.drain_captures(context)
+        context["ti"].xcom_push(key="drained", value=drained)
         lives = {r["table"]: r for r in pull_all(context, self.live_task_id, "live")}
-        states = {side: CaptureStore(self.plan).load(side) for side in SIDES}
+        states = {side: self.store.load(side) for side in SIDES}
         reasons = {t: why_compare_whole(self.plan, t, lives.get(t), states) for t in tables}
         whole = [t for t in tables if reasons[t]]
         for table in whole:
@@ -198,7 +201,7 @@ class ReplicationCompareChangesOperator(FerryOperator):
             result.capture, result.started_at = live["capture"], started_at
             return result
 
-        with ThreadPoolExecutor(max_workers=max(1, min(4, len(changed)))) as pool:
+        with comparer, ThreadPoolExecutor(max_workers=max(1, min(4, len(changed)))) as pool:
             results = list(pool.map(verify, changed))
         for result in results:
             carried = len(lives[result.table]["carried"])

@@ -3,7 +3,7 @@
 
 The replication operators end to end, as the week-prior and D-day stages chain them:
 schema copy, publication, subscription, initial copy, change capture, live comparison (mapped per
-table), fence, catch-up, the freeze's drain and comparison (mapped per table), subscription drop,
+table), fence, catch-up, the freeze's drain and comparison (compare_changes) (mapped per table), subscription drop,
 sequence sync, capture drop.
 
 `ferry_test_replication_planted` is the same with `plant_differences` between the live comparison
@@ -104,7 +104,6 @@ def replication_dag(dag_id: str, plant: bool) -> DAG:
             >> ReplicationCaughtUpSensor(
                 task_id="wait_replication_caught_up", fence_lsn=fence_lsn_of(fence), timeout_s=600
             )
-            >> CaptureDrainOperator(task_id="drain_change_capture_in_freeze")
             >> changes
             >> compare
             >> ReplicationCompareReportOperator(
