@@ -35,6 +35,14 @@ class ApiServer:
 
     def __init__(self, folder: Path):
         self.url = f"http://127.0.0.1:{API_PORT}"
+        try:  # one left by an interrupted run would answer for another AIRFLOW_HOME
+            httpx.get(self.url + "/api/v2/monitor/health", timeout=2)
+            raise RuntimeError(
+                f"something already answers on 127.0.0.1:{API_PORT} (an airflow api-server left by an interrupted "
+                f"rehearsal?); stop it (ss -ltnp | grep {API_PORT} names its pid), then run this again"
+            )
+        except httpx.TransportError:
+            pass
         env = os.environ | {"AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(API_PORT)}
         self.proc = subprocess.Popen(
             [AIRFLOW, "api-server", "--port", str(API_PORT)],
