@@ -15,7 +15,14 @@ from ferry.operators.base import FerryOperator
 
 
 class CaptureOperator(FerryOperator):
-    """Base: the capture of each side, and whether the plan uses one at all."""
+    """Base: the capture of each side, and whether the plan uses one at all.
+
+    :param stop_task_id: the run's CaptureStopOperator, whose having run means the capture ended.
+    """
+
+    def __init__(self, *, stop_task_id: str = "drop_change_capture", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stop_task_id = stop_task_id
 
     @cached_property
     def store(self) -> CaptureStore:
@@ -35,12 +42,11 @@ class CaptureOperator(FerryOperator):
         return True
 
     def ended(self, context: Any) -> str | None:
-        """When this run's capture was dropped (drop_change_capture), if it was: a re-run then neither starts
-        nor drains one again, and what was stored stands."""
-        ended = [
-            r for r in self.ledger.records(action=Action.DROP_CAPTURE_SLOT) if r.run_id == context["run_id"] and r.done
-        ]
-        return ended[-1].at if ended else None
+        """Whether this run's capture was dropped already (its drop_change_capture ran): a re-run then
+        neither starts nor drains one again, and what was stored stands. Read from that task's XCom, not
+        from the ledger: this check runs inside the write freeze."""
+        dropped = context["ti"].xcom_pull(task_ids=self.stop_task_id)
+        return f"{self.stop_task_id} ran in this run ({dropped})" if dropped else None
 
     def drain_captures(self, context: Any) -> dict[str, Any]:
         """Drain both sides' captures at once (see CaptureDrainOperator) and log what each named."""
@@ -48,7 +54,7 @@ class CaptureOperator(FerryOperator):
             return {"drained": False}
         ended = self.ended(context)
         if ended:
-            self.log.info("This run's change capture ended at %s (drop_change_capture); what it stored stands", ended)
+            self.log.info("This run's change capture ended: %s; what it stored stands", ended)
             return {"drained": False, "ended": ended}
         captures = self.captures()
         if any(c.store.load(side) is None for side, c in captures.items()):
@@ -91,14 +97,10 @@ class CaptureStartOperator(CaptureOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         if not self.in_use():
             return {"capture": None}
-        ended = [
-            r for r in self.ledger.records(action=Action.DROP_CAPTURE_SLOT) if r.run_id == context["run_id"] and r.done
-        ]
+        ended = self.ended(context)
         if ended:
-            self.log.info(
-                "This run's change capture ended at %s (drop_change_capture); not started again", ended[-1].at
-            )
-            return {"capture": None, "ended": ended[-1].at}
+            self.log.info("This run's change capture ended: %s; not started again", ended)
+            return {"capture": None, "ended": ended}
         started: dict[str, Any] = {}
         for side, capture in self.captures().items():
             target = self.slot_target(side, capture.slot)
