@@ -12,7 +12,9 @@ three digits; ``wide``: N/4 rows of about 1 KB of text and jsonb), then times, s
 - reladiff: the cross-database hashdiff CLI (installed in .venv-bench by ``make bench-venv``).
 
 Then it plants differences of each kind on the target and prints which each tool found by key.
-Its last line is a key=value summary. Run: ``make bench-compare`` (or ``ROWS=200000 make bench-compare``).
+Its last line is a key=value summary ending ``ok=``: yes when every planted difference was found by key
+and, for every table, Ferry is at least ``FERRY_BENCH_MIN_VS_RELADIFF`` (5) times faster than reladiff
+and at most ``FERRY_BENCH_MAX_VS_BARE`` (1.2) times the bare query; it exits non-zero otherwise. Run: ``make bench-compare`` (or ``ROWS=200000 make bench-compare``).
 """
 
 from __future__ import annotations
@@ -312,8 +314,28 @@ def main() -> int:
             f" planted_found={found}/{planted} "
             f"reladiff_found={sum(r['reladiff_found'] for r in results.values())}/{planted}"
         )
-        print("\n" + line)
-        return 0 if found == planted and all(r["exact"] for r in results.values()) else 1
+        min_vs_reladiff = float(os.environ.get("FERRY_BENCH_MIN_VS_RELADIFF", "5"))
+        max_vs_bare = float(os.environ.get("FERRY_BENCH_MAX_VS_BARE", "1.2"))
+        missed = [
+            f"{name}: {what}"
+            for name, r in results.items()
+            for what, failed in (
+                (
+                    f"reladiff/ferry {r['reladiff_s'] / r['ferry_s']:.2f} < {min_vs_reladiff}",
+                    r["reladiff_s"] / r["ferry_s"] < min_vs_reladiff,
+                ),
+                (
+                    f"ferry/bare {r['ferry_s'] / r['bare_s']:.2f} > {max_vs_bare}",
+                    r["ferry_s"] / r["bare_s"] > max_vs_bare,
+                ),
+            )
+            if failed
+        ]
+        ok = found == planted and all(r["exact"] for r in results.values()) and not missed
+        if missed:
+            print("\nspeed targets missed (FERRY_BENCH_MIN_VS_RELADIFF, FERRY_BENCH_MAX_VS_BARE): " + "; ".join(missed))
+        print("\n" + line + f" ok={'yes' if ok else 'no'}")
+        return 0 if ok else 1
     finally:
         down(stand, quiet=True)
 

@@ -360,9 +360,6 @@ class _Tables:
             keyed = row["key_columns"] is not None
             self.columns[row["root"]] = (row["key_columns"] if keyed else row["columns"], keyed)
 
-    def _columns(self, table: str) -> tuple[list[str], bool]:
-        return self.columns[table]
-
     def record(self, change: CapturedChange, found: dict[str, TableCapture]) -> bool:
         """Add what ``change`` names to ``found``; False when it touches no table in scope."""
         counted = False
@@ -378,7 +375,7 @@ class _Tables:
             if change.old is None and change.new is None:
                 captured.whole = f"a {change.action} without the row's identity (replica identity)"
                 continue
-            columns, keyed = self._columns(table)
+            columns, keyed = self.columns[table]
             for values in (change.old, change.new):
                 if values is None:
                     continue

@@ -248,12 +248,10 @@ class Comparer:
             if sides is not self._kept:
                 for side in sides:
                     side.close()
-        result.equal = (
-            result.differences == 0
-            and result.rows_source == result.rows_target
-            # Live: anything carried into the freeze is not (yet) known equal.
-            and not (phase == "live" and (result.carried or result.carried_hashes or result.carried_whole))
-        )
+        if phase == "live":  # equal once nothing is carried into the freeze (the first pass may have met lag)
+            result.equal = not (result.carried or result.carried_hashes or result.carried_whole)
+        else:
+            result.equal = result.differences == 0 and result.rows_source == result.rows_target
         result.seconds = round(time.monotonic() - started, 3)
         return result
 

@@ -158,9 +158,9 @@ def _fail_on_differences(operator: FerryOperator, context: Any, results: list[An
 
 class ReplicationCompareChangesOperator(CaptureOperator):
     """In the freeze, after the catch-up: drain the change capture a last time (both sides), then verify
-    every table whose live comparison ran under the capture, by exactly the rows captured as changed on either side since the capture began and
-    the ranges the live comparison left open (tables verified side by side, in one task). A table nothing
-    touched is not read. Results go to XCom (``comparison``, a list) before the task ends; it fails when
+    every table whose live comparison ran under the capture, by exactly the rows captured as changed on
+    either side since the capture began and the ranges the live comparison left open (tables verified
+    side by side, in one task). A table nothing touched is not read. Results go to XCom (``comparison``, a list) before the task ends; it fails when
     anything differs.
 
     Returns the tables to compare whole instead (all of them with ``thresholds.compare_in_freeze: full``,
