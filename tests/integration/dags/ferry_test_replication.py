@@ -52,7 +52,10 @@ def plant_differences() -> dict:
     ):
         target.execute("UPDATE subscriptions SET amount = amount + 1 WHERE id = 4")
         target.execute("SET session_replication_role = replica")
-        target.execute("DELETE FROM events WHERE id = 12")
+        # The write load deletes events: take one that exists.
+        deleted = target.execute("DELETE FROM events WHERE id = (SELECT max(id) FROM events) RETURNING id").fetchone()[
+            0
+        ]
         target.execute("RESET session_replication_role")
         added = target.execute(
             "INSERT INTO customers (id, email, name, country) "
@@ -69,7 +72,7 @@ def plant_differences() -> dict:
         skip_to = source.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
         target.execute("SELECT pg_replication_origin_advance(%s, %s::pg_lsn)", (origin, skip_to))
         target.execute(f"ALTER SUBSCRIPTION {subscription} ENABLE")
-    return {"customer_added_on_target": added}
+    return {"customer_added_on_target": added, "event_deleted_on_target": deleted}
 
 
 def replication_dag(dag_id: str, plant: bool) -> DAG:
