@@ -5,6 +5,8 @@ it identically on both (``items``: N rows, a bigint key, text, numeric with deci
 jsonb, boolean; ``pairs``: N rows, a composite ``(int, int)`` key whose first column passes from two to
 three digits; ``wide``: N/4 rows of about 1 KB of text and jsonb), then times, side by side in one run:
 
+Each time printed is the median of ``FERRY_BENCH_RUNS`` (3) runs, one tool after the other.
+
 - bare: ``count(*)`` and the sum of Ferry's own row hash over the whole table, on both servers at
   once (the limit: every row read and hashed once, no ranges, no bisection, no report); the
   same with the row's text hash is printed too, for reference;
@@ -40,6 +42,7 @@ from stand.core import Stand  # noqa: E402
 from stand.services.postgres import PostgresPair  # noqa: E402
 
 RELADIFF = ROOT / ".venv-bench" / "bin" / "reladiff"
+RUNS = int(os.environ.get("FERRY_BENCH_RUNS", "3"))  # each tool's time is the median of this many runs
 
 
 @dataclass
@@ -104,7 +107,8 @@ def _pairs(rows: int) -> dict[str, tuple[str, str, str]]:
 
 def _wide(rows: int) -> dict[str, tuple[str, str, str]]:
     k = {
-        name: str(rows * share // 100) for name, share in [("missing", 20), ("text", 40), ("jsonb", 60), ("scale", 80)]
+        name: str(rows * share // 100)
+        for name, share in [("missing", 20), ("text", 40), ("jsonb", 60), ("scale", 80), ("sign", 90)]
     }
     t = "bench.wide"
     return {
@@ -120,6 +124,8 @@ def _wide(rows: int) -> dict[str, tuple[str, str, str]]:
             k["scale"],
             f"UPDATE {t} SET doc = doc || '{{\"n\": 1.0}}' WHERE id = {k['scale']}",
         ),
+        # PostgreSQL's own jsonb (and numeric) hash ignores a number's sign: the comparison must not.
+        "jsonb 1 as -1": ("changed", k["sign"], f"UPDATE {t} SET doc = doc || '{{\"n\": -1}}' WHERE id = {k['sign']}"),
     }
 
 
@@ -165,10 +171,14 @@ FROM generate_series(1, {rows}) AS i;
 ]
 
 
-def timed(fn):
-    started = time.monotonic()
-    result = fn()
-    return time.monotonic() - started, result
+def timed(fn, runs: int = 1):
+    """The median time of ``runs`` runs of ``fn`` (this machine's timings vary from run to run), and its last result."""
+    times = []
+    for _ in range(runs):
+        started = time.monotonic()
+        result = fn()
+        times.append(time.monotonic() - started)
+    return sorted(times)[len(times) // 2], result
 
 
 def bare(hooks: tuple[ReplicationHook, ReplicationHook], statement) -> list:
@@ -217,13 +227,13 @@ def measure(stand: Stand, pair: PostgresPair, table: Table, rows: int, concurren
     size = hooks[0].fetch_one("database_size")
     hashed = row_hash(hooks[0].fetch("row_columns", table=table.name))
     statement = sql.SQL("SELECT count(*), sum({}) FROM {} AS ferry_row").format(hashed, sql.SQL(table.name))
-    bare_s, sums = timed(lambda: bare(hooks, statement))
+    bare_s, sums = timed(lambda: bare(hooks, statement), RUNS)
     assert sums[0] == sums[1], "the tables should be identical"
     text = sql.SQL("SELECT count(*), sum(hashtextextended(ferry_row::text, 0)) FROM {} AS ferry_row")
-    bare_text_s, _ = timed(lambda: bare(hooks, text.format(sql.SQL(table.name))))
-    ferry_s, result = timed(lambda: comparer.compare_table(table.name))
+    bare_text_s, _ = timed(lambda: bare(hooks, text.format(sql.SQL(table.name))), RUNS)
+    ferry_s, result = timed(lambda: comparer.compare_table(table.name), RUNS)
     assert result.equal and result.rows_source == rows, result
-    reladiff_s, (_, stats) = timed(lambda: reladiff(stand, table, stats=True))
+    reladiff_s, (_, stats) = timed(lambda: reladiff(stand, table, stats=True), RUNS)
     print(f"  built in {build_s:.1f} s (database now {size['bytes'] / 1e6:.0f} MB on each side)")
     print(f"  bare hashing query, both sides at once : {bare_s:7.2f} s   (hashing the row's text: {bare_text_s:.2f} s)")
     print(f"  ferry ({result.chunks} key ranges, concurrency {concurrency}) : {ferry_s:7.2f} s")

@@ -1,15 +1,17 @@
 """Data comparison between source and target: the D-day gate that proves no row was lost.
 
 For each table, the row count and an order-independent content hash (a sum of 64-bit row hashes,
-which counts duplicates) are computed on both servers at the same time, over key ranges. A row's
-hash combines its columns' own 64-bit hash functions, except for types whose hash calls visibly
-different values equal (numeric 1.10 and 1.1, float -0 and 0, interval '1 day' and '24:00', jsonb
-1 and 1.0) or that have none: those are hashed by their text form, under identical session settings
-on both sides so that the text forms match. Text is hashed under the "C" collation (a
-case-insensitive one would call 'abc' and 'ABC' equal). Key ranges are cut and bounded in the key's
-own order. A range that differs is split at its median key until it is small, then its rows' keys
-and hashes are compared to name the keys that differ. A table without a key is compared as a
-multiset of rows.
+which counts duplicates) are computed on both servers at the same time: first over the whole table
+(one scan per side, shared by PostgreSQL's parallel workers), and only when that differs, over key
+ranges cut at values of the key's first column, all measured in one more pass. A row's hash combines
+its columns' own 64-bit hash functions, except for types whose hash calls visibly different values
+equal (numeric 1.10 and 1.1, and 5 and -5; float -0 and 0; interval '1 day' and '24:00'; jsonb 1 and
+1.0, and 5 and -5) or that have none: numeric is hashed by its binary form (sign, scale and digits),
+the others by their text form, under identical session settings on both sides so that the text forms
+match. Text is hashed under the "C" collation (a case-insensitive one would call 'abc' and 'ABC'
+equal). Key ranges are cut and bounded in the key's own order. A range that differs is split at its
+median key until it is small, then its rows' keys and hashes are compared to name the keys that
+differ. A table without a key is compared as a multiset of rows.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ def row_hash(columns: list[dict[str, str]]) -> sql.Composable:
             return sql.SQL('{} COLLATE "C"').format(sql.SQL(column))
         if base in NATIVE_HASH_TYPES:
             return sql.SQL(column)
+        if type_.split("(")[0] == "numeric":  # its binary form holds sign and scale, and is cheaper than text
+            return sql.SQL("numeric_send({})").format(sql.SQL(column))
         return sql.SQL("{}::text").format(sql.SQL(column))
 
     return sql.SQL("hash_record_extended(ROW({}), 0)").format(
@@ -75,6 +79,8 @@ def row_hash(columns: list[dict[str, str]]) -> sql.Composable:
     )
 
 
+# Rows sampled (a few pages of the table) to cut the key ranges of a key whose first column is not an integer.
+SAMPLE_ROWS = 20_000
 COLLATABLE = ("text", "character varying", "character", "citext", "name")
 
 
@@ -154,11 +160,25 @@ class _Side:
                 self.connections.append(conn)
         return conn
 
-    def submit(self, statement: sql.Composable, params: dict[str, Any] | None = None) -> Future:
+    def submit(
+        self, statement: sql.Composable, params: dict[str, Any] | None = None, settings: dict[str, str] | None = None
+    ) -> Future:
+        """Run ``statement`` on a connection of the pool, under ``settings`` (planner settings for this one
+        statement, reset after it)."""
+
         def run() -> list[dict[str, Any]]:
-            with self._conn().cursor(row_factory=dict_row) as cur:
-                cur.execute(statement, params)
-                return cur.fetchall()
+            conn = self._conn()
+            with conn.cursor(row_factory=dict_row) as cur:
+                for name, value in (settings or {}).items():
+                    cur.execute(sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+                try:
+                    cur.execute(statement, params)
+                    return cur.fetchall()
+                finally:
+                    for name in settings or {}:
+                        cur.execute(sql.SQL("RESET {}").format(sql.Identifier(name)))
+                    if settings:
+                        cur.execute(load_sql("compare_session"))
 
         return self.pool.submit(run)
 
@@ -437,34 +457,47 @@ class _KeyedTable:
 
     def _values(self, keys: tuple[str, ...]) -> sql.Composable:
         return sql.SQL(", ").join(
-            sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(t)) for v, t in zip(keys, self.types, strict=True)
+            sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(t)) for v, t in zip(keys, self.types, strict=False)
         )
 
     def _predicate(self, r: _Range) -> sql.Composable:
-        keys = sql.SQL("({})").format(sql.SQL(", ").join(self.columns))
+        """A bound is a whole key or a prefix of it (the first pass cuts at first-column values): the key's
+        first columns compared with it, in the key's order."""
+
+        def keys(bound: tuple[str, ...]) -> sql.Composable:
+            return sql.SQL("({})").format(sql.SQL(", ").join(self.columns[: len(bound)]))
+
         parts = []
         if r.lower is not None:
-            parts.append(sql.SQL("{} >= ({})").format(keys, self._values(r.lower)))
+            parts.append(sql.SQL("{} >= ({})").format(keys(r.lower), self._values(r.lower)))
         if r.upper is not None:
-            parts.append(sql.SQL("{} < ({})").format(keys, self._values(r.upper)))
+            parts.append(sql.SQL("{} < ({})").format(keys(r.upper), self._values(r.upper)))
         return sql.SQL(" AND ").join(parts) if parts else sql.SQL("true")
 
     def _statement(self, name: str, r: _Range) -> sql.Composable:
         return sql.SQL(load_sql(name)).format(**self.names, predicate=self._predicate(r))
 
-    def _measure(self, r: _Range) -> tuple[Future, Future]:
+    def _measure(self, r: _Range, settings: dict[str, str] | None = None) -> tuple[Future, Future]:
         template = "compare_count" if self.mode == "counts" else "compare_chunk"
         statement = self._statement(template, r)
         self.result.ranges_compared += 1
-        return self.sides[0].submit(statement), self.sides[1].submit(statement)
+        return self.sides[0].submit(statement, None, settings), self.sides[1].submit(statement, None, settings)
+
+    def _parallel(self) -> dict[str, str]:
+        """Settings of a statement that scans a whole table: PostgreSQL's parallel workers share the scan
+        (``concurrency`` processes per side in all)."""
+        return {"max_parallel_workers_per_gather": str(max(0, self.c.concurrency - 1))}
 
     def _plan_ranges(self) -> list[_Range]:
+        """Key ranges of about ``chunk_rows`` rows, cut at values of the key's first column (so that one pass
+        over the table can measure them all): arithmetically from its lowest and highest value when it is an
+        integer, else at evenly spaced values of a sample of a few pages, sorted in the ranges' order."""
         statement = sql.SQL(load_sql("table_stats")).format(table=self.names["table"])
         estimated = self.sides[0].submit(statement, {"table": self.table}).result()[0]["estimated_rows"]
         wanted = max(self.c.concurrency, math.ceil(estimated / self.c.chunk_rows))
         if estimated < self.c.leaf_rows or wanted <= 1:
             return [_Range(None, None)]
-        if len(self.types) == 1 and self.types[0] in INTEGER_TYPES:
+        if self.types[0] in INTEGER_TYPES:
             statement = sql.SQL(load_sql("key_range")).format(table=self.names["table"], key=self.raw_columns[0])
             bounds = [f.result()[0] for f in [s.submit(statement) for s in self.sides]]
             lows = [b["low"] for b in bounds if b["low"] is not None]
@@ -475,20 +508,63 @@ class _KeyedTable:
             step = max(1, math.ceil((high - low + 1) / wanted))
             cuts = [(str(v),) for v in range(low + step, high + 1, step)]
         else:
-            statement = sql.SQL(load_sql("compare_boundaries")).format(**self.names)
-            rows = self.sides[0].submit(statement, {"chunk_rows": self.c.chunk_rows}).result()
-            cuts = [tuple(row.values()) for row in rows]
+            percent = min(100.0, 100.0 * SAMPLE_ROWS / max(estimated, 1))
+            statement = sql.SQL(load_sql("compare_sample")).format(table=self.names["table"], first=self.columns[0])
+            sample = [row["cut"] for row in self.sides[0].submit(statement, {"percent": percent}).result()]
+            distinct = list(dict.fromkeys(sample))  # sorted already; equal neighbours would make empty ranges
+            picked = {distinct[len(distinct) * i // wanted] for i in range(1, wanted)} if distinct else set()
+            cuts = [(v,) for v in distinct if v in picked]
         edges: list[tuple[str, ...] | None] = [None, *cuts, None]
         return [_Range(lo, hi) for lo, hi in zip(edges, edges[1:], strict=False)]
 
+    def _first_pass(self, ranges: list[_Range]) -> list[tuple[_Range, tuple[Future, Future]]]:
+        """Every range of a planned table measured in one pass over it on each side (PostgreSQL's own
+        parallel workers, ``concurrency`` processes per side, share the scan); each range's result is ready
+        as a future, in the form ``_measure`` gives."""
+        if len(ranges) == 1:
+            return [(ranges[0], self._measure(ranges[0]))]
+        cuts = [r.lower[0] for r in ranges[1:] if r.lower]
+        statement = sql.SQL(load_sql("compare_buckets")).format(
+            table=self.names["table"],
+            first=self.columns[0],
+            first_type=sql.SQL(self.types[0]),
+            hash_sum=sql.SQL("''")
+            if self.mode == "counts"
+            else sql.SQL("coalesce(sum({}), 0)::text").format(self.names["row_hash"]),
+            predicate=sql.SQL("true"),
+        )
+        self.result.ranges_compared += len(ranges)
+        # The planner cannot know the ranges are few and would sort the whole table by range: it must hash.
+        settings = {"enable_sort": "off", **self._parallel()}
+        passes = [s.submit(statement, {"cuts": cuts}, settings) for s in self.sides]
+        empty = {"rows": 0, "hash": "" if self.mode == "counts" else "0"}
+
+        def bucket(found: Future, i: int) -> Future:
+            one: Future = Future()
+            one.set_result([next((row for row in found.result() if row["bucket"] == i), empty)])
+            return one
+
+        return [(r, (bucket(passes[0], i), bucket(passes[1], i))) for i, r in enumerate(ranges)]
+
     def run(self, ranges: list[_Range] | None = None, at_leaf: Callable[[_Range], None] | None = None) -> None:
-        """Compare ``ranges`` (the table's planned ranges by default), bisecting those that differ until a
-        range is small enough for ``at_leaf`` (which names its keys by default)."""
-        planned = ranges is None
-        ranges = self._plan_ranges() if ranges is None else ranges
-        if planned:
+        """Compare ``ranges``, bisecting those that differ until a range is small enough for ``at_leaf`` (which
+        names its keys by default). By default the whole table: measured whole first (one scan per side, the
+        cost of the bare hashing query; tables are equal far more often than not), and only if it differs
+        (or in ``counts`` mode, where a missing row and an extra one make the same total), its planned ranges
+        in one more pass, then the bisection."""
+        if ranges is None:
+            if self.mode != "counts":
+                src, tgt = (f.result()[0] for f in self._measure(_Range(None, None), self._parallel()))
+                self.result.chunks = 1
+                if _same(src, tgt):
+                    self.result.rows_source, self.result.rows_target = src["rows"], tgt["rows"]
+                    return
+            ranges = self._plan_ranges()
             self.result.chunks = len(ranges)
-        self._bisect([(r, self._measure(r)) for r in ranges], set(ranges), at_leaf or self._compare_rows)
+            measured = self._first_pass(ranges)
+        else:
+            measured = [(r, self._measure(r)) for r in ranges]
+        self._bisect(measured, {r for r, _ in measured}, at_leaf or self._compare_rows)
 
     def _bisect(self, pending: list[tuple[_Range, tuple[Future, Future]]], top: set[_Range], at_leaf: Any) -> None:
         while pending:
@@ -519,7 +595,7 @@ class _KeyedTable:
         ranges = self._plan_ranges()
         self.result.chunks = len(ranges)
         differing = []
-        for r, (src_f, tgt_f) in [(r, self._measure(r)) for r in ranges]:
+        for r, (src_f, tgt_f) in self._first_pass(ranges):
             src, tgt = src_f.result()[0], tgt_f.result()[0]
             self.result.rows_source += src["rows"]
             self.result.rows_target += tgt["rows"]

@@ -448,8 +448,8 @@ def test_comparison_names_every_planted_difference_by_key(compare_tables, hooks)
 
 def test_ranges_follow_the_keys_order_and_values_that_look_different_differ(source, target, hooks):
     """Ranges of a composite or numeric key are cut in the key's order, not its text's (a key passing from
-    two to three digits), so no row is counted twice; jsonb 1 and 1.0, and 'abc' and 'ABC' under a
-    case-insensitive collation, are differences."""
+    two to three digits), or a case-insensitive collation's, so no row is counted twice; jsonb 1 and 1.0, 3
+    and -3, and 'abc' and 'ABC' under a case-insensitive collation, are differences."""
     setup = """
         CREATE SCHEMA keys;
         CREATE COLLATION keys.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
@@ -458,7 +458,11 @@ def test_ranges_follow_the_keys_order_and_values_that_look_different_differ(sour
         CREATE TABLE keys.amounts (amount numeric PRIMARY KEY, label text);
         INSERT INTO keys.amounts SELECT round(i / 4.0, 2), 'a' FROM generate_series(1, 1000) i;
         CREATE TABLE keys.docs (id int PRIMARY KEY, body jsonb, name text COLLATE keys.ci);
-        INSERT INTO keys.docs VALUES (1, '{"n": 1}', 'abc'), (2, '{"n": 2}', 'def');
+        INSERT INTO keys.docs VALUES (1, '{"n": 1}', 'abc'), (2, '{"n": 2}', 'def'), (3, '{"n": 3}', 'ghi');
+        -- A text key under a case-insensitive collation: its order is not the bytes' ("B" after "a").
+        CREATE TABLE keys.names (name text COLLATE keys.ci PRIMARY KEY, v int);
+        INSERT INTO keys.names SELECT CASE WHEN i % 2 = 0 THEN 'a' ELSE 'B' END || lpad(i::text, 4, '0'), i
+        FROM generate_series(1, 1000) i;
     """
     for conn in (source, target):
         conn.execute(setup)
@@ -466,16 +470,22 @@ def test_ranges_follow_the_keys_order_and_values_that_look_different_differ(sour
     target.execute("UPDATE keys.amounts SET label = 'changed' WHERE amount = 100.25")
     target.execute("""UPDATE keys.docs SET body = '{"n": 1.0}' WHERE id = 1""")
     target.execute("UPDATE keys.docs SET name = 'DEF' WHERE id = 2")
+    target.execute("UPDATE keys.names SET v = -1 WHERE name = 'B0777'")
+    # PostgreSQL's own numeric and jsonb hashes ignore a number's sign (and scale): Ferry must not.
+    target.execute("""UPDATE keys.docs SET body = '{"n": -3}' WHERE id = 3""")
     try:
         comparer = Comparer(*hooks, concurrency=2, chunk_rows=100, leaf_rows=20)
         pairs = comparer.compare_table("keys.pairs")
-        assert pairs.chunks == 11 and (pairs.rows_source, pairs.rows_target) == (1000, 1000)
+        assert pairs.chunks == 10 and (pairs.rows_source, pairs.rows_target) == (1000, 1000)
         assert pairs.changed == ["(150,3)"] and not pairs.missing_on_target and not pairs.extra_on_target
         amounts = comparer.compare_table("keys.amounts")
-        assert amounts.chunks == 11 and (amounts.rows_source, amounts.rows_target) == (1000, 1000)
+        assert amounts.chunks == 10 and (amounts.rows_source, amounts.rows_target) == (1000, 1000)
         assert amounts.changed == ["100.25"]
+        names = comparer.compare_table("keys.names")
+        assert names.chunks == 10 and (names.rows_source, names.rows_target) == (1000, 1000)
+        assert names.changed == ["B0777"] and not names.missing_on_target and not names.extra_on_target
         docs = comparer.compare_table("keys.docs")
-        assert sorted(docs.changed) == ["1", "2"]
+        assert sorted(docs.changed) == ["1", "2", "3"]
     finally:
         for conn in (source, target):
             conn.execute("DROP SCHEMA keys CASCADE")
@@ -498,6 +508,7 @@ def test_identical_tables_compare_equal(stand, source, target):
             result = comparer.compare_table(table)
             assert result.equal and result.differences == 0, table
             assert result.rows_source == result.rows_target > 0
+            assert result.ranges_compared == 1, table  # equal: one scan of the whole table per side, no range
     finally:
         for conn in (source, target):
             conn.execute("DROP SCHEMA cmp CASCADE")
