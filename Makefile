@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := postgresql postgresql-client openssh-server chromium chromium-driver
+APT_PACKAGES := postgresql postgresql-client openssh-server redis-server chromium chromium-driver
 PIP_VERSION := 25.3
 
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
@@ -31,8 +31,9 @@ help:
 	@echo "make bench-webhooks  20 providers, 10,000 webhooks into the recorder across a crash, then replay"
 	@echo "make bench-cutover   D-day on fresh stands of 1M and 10M rows (write load on): freeze window and its growth"
 
-# Debian packages: PostgreSQL 15 for the stand's clusters and pg_dump, sshd for the VM stand-in, chromium
-# and its driver for the browser test.
+# Debian packages: PostgreSQL 15 for the stand's clusters (Airflow's metadata among them) and pg_dump, sshd for
+# the VM stand-in, redis-server for the Celery broker, chromium and its driver for the browser test. The stand
+# starts its own instances on loopback ports, never the packages' system units.
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done; \
 	  python3 -c 'import ensurepip, venv' 2>/dev/null || echo python3-venv); \
@@ -57,10 +58,6 @@ lint: deps
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-$(AIRFLOW_HOME)/airflow.db: | $(VENV)/.installed
-	mkdir -p $(AIRFLOW_HOME)
-	$(VENV)/bin/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || { tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1; }
-
 stand-up: deps
 	$(PY) -m stand up
 
@@ -80,24 +77,22 @@ load-stop: $(VENV)/.installed
 	$(PY) -m stand load stop
 
 # A migration starts from the old side: the rehearsal starts the stand afresh.
-rehearsal: deps $(AIRFLOW_HOME)/airflow.db
+rehearsal: deps
 	$(PY) -m stand down
 	$(PY) -m stand up
 	set -a; . $(STAND_ENV); set +a; PATH=$(VENV)/bin:$$PATH $(PY) include/rehearsal.py
 
 # D-day with a divergence planted on the target: the comparison stops it, ferry_rollback restores the old side.
-rehearsal-rollback: deps $(AIRFLOW_HOME)/airflow.db
+rehearsal-rollback: deps
 	$(PY) -m stand down
 	$(PY) -m stand up
 	set -a; . $(STAND_ENV); set +a; PATH=$(VENV)/bin:$$PATH $(PY) include/rehearsal.py --rollback
 
-# Ctrl-C stops it all (include/airflow_standalone.py works around a LocalExecutor shutdown hang).
-airflow: stand-up $(AIRFLOW_HOME)/airflow.db
+# The same deployment the rehearsal runs on (include/deployment.py: api-server, scheduler, dag-processor,
+# triggerer, two Celery workers; EXECUTOR=local for the LocalExecutor), with the UI on 8080. Ctrl-C stops it.
+airflow: stand-up
 	@echo "Airflow on http://127.0.0.1:8080; user admin, password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated"
-	set -a; . $(STAND_ENV); set +a; \
-	PATH=$(VENV)/bin:$$PATH AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8080 AIRFLOW__CORE__PARALLELISM=4 \
-	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:8080/execution/ \
-	exec $(PY) include/airflow_standalone.py
+	set -a; . $(STAND_ENV); set +a; PATH=$(VENV)/bin:$$PATH FERRY_AIRFLOW_PORT=8080 exec $(PY) include/deployment.py
 
 # Benchmarks: never part of make test. Their peers live in .venv-bench, apart from Airflow's pinned set.
 $(CURDIR)/.venv-bench/.installed: requirements-bench.txt
@@ -118,7 +113,7 @@ bench-webhooks: deps
 	$(PY) bench/webhooks.py
 
 # Like the rehearsal, on a fresh stand per size (1,000,000 then 10,000,000 rows): D-day measured task by task.
-bench-cutover: deps $(AIRFLOW_HOME)/airflow.db
+bench-cutover: deps
 	PATH=$(VENV)/bin:$$PATH $(PY) bench/cutover.py
 
 clean: stand-down

@@ -2,8 +2,8 @@
 
 Run by ``make bench-cutover``: for each size (``FERRY_BENCH_ROWS``, default ``1000000,10000000``)
 a fresh stand is brought up with that many rows, then the stages run as in ``make rehearsal``
-(``airflow dags test``, the write load running at 50 writes/s, webhooks arriving, D-day's gates
-answered through Airflow's REST API). The breakdown comes from the D-day report (each task's start
+(on the stand's Airflow deployment, triggered through its REST API, the write load running at 50
+writes/s, webhooks arriving, D-day's gates answered through the API). The breakdown comes from the D-day report (each task's start
 and end); lost rows from a full comparison of every table after the cutover; lost webhooks from
 what the providers got a 2xx for against what the new app received.
 

@@ -1,9 +1,10 @@
 """Rehearse the whole migration on the local stand, as an operator would run it.
 
 Run by ``make rehearsal`` with the stand's env loaded. The stand starts afresh (a migration
-starts from the old side), the write load runs and webhooks arrive throughout. Each stage DAG
-runs with ``airflow dags test``; D-day's human gates are answered through Airflow's REST API
-(an ``airflow api-server`` on loopback, logged in as the admin user), the way the UI does.
+starts from the old side), the write load runs and webhooks arrive throughout. Airflow runs as
+its users run it (``include/deployment.py``: api-server, scheduler, dag-processor, triggerer and
+two Celery workers, metadata on PostgreSQL); each stage is triggered through the REST API and
+D-day's human gates are answered through it, the way the UI does, each stage within a deadline.
 Every stage's log and report goes to ``$AIRFLOW_HOME/rehearsals/<time>/``; the summary gives the
 freeze window, the D-day duration, rows on both sides and webhooks sent, delivered and lost.
 """
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -23,90 +22,26 @@ from pathlib import Path
 
 import httpx
 
+from deployment import Deployment, GateAnswerer, StageTimeout
+
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["ferry_preflight", "ferry_week_prior", "ferry_day_before", "ferry_d_day"]
 GATES = ["gate_go_no_go", "gate_comparison", "gate_point_of_no_return"]
-API_PORT = int(os.environ.get("FERRY_REHEARSAL_API_PORT", "18080"))
-AIRFLOW = str(Path(sys.executable).parent / "airflow")
-
-
-class ApiServer:
-    """``airflow api-server`` on loopback, sharing the rehearsal's metadata database."""
-
-    def __init__(self, folder: Path):
-        self.url = f"http://127.0.0.1:{API_PORT}"
-        try:  # one left by an interrupted run would answer for another AIRFLOW_HOME
-            httpx.get(self.url + "/api/v2/monitor/health", timeout=2)
-            raise RuntimeError(
-                f"something already answers on 127.0.0.1:{API_PORT} (an airflow api-server left by an interrupted "
-                f"rehearsal?); stop it (ss -ltnp | grep {API_PORT} names its pid), then run this again"
-            )
-        except httpx.TransportError:
-            pass
-        env = os.environ | {"AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(API_PORT)}
-        self.proc = subprocess.Popen(
-            [AIRFLOW, "api-server", "--port", str(API_PORT)],
-            env=env,
-            start_new_session=True,
-            stdout=(folder / "api-server.log").open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(self.url + "/api/v2/monitor/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError(f"airflow api-server did not start; see {folder / 'api-server.log'}")
-            time.sleep(0.5)
-        passwords = Path(os.environ["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
-        token = httpx.post(
-            self.url + "/auth/token", json={"username": "admin", "password": json.loads(passwords.read_text())["admin"]}
-        ).json()
-        self.client = httpx.Client(
-            base_url=self.url + "/api/v2", headers={"Authorization": f"Bearer {token['access_token']}"}, timeout=30
-        )
-
-    def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-
-
-class GateOperator(threading.Thread):
-    """Approves D-day's gates through the REST API as they come up, noting when."""
-
-    def __init__(self, api: ApiServer):
-        super().__init__(daemon=True)
-        self.api, self.approved, self.done = api, {}, threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(0.5):
-            try:
-                pending = self.api.client.get("/dags/~/dagRuns/~/hitlDetails").json()["hitl_details"]
-            except (httpx.HTTPError, KeyError):
-                continue
-            for gate in pending:
-                ti = gate["task_instance"]
-                if gate["response_received"] or ti["task_id"] in self.approved:
-                    continue
-                path = f"/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}/{ti['map_index']}/hitlDetails"
-                if (
-                    self.api.client.patch(path, json={"chosen_options": ["Approve"], "params_input": {}}).status_code
-                    == 200
-                ):
-                    self.approved[ti["task_id"]] = time.monotonic()
-                    print(f"    gate {ti['task_id']}: approved through the API", flush=True)
+# Each stage's deadline at up to 2M rows (longer in proportion above): past it the run says what is still
+# running or waiting and fails; it never hangs.
+STAGE_DEADLINES_S = {
+    "ferry_preflight": 600,
+    "ferry_week_prior": 1800,
+    "ferry_day_before": 1200,
+    "ferry_d_day": 1800,
+    "ferry_rollback": 1200,
+}
 
 
 class Providers(threading.Thread):
     """Billing providers sending webhooks: to the webhook host, which DNS sends to the recorder, then to the new app."""
 
-    def __init__(self, recorder: str, new_app: str, gates: GateOperator):
+    def __init__(self, recorder: str, new_app: str, gates: GateAnswerer):
         super().__init__(daemon=True)
         self.recorder, self.new_app, self.gates = recorder, new_app, gates
         self.acked: list[str] = []
@@ -117,7 +52,7 @@ class Providers(threading.Thread):
             i = 0
             while not self.stop.wait(0.2):
                 # After the point of no return DNS points at the new app: webhooks go there directly.
-                target = self.new_app if "gate_point_of_no_return" in self.gates.approved else self.recorder
+                target = self.new_app if self.gates.answered("gate_point_of_no_return") else self.recorder
                 event_id = f"rehearsal_{i}"
                 try:
                     if client.post(target + "/webhooks/stripe", json={"id": event_id}).status_code < 300:
@@ -132,12 +67,26 @@ def http_url(conn_env: str) -> str:
     return f"http://{conn['host']}:{conn['port']}"
 
 
-def run_stage(dag_id: str, folder: Path) -> tuple[bool, float, Path]:
+def stage_deadline(dag_id: str) -> float:
+    """Seconds a stage may take before the run gives up on it (``FERRY_STAGE_DEADLINE_S`` overrides all)."""
+    if os.environ.get("FERRY_STAGE_DEADLINE_S"):
+        return float(os.environ["FERRY_STAGE_DEADLINE_S"])
+    from stand.core import Stand
+
+    rows = int(Stand().state().get("rows", 1_000_000))
+    return STAGE_DEADLINES_S.get(dag_id, 1200) * max(1.0, rows / 2_000_000)
+
+
+def run_stage(deployment: Deployment, dag_id: str, folder: Path) -> tuple[bool, float, Path]:
+    """Trigger a stage on the deployment and wait for it, within its deadline; its task logs in one file."""
     log = folder / f"{dag_id}.log"
     started = time.monotonic()
-    with log.open("w") as out:
-        done = subprocess.run([AIRFLOW, "dags", "test", dag_id], stdout=out, stderr=subprocess.STDOUT, check=False)
-    return done.returncode == 0, time.monotonic() - started, log
+    try:
+        state, _ = deployment.run_stage(dag_id, stage_deadline(dag_id), log)
+    except StageTimeout as exc:
+        print(f"  {exc}", flush=True)
+        raise
+    return state == "success", time.monotonic() - started, log
 
 
 def rehearsal_folder(suffix: str = "") -> Path:
@@ -151,27 +100,33 @@ def rehearsal_folder(suffix: str = "") -> Path:
 
 @contextmanager
 def live_stand(folder: Path, after_switch: str):
-    """The stand as a migration meets it: the write load running, providers sending webhooks (to the
-    recorder, and to ``after_switch`` once the point of no return is approved), D-day's gates answered
-    through the API. Yields the providers; everything is stopped on the way out."""
+    """The stand as a migration meets it: Airflow deployed (``include/deployment.py``), the write load
+    running, providers sending webhooks (to the recorder, and to ``after_switch`` once the point of no
+    return is approved), the gates answered through the API. Yields (deployment, providers); everything
+    is stopped on the way out."""
     from stand.control import load
     from stand.core import Stand
 
     stand = Stand()
-    api = ApiServer(folder)
-    gates = GateOperator(api)
+    home = Path(os.environ["AIRFLOW_HOME"])
+    deployment = Deployment(home=home, log_dir=folder / "deployment")
+    print(f"  starting Airflow ({deployment.executor} executor: {', '.join(deployment.components)}) ...", flush=True)
+    started = time.monotonic()
+    deployment.start()
+    print(f"  Airflow up in {time.monotonic() - started:.0f} s on {deployment.url}", flush=True)
+    gates = GateAnswerer(deployment)
     providers = Providers(http_url("AIRFLOW_CONN_WEBHOOK_RECORDER"), after_switch, gates)
     load(stand, "start", rate=50)
     gates.start()
     providers.start()
     try:
-        yield providers
+        yield deployment, providers
     finally:
         providers.stop.set()
         providers.join()
         gates.done.set()
         load(stand, "stop")
-        api.stop()
+        deployment.stop()
 
 
 def migrate(folder: Path, stages: list[str] = STAGES) -> dict:
@@ -181,9 +136,12 @@ def migrate(folder: Path, stages: list[str] = STAGES) -> dict:
 
     stand = Stand()
     ok, timings = True, {}
-    with live_stand(folder, http_url("AIRFLOW_CONN_NEW_APP")) as providers:
+    with live_stand(folder, http_url("AIRFLOW_CONN_NEW_APP")) as (deployment, providers):
         for dag_id in stages:
-            passed, seconds, log = run_stage(dag_id, folder)
+            try:
+                passed, seconds, log = run_stage(deployment, dag_id, folder)
+            except StageTimeout:
+                passed, seconds, log = False, stage_deadline(dag_id), folder / f"{dag_id}.log"
             timings[dag_id] = seconds
             print(f"  {dag_id}: {'succeeded' if passed else 'FAILED'} in {seconds:.1f} s (log: {log})", flush=True)
             if not passed:
@@ -251,12 +209,15 @@ def rehearse_rollback() -> int:
     passed = {}
 
     def stage(dag_id: str, failure_expected: bool = False) -> None:
-        passed[dag_id], seconds, _ = run_stage(dag_id, folder)
+        try:
+            passed[dag_id], seconds, _ = run_stage(deployment, dag_id, folder)
+        except StageTimeout:
+            passed[dag_id], seconds = False, stage_deadline(dag_id)
         outcome = "succeeded" if passed[dag_id] else ("stopped, as it must" if failure_expected else "FAILED")
         print(f"  {dag_id}: {outcome} in {seconds:.1f} s", flush=True)
 
     # The point of no return is never approved here, so every webhook goes to the recorder.
-    with live_stand(folder, http_url("AIRFLOW_CONN_WEBHOOK_RECORDER")) as providers:
+    with live_stand(folder, http_url("AIRFLOW_CONN_WEBHOOK_RECORDER")) as (deployment, providers):
         for dag_id in ("ferry_preflight", "ferry_week_prior", "ferry_day_before"):
             stage(dag_id)
         with ReplicationHook("ferry_target", "saas").session() as conn:  # a row the application never updates

@@ -2,7 +2,8 @@
 
 from stand.services.kube import KubeApi
 from stand.services.moto import AwsMoto, Moto, seed_aws, seed_spaces
-from stand.services.postgres import PostgresPair
+from stand.services.postgres import AirflowMetadata, PostgresPair
+from stand.services.redis import Redis
 from stand.services.sshd import Sshd
 from stand.services.web import UvicornApp, app_env, recorder_env
 
@@ -23,4 +24,6 @@ SERVICES = [
     UvicornApp("new_app", "stand.apps:app", 9, "new_app", app_env("new_app")),
     Sshd(),
     KubeApi(),
+    AirflowMetadata(),
+    Redis(),
 ]

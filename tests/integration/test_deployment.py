@@ -1,0 +1,117 @@
+"""Ferry on a real Airflow deployment (``include/deployment.py``): api-server, scheduler, dag-processor,
+triggerer and two Celery workers on the stand's Redis, metadata on the stand's own PostgreSQL cluster.
+Runs are triggered and watched through the REST API, as an operator does."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import httpx
+import pytest
+
+from deployment import Deployment
+
+SPREAD_TABLES = [f"spread.t{i}" for i in range(8)]
+
+
+@pytest.fixture(scope="module")
+def deployment(stand, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("deployment")
+    # One task at a time per worker: the scheduler's queue then has to reach both.
+    with Deployment(
+        home=folder / "home", log_dir=folder / "logs", port_base=stand.port_base, workers=2, worker_concurrency=1
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def spread_tables(source, target):
+    for conn in (source, target):
+        conn.execute("CREATE SCHEMA spread")
+        for table in SPREAD_TABLES:
+            conn.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, v text)")
+            conn.execute(f"INSERT INTO {table} SELECT i, md5(i::text) FROM generate_series(1, 50000) i")
+    yield SPREAD_TABLES
+    for conn in (source, target):
+        conn.execute("DROP SCHEMA spread CASCADE")
+
+
+def test_the_per_table_comparison_spreads_over_both_celery_workers(deployment, spread_tables):
+    state, run_id = deployment.run_stage(
+        "ferry_test_compare_spread",
+        deadline_s=600,
+        log=deployment.log_dir / "ferry_test_compare_spread.log",
+        conf={"tables": spread_tables},
+    )
+    assert state == "success", deployment.describe("ferry_test_compare_spread", run_id, "the run failed")
+    compared = [
+        ti for ti in deployment.task_instances("ferry_test_compare_spread", run_id) if ti["task_id"] == "compare_data"
+    ]
+    assert len(compared) == len(spread_tables) and all(ti["state"] == "success" for ti in compared)
+    by_worker: dict[str, int] = {}
+    for ti in compared:
+        by_worker[ti["hostname"]] = by_worker.get(ti["hostname"], 0) + 1
+    assert set(by_worker) == {"worker1", "worker2"}, by_worker
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    assert shutil.which("chromedriver"), "chromium-driver is missing: make apt installs it"
+    options = webdriver.ChromeOptions()
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.implicitly_wait(15)
+    yield driver
+    driver.quit()
+
+
+def test_log_in_trigger_ferry_preflight_and_see_it_succeed(deployment, browser, tmp_path):
+    """``make airflow`` as a person uses it: Debian's chromium (headless, on loopback) logs in to the
+    deployment's UI, triggers ferry_preflight from its Trigger form, and sees the run succeed."""
+    url = deployment.url
+    password = json.loads((deployment.home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(url + "/")
+    WebDriverWait(browser, 60).until(lambda d: "/auth/login" in d.current_url)  # not logged in: the login page
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys(password)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 60).until(lambda d: "/auth/login" not in d.current_url)
+
+    browser.get(url + "/dags/ferry_preflight")
+    browser.find_element(By.XPATH, "//button[normalize-space()='Trigger']").click()  # opens the Trigger form
+    unpause = browser.find_element(By.XPATH, "//*[contains(normalize-space(), 'Unpause ferry_preflight on trigger')]")
+    assert unpause.is_displayed()
+    browser.find_element(By.XPATH, "(//button[normalize-space()='Trigger'])[last()]").click()  # the form's button
+    WebDriverWait(browser, 60).until(lambda d: "/dags/ferry_preflight/runs/manual__" in d.current_url)
+    run_url = browser.current_url
+    run_id = run_url.rsplit("/", 1)[1]
+
+    # The run's state badge, beside its heading, as the page shows it (reloaded as a person would).
+    badge = f"//div[h2][contains(., '{run_id}')]/span[@data-testid='state-badge']"
+    state, deadline = None, time.monotonic() + 900  # a hang must end the test, not the CI run
+    while state not in ("Success", "Failed") and time.monotonic() < deadline:
+        time.sleep(3)
+        browser.get(run_url)
+        state = browser.find_element(By.XPATH, badge).text.strip()
+    browser.save_screenshot(str(tmp_path / "run.png"))
+    assert state == "Success", f"ferry_preflight's run ended {state}; screenshot {tmp_path / 'run.png'}"
+    token = httpx.post(url + "/auth/token", json={"username": "admin", "password": password}).json()["access_token"]
+    run = httpx.get(
+        f"{url}/api/v2/dags/ferry_preflight/dagRuns/{run_id}", headers={"Authorization": f"Bearer {token}"}
+    ).json()
+    assert run["state"] == "success" and run["triggered_by"] == "ui"
