@@ -19,6 +19,8 @@ found and, when it fails, what to do:
 | `go_no_go_report` | writes the go/no-go report (log and Markdown file); fails the run on NO-GO. Warnings do not fail it |
 
 A failed check does not retry (its finding will not change by waiting); an unreachable system does.
+The DAG is active from the start (the stage DAGs stay paused until triggered), and a failed run is
+posted to the plan's `preflight.notify_conn_id` (an HTTP connection: a chat or paging webhook).
 The plan comes from the Airflow Variable `ferry_plan` (a path, or the YAML itself), else `$FERRY_PLAN`, else the example.
 """
 
@@ -26,10 +28,18 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 
+from ferry.notify import notify_failure
 from ferry.plan import load_plan
 from ferry.taskgroups import ferry_dag_args, preflight_checks
 
 plan = load_plan()
 
-with DAG(schedule=plan.preflight.schedule, **ferry_dag_args("ferry_preflight", __doc__, "preflight", "read-only")):
+# Active from the start (the stage DAGs stay paused until triggered): a scheduled check that never runs
+# warns nobody. A failed run is posted to the plan's notification webhook.
+with DAG(
+    schedule=plan.preflight.schedule,
+    is_paused_upon_creation=False,
+    on_failure_callback=notify_failure(plan.preflight.notify_conn_id, plan.preflight.notify_endpoint),
+    **ferry_dag_args("ferry_preflight", __doc__, "preflight", "read-only"),
+):
     preflight_checks()

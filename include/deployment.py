@@ -374,7 +374,8 @@ class GateAnswerer(threading.Thread):
             for gate in pending.get("hitl_details", []):
                 ti = gate["task_instance"]
                 key = f"{ti['dag_run_id']}/{ti['task_id']}"
-                if gate.get("response_received") or key in self.approved or ti.get("state") != "deferred":
+                # Answer only once the task waits for it (an answer that races it there can be lost).
+                if gate.get("response_received") or key in self.approved or ti.get("state") != "awaiting_input":
                     continue
                 path = (
                     f"/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}/{ti['map_index']}"

@@ -83,6 +83,11 @@ class Strict(BaseModel):
 class Preflight(Strict):
     schedule: NonEmpty = "@hourly"
     """Cron expression or preset for the scheduled ``ferry_preflight`` runs."""
+    notify_conn_id: ConnId | None = None
+    """An HTTP connection (a chat or paging webhook) that a failed ``ferry_preflight`` run is posted to, as
+    JSON: the DAG, the run, why it failed and where to look. None: failures show only in Airflow."""
+    notify_endpoint: str = "/"
+    """The path on ``notify_conn_id`` to post to."""
 
 
 class PostgresSide(Strict):

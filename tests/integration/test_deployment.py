@@ -4,6 +4,7 @@ Runs are triggered and watched through the REST API, as an operator does."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import time
@@ -12,6 +13,8 @@ import httpx
 import pytest
 
 from deployment import Deployment
+
+STAGES = ("ferry_week_prior", "ferry_day_before", "ferry_d_day", "ferry_rollback")
 
 SPREAD_TABLES = [f"spread.t{i}" for i in range(8)]
 
@@ -56,6 +59,46 @@ def test_the_per_table_comparison_spreads_over_both_celery_workers(deployment, s
     assert set(by_worker) == {"worker1", "worker2"}, by_worker
 
 
+def test_the_preflight_is_scheduled_from_the_start_and_the_stages_wait_to_be_triggered(deployment):
+    """Nobody unpauses anything: the hourly pre-flight is active and its scheduled run comes; the stages
+    stay paused until an operator triggers them."""
+    for dag_id in ("ferry_preflight", *STAGES):
+        deployment.wait_for_dag(dag_id, time.monotonic() + 180)
+    assert deployment.api("GET", "/dags/ferry_preflight")["is_paused"] is False
+    assert all(deployment.api("GET", f"/dags/{dag_id}")["is_paused"] is True for dag_id in STAGES)
+    deadline, scheduled = time.monotonic() + 180, []
+    while not scheduled and time.monotonic() < deadline:
+        runs = deployment.api("GET", "/dags/ferry_preflight/dagRuns", params={"limit": 100})["dag_runs"]
+        scheduled = [r for r in runs if r["run_type"] == "scheduled"]
+        time.sleep(2)
+    assert scheduled, "no scheduled run of ferry_preflight within 180 s of the deployment's start"
+
+
+def test_a_failed_preflight_is_posted_to_the_plans_notification_webhook(deployment, stand, source, stand_secrets):
+    """A table that cannot be replicated fails the pre-flight; its failure reaches the plan's
+    ``preflight.notify_conn_id`` (the stand's alerts app), naming the run, with no secret in it."""
+    alerts = stand.dir / "apps" / "alerts.jsonl"
+    source.execute("CREATE TABLE public.ferry_test_no_identity (v text)")
+    try:
+        state, run_id = deployment.run_stage("ferry_preflight", 600, deployment.log_dir / "preflight-failing.log")
+    finally:
+        source.execute("DROP TABLE public.ferry_test_no_identity")
+    assert state == "failed", deployment.describe("ferry_preflight", run_id, "the run should have failed")
+    deadline, posted = time.monotonic() + 180, []
+    while not posted and time.monotonic() < deadline:
+        lines = alerts.read_text().splitlines() if alerts.exists() else []
+        posted = [
+            json.loads(line) for line in lines if run_id in base64.b64decode(json.loads(line)["body_b64"]).decode()
+        ]
+        time.sleep(2)
+    assert posted, f"the failure of {run_id} was not posted to the alerts app within 180 s"
+    assert posted[0]["path"] == "/alerts/ferry"
+    message = base64.b64decode(posted[0]["body_b64"]).decode()
+    body = json.loads(message)
+    assert body["dag_id"] == "ferry_preflight" and body["run_id"] == run_id and body["event"] == "ferry_run_failed"
+    assert not [s for s in stand_secrets if s in message]
+
+
 @pytest.fixture
 def browser():
     from selenium import webdriver
@@ -94,8 +137,6 @@ def test_log_in_trigger_ferry_preflight_and_see_it_succeed(deployment, browser, 
 
     browser.get(url + "/dags/ferry_preflight")
     browser.find_element(By.XPATH, "//button[normalize-space()='Trigger']").click()  # opens the Trigger form
-    unpause = browser.find_element(By.XPATH, "//*[contains(normalize-space(), 'Unpause ferry_preflight on trigger')]")
-    assert unpause.is_displayed()
     browser.find_element(By.XPATH, "(//button[normalize-space()='Trigger'])[last()]").click()  # the form's button
     WebDriverWait(browser, 60).until(lambda d: "/dags/ferry_preflight/runs/manual__" in d.current_url)
     run_url = browser.current_url

@@ -22,6 +22,8 @@ SERVICES = [
     ),
     UvicornApp("old_app", "stand.apps:app", 8, "old_app", app_env("old_app")),
     UvicornApp("new_app", "stand.apps:app", 9, "new_app", app_env("new_app")),
+    # Where a failed scheduled pre-flight is posted (a chat or paging webhook in a real deployment).
+    UvicornApp("alerts", "stand.apps:app", 18, "ferry_alerts", app_env("alerts")),
     Sshd(),
     KubeApi(),
     AirflowMetadata(),
