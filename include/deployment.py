@@ -113,6 +113,10 @@ class Deployment:
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
+            # A task whose worker died is failed (and retried) after this long without a heartbeat: 300 s by
+            # default, shorter on the stand so that a crash drill does not wait five minutes.
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": os.environ.get("FERRY_HEARTBEAT_TIMEOUT_S", "30"),
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
             "PYTHONPATH": f"{ROOT / 'plugins'}:{ROOT / 'include'}",
         }
 

@@ -8,8 +8,10 @@ import base64
 import json
 import shutil
 import time
+from contextlib import contextmanager
 
 import httpx
+import psycopg
 import pytest
 
 from deployment import Deployment
@@ -57,6 +59,65 @@ def test_the_per_table_comparison_spreads_over_both_celery_workers(deployment, s
     for ti in compared:
         by_worker[ti["hostname"]] = by_worker.get(ti["hostname"], 0) + 1
     assert set(by_worker) == {"worker1", "worker2"}, by_worker
+
+
+@contextmanager
+def locked(source, table: str):
+    """``table`` locked on the source by an open transaction: a comparison of it waits until the block ends."""
+    with psycopg.connect(source.info.dsn) as conn:
+        conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        yield
+        conn.rollback()
+
+
+def wait_for(deployment, run_id: str, check, what: str, timeout_s: float = 300):
+    """The first task instance of the spread run for which ``check`` holds."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = [ti for ti in deployment.task_instances("ferry_test_compare_spread", run_id) if check(ti)]
+        if found:
+            return found[0]
+        time.sleep(0.5)
+    raise AssertionError(deployment.describe("ferry_test_compare_spread", run_id, f"never saw {what}"))
+
+
+def test_a_worker_killed_while_compare_data_runs_the_task_runs_again_and_succeeds(deployment, spread_tables, source):
+    """SIGKILL on the worker running a table's comparison (held mid-query by a lock): the scheduler sees the
+    task's heartbeat stop, retries it, and it succeeds; the run completes."""
+    tables = spread_tables[:3]
+    with locked(source, tables[0]):
+        run_id = deployment.trigger("ferry_test_compare_spread", {"tables": tables})
+        held = wait_for(
+            deployment,
+            run_id,
+            lambda ti: ti["task_id"] == "compare_data" and ti["map_index"] == 0 and ti["state"] == "running",
+            "compare_data[0] running",
+        )
+        worker = held["hostname"]
+        deployment.kill(worker)
+    deployment.start_component(worker)
+    assert deployment.wait("ferry_test_compare_spread", run_id, 600) == "success", deployment.describe(
+        "ferry_test_compare_spread", run_id, "the run did not succeed"
+    )
+    again = wait_for(deployment, run_id, lambda ti: ti["task_id"] == "compare_data" and ti["map_index"] == 0, "it")
+    assert again["state"] == "success" and again["try_number"] >= 2, again
+
+
+def test_the_scheduler_killed_mid_run_and_started_again_the_run_completes(deployment, spread_tables, source):
+    tables = spread_tables[:3]
+    with locked(source, tables[0]):
+        run_id = deployment.trigger("ferry_test_compare_spread", {"tables": tables})
+        wait_for(
+            deployment,
+            run_id,
+            lambda ti: ti["task_id"] == "compare_data" and ti["map_index"] == 0 and ti["state"] == "running",
+            "compare_data[0] running",
+        )
+        deployment.kill("scheduler")
+    deployment.start_component("scheduler")
+    assert deployment.wait("ferry_test_compare_spread", run_id, 600) == "success", deployment.describe(
+        "ferry_test_compare_spread", run_id, "the run did not succeed"
+    )
 
 
 def test_the_preflight_is_scheduled_from_the_start_and_the_stages_wait_to_be_triggered(deployment):

@@ -8,7 +8,7 @@ which worker ran each table. Lives under tests/ so the product's DAG folder stay
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, task
 
@@ -20,6 +20,7 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     params={"tables": []},
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=3)},  # as every Ferry DAG retries
     doc_md=__doc__,
     tags=["ferry", "tests"],
 ):
