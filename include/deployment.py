@@ -23,7 +23,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -358,12 +357,12 @@ class Deployment:
 
 
 class GateAnswerer(threading.Thread):
-    """Answers the human gates through the REST API as they come up, as an operator does in the UI. Notes
-    when each was answered (``approved``); ``decide(task_id)`` gives the option chosen (Approve by default)."""
+    """Approves the human gates through the REST API as they come up, as an operator does in the UI; notes
+    when each was answered (``approved``)."""
 
-    def __init__(self, deployment: Deployment, decide: Callable[[str], str] | None = None):
+    def __init__(self, deployment: Deployment):
         super().__init__(daemon=True)
-        self.deployment, self.decide = deployment, decide or (lambda task_id: "Approve")
+        self.deployment = deployment
         self.approved: dict[str, float] = {}
         self.done = threading.Event()
 
@@ -385,7 +384,7 @@ class GateAnswerer(threading.Thread):
                     f"/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}/{ti['map_index']}"
                     "/hitlDetails"
                 )
-                choice = self.decide(ti["task_id"])
+                choice = "Approve"
                 try:
                     self.deployment.api("PATCH", path, json={"chosen_options": [choice], "params_input": {}})
                 except (httpx.HTTPError, DeploymentError):
