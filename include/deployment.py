@@ -8,7 +8,8 @@ scheduler runs the tasks; no workers, no broker).
 A stage runs the way an operator runs it in the UI: the DAG unpaused, a run triggered, each human gate
 answered through the hitlDetails endpoint (``GateAnswerer``), the run watched until it ends. Every wait
 has a deadline; past it, :class:`StageTimeout` says what is still running or waiting, with the last lines
-of each such task's log. Nothing here waits for ever.
+of each such task's log. Nothing here waits for ever. A component that exits while a run is watched is
+started again, as Kubernetes or systemd would (at most ``MAX_RESTARTS`` times each).
 
 Used by ``make rehearsal``, ``make rehearsal-rollback``, ``make bench-cutover`` and ``make airflow``
 (``python include/deployment.py``), and by the deployment tests.
@@ -32,6 +33,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 EXECUTORS = {"celery": "CeleryExecutor", "local": "LocalExecutor"}
+MAX_RESTARTS = 5  # of one component, over a deployment's life
 DONE = {"success", "failed"}
 # The api-server's port beside the stand's own (its base + offset). The components run no log servers (they
 # would listen on every interface): all share one machine and AIRFLOW_HOME, and the api-server reads task logs
@@ -67,6 +69,7 @@ class Deployment:
     worker_concurrency: int = 4
     api_port: int | None = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
     client: httpx.Client | None = None
 
     def __post_init__(self) -> None:
@@ -216,6 +219,21 @@ class Deployment:
                 log = self.log_dir / f"{name}.log"
                 raise DeploymentError(f"airflow {name} exited ({proc.returncode}); see {log}:\n{_tail(log, 15)}")
 
+    def keep_running(self) -> None:
+        """Start again a component that exited (as Kubernetes or systemd would, ``restart: always``), saying so;
+        more than ``MAX_RESTARTS`` restarts of one component is a failure, with the end of its log."""
+        for name, proc in list(self.procs.items()):
+            if proc.poll() is None:
+                continue
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            log = self.log_dir / f"{name}.log"
+            if self.restarts[name] > MAX_RESTARTS:
+                raise DeploymentError(
+                    f"airflow {name} exited {self.restarts[name]} times (last {proc.returncode}); see {log}:\n{_tail(log, 15)}"
+                )
+            print(f"    airflow {name} exited ({proc.returncode}): starting it again", flush=True)
+            self.start_component(name)
+
     def _healthy(self) -> bool:
         try:
             health = httpx.get(self.url + "/api/v2/monitor/health", timeout=5).json()
@@ -317,7 +335,7 @@ class Deployment:
             state = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
             if state in DONE:
                 return state
-            self._check_alive()
+            self.keep_running()
             if time.monotonic() > deadline:
                 raise StageTimeout(self.describe(dag_id, run_id, f"{dag_id} passed its deadline of {deadline_s:.0f} s"))
             time.sleep(poll_s)
@@ -429,7 +447,7 @@ def main() -> int:
             flush=True,
         )
         while not stopping.wait(1):
-            deployment._check_alive()
+            deployment.keep_running()
     except KeyboardInterrupt:
         pass
     finally:

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from deployment import Deployment
+from stand.services.postgres import AirflowMetadata
 
 STAGES = ("ferry_week_prior", "ferry_day_before", "ferry_d_day", "ferry_rollback")
 
@@ -118,6 +119,37 @@ def test_the_scheduler_killed_mid_run_and_started_again_the_run_completes(deploy
     assert deployment.wait("ferry_test_compare_spread", run_id, 600) == "success", deployment.describe(
         "ferry_test_compare_spread", run_id, "the run did not succeed"
     )
+
+
+def test_the_metadata_database_restarted_mid_stage_the_run_completes_or_is_cleared_and_rerun(
+    deployment, spread_tables, source, stand
+):
+    """Airflow's metadata database stops (as a crash would) and starts again while a run is in flight. The
+    run completes; or, if a task failed while the database was away, it failed with its reason in the
+    log, and clearing the failed tasks (as an operator does in the UI) re-runs them to success."""
+    tables = spread_tables[:3]
+    with locked(source, tables[0]):
+        run_id = deployment.trigger("ferry_test_compare_spread", {"tables": tables})
+        wait_for(
+            deployment,
+            run_id,
+            lambda ti: ti["task_id"] == "compare_data" and ti["map_index"] == 0 and ti["state"] == "running",
+            "compare_data[0] running",
+        )
+        AirflowMetadata().restart(stand)
+    state = deployment.wait("ferry_test_compare_spread", run_id, 600)
+    if state != "success":
+        failed = [
+            ti for ti in deployment.task_instances("ferry_test_compare_spread", run_id) if ti["state"] == "failed"
+        ]
+        assert failed, deployment.describe("ferry_test_compare_spread", run_id, f"the run ended {state}")
+        deployment.api(
+            "POST",
+            "/dags/ferry_test_compare_spread/clearTaskInstances",
+            json={"dag_run_id": run_id, "only_failed": True, "dry_run": False, "reset_dag_runs": True},
+        )
+        state = deployment.wait("ferry_test_compare_spread", run_id, 600)
+    assert state == "success", deployment.describe("ferry_test_compare_spread", run_id, "not even after a clear")
 
 
 def test_the_preflight_is_scheduled_from_the_start_and_the_stages_wait_to_be_triggered(deployment):
