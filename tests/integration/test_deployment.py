@@ -82,10 +82,10 @@ def wait_for(deployment, run_id: str, check, what: str, timeout_s: float = 300):
     raise AssertionError(deployment.describe("ferry_test_compare_spread", run_id, f"never saw {what}"))
 
 
-def test_a_worker_killed_while_compare_data_runs_the_task_runs_again_and_succeeds(deployment, spread_tables, source):
-    """SIGKILL on the worker running a table's comparison (held mid-query by a lock): the scheduler sees the
-    task's heartbeat stop, retries it, and it succeeds; the run completes."""
-    tables = spread_tables[:3]
+@contextmanager
+def held_mid_comparison(deployment, source, tables: list[str]):
+    """A spread run over ``tables`` whose first comparison is running and held mid-query (its table locked on
+    the source) for the block; yields the run id and that task instance. The lock ends with the block."""
     with locked(source, tables[0]):
         run_id = deployment.trigger("ferry_test_compare_spread", {"tables": tables})
         held = wait_for(
@@ -94,6 +94,14 @@ def test_a_worker_killed_while_compare_data_runs_the_task_runs_again_and_succeed
             lambda ti: ti["task_id"] == "compare_data" and ti["map_index"] == 0 and ti["state"] == "running",
             "compare_data[0] running",
         )
+        yield run_id, held
+
+
+def test_a_worker_killed_while_compare_data_runs_the_task_runs_again_and_succeeds(deployment, spread_tables, source):
+    """SIGKILL on the worker running a table's comparison (held mid-query by a lock): the scheduler sees the
+    task's heartbeat stop, retries it, and it succeeds; the run completes."""
+    tables = spread_tables[:3]
+    with held_mid_comparison(deployment, source, tables) as (run_id, held):
         worker = held["hostname"]
         deployment.kill(worker)
     deployment.start_component(worker)
@@ -106,14 +114,7 @@ def test_a_worker_killed_while_compare_data_runs_the_task_runs_again_and_succeed
 
 def test_the_scheduler_killed_mid_run_and_started_again_the_run_completes(deployment, spread_tables, source):
     tables = spread_tables[:3]
-    with locked(source, tables[0]):
-        run_id = deployment.trigger("ferry_test_compare_spread", {"tables": tables})
-        wait_for(
-            deployment,
-            run_id,
-            lambda ti: ti["task_id"] == "compare_data" and ti["map_index"] == 0 and ti["state"] == "running",
-            "compare_data[0] running",
-        )
+    with held_mid_comparison(deployment, source, tables) as (run_id, _):
         deployment.kill("scheduler")
     deployment.start_component("scheduler")
     assert deployment.wait("ferry_test_compare_spread", run_id, 600) == "success", deployment.describe(
@@ -128,14 +129,7 @@ def test_the_metadata_database_restarted_mid_stage_the_run_completes_or_is_clear
     run completes; or, if a task failed while the database was away, it failed with its reason in the
     log, and clearing the failed tasks (as an operator does in the UI) re-runs them to success."""
     tables = spread_tables[:3]
-    with locked(source, tables[0]):
-        run_id = deployment.trigger("ferry_test_compare_spread", {"tables": tables})
-        wait_for(
-            deployment,
-            run_id,
-            lambda ti: ti["task_id"] == "compare_data" and ti["map_index"] == 0 and ti["state"] == "running",
-            "compare_data[0] running",
-        )
+    with held_mid_comparison(deployment, source, tables) as (run_id, _):
         AirflowMetadata().restart(stand)
     state = deployment.wait("ferry_test_compare_spread", run_id, 600)
     if state != "success":
