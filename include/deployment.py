@@ -113,6 +113,10 @@ class Deployment:
             "AIRFLOW__CELERY__BROKER_URL": os.environ["FERRY_CELERY_BROKER"],
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + db.replace("postgresql+psycopg2://", "postgresql://"),
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "deployment_celery.CONFIG",
+            # An idle scheduler looks again after this long (1 s by default): every task of the write freeze
+            # waits for it once, so the deployment looks more often.
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": os.environ.get("FERRY_SCHEDULER_IDLE_SLEEP_S", "0.2"),
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
             # A task whose worker died is failed (and retried) after this long without a heartbeat: 300 s by
@@ -180,10 +184,23 @@ class Deployment:
         )
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        """Signal a component's whole process group (a crash drill: SIGKILL leaves it no time to clean up)."""
+        """Signal a component and every process under it, as a crash of its machine or container would (a
+        drill: SIGKILL leaves them no time to clean up). Its process group is not enough: Airflow starts each
+        task's process in a group of its own, which would outlive its worker."""
+        import psutil
+
         proc = self.procs[name]
         if proc.poll() is None:
+            try:
+                tree = psutil.Process(proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                tree = []
             os.killpg(proc.pid, sig)
+            for child in tree:
+                try:
+                    child.send_signal(sig)
+                except psutil.NoSuchProcess:
+                    pass
         proc.wait(timeout=60)
 
     def stop(self) -> None:

@@ -16,9 +16,11 @@ import yaml
 from airflow.sdk.timezone import utcnow
 from psycopg import sql
 
+from ferry.capture import capture_slot
+from ferry.hooks.replication import ReplicationHook
 from ferry.ledger import Ledger
 from ferry.plan import load_plan
-from stand.control import down, up
+from stand.control import down, load, up
 from stand.core import STAND_PLAN, Stand
 from stand.services.postgres import APP_ROLE, CLUSTERS, PG_BIN, PostgresPair
 
@@ -262,3 +264,19 @@ class GateAnswerer:
                     self.answered.append((ti.task_id, self.decisions[ti.task_id]))
                 # Answered but still waiting (the answer met the task on its way into awaiting_input): resume it.
                 handle_event_submit(TriggerEvent(detail.as_resume_event_payload()), task_instance=ti, session=session)
+
+
+@pytest.fixture
+def clean_replication(stand, target):
+    """Whatever the test leaves: load stopped, fence lifted, subscription and publication dropped, target emptied."""
+    yield
+    plan = load_plan()
+    source_hook, target_hook = ReplicationHook("ferry_source", "saas"), ReplicationHook("ferry_target", "saas")
+    load(stand, "stop")
+    source_hook.remove_fence()
+    for hook in (source_hook, target_hook):  # a run that failed at the comparison leaves its capture
+        hook.drop_slot(capture_slot(plan))
+    target_hook.drop_subscription(plan.subscription, publisher_reachable=False)
+    source_hook.drop_slot(plan.subscription)
+    source_hook.drop_publication(plan.publication)
+    empty_public_schema(target)

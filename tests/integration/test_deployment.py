@@ -8,6 +8,7 @@ import base64
 import json
 import shutil
 import time
+from collections import Counter
 from contextlib import contextmanager
 
 import httpx
@@ -15,11 +16,15 @@ import psycopg
 import pytest
 
 from deployment import Deployment
+from ferry.ledger import Action, Ledger
+from ferry.plan import load_plan
 from stand.services.postgres import AirflowMetadata
 
 STAGES = ("ferry_week_prior", "ferry_day_before", "ferry_d_day", "ferry_rollback")
 
 SPREAD_TABLES = [f"spread.t{i}" for i in range(8)]
+SPREAD = "ferry_test_compare_spread"
+DRILL = "ferry_test_replication_drill"  # the replication operators as D-day chains them, with retries
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +51,13 @@ def spread_tables(source, target):
 
 def test_the_per_table_comparison_spreads_over_both_celery_workers(deployment, spread_tables):
     state, run_id = deployment.run_stage(
-        "ferry_test_compare_spread",
+        SPREAD,
         deadline_s=600,
         log=deployment.log_dir / "ferry_test_compare_spread.log",
         conf={"tables": spread_tables},
     )
-    assert state == "success", deployment.describe("ferry_test_compare_spread", run_id, "the run failed")
-    compared = [
-        ti for ti in deployment.task_instances("ferry_test_compare_spread", run_id) if ti["task_id"] == "compare_data"
-    ]
+    assert state == "success", deployment.describe(SPREAD, run_id, "the run failed")
+    compared = [ti for ti in deployment.task_instances(SPREAD, run_id) if ti["task_id"] == "compare_data"]
     assert len(compared) == len(spread_tables) and all(ti["state"] == "success" for ti in compared)
     by_worker: dict[str, int] = {}
     for ti in compared:
@@ -71,15 +74,19 @@ def locked(source, table: str):
         conn.rollback()
 
 
-def wait_for(deployment, run_id: str, check, what: str, timeout_s: float = 300):
-    """The first task instance of the spread run for which ``check`` holds."""
+def wait_for(deployment, run_id: str, check, what: str, timeout_s: float = 300, dag_id=SPREAD):
+    """The first task instance of the run for which ``check`` holds."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        found = [ti for ti in deployment.task_instances("ferry_test_compare_spread", run_id) if check(ti)]
+        found = [ti for ti in deployment.task_instances(dag_id, run_id) if check(ti)]
         if found:
             return found[0]
         time.sleep(0.5)
-    raise AssertionError(deployment.describe("ferry_test_compare_spread", run_id, f"never saw {what}"))
+    raise AssertionError(deployment.describe(dag_id, run_id, f"never saw {what}"))
+
+
+def task_is(task_id: str, *states: str):
+    return lambda ti: ti["task_id"] == task_id and ti["state"] in states
 
 
 @contextmanager
@@ -87,7 +94,7 @@ def held_mid_comparison(deployment, source, tables: list[str]):
     """A spread run over ``tables`` whose first comparison is running and held mid-query (its table locked on
     the source) for the block; yields the run id and that task instance. The lock ends with the block."""
     with locked(source, tables[0]):
-        run_id = deployment.trigger("ferry_test_compare_spread", {"tables": tables})
+        run_id = deployment.trigger(SPREAD, {"tables": tables})
         held = wait_for(
             deployment,
             run_id,
@@ -105,8 +112,8 @@ def test_a_worker_killed_while_compare_data_runs_the_task_runs_again_and_succeed
         worker = held["hostname"]
         deployment.kill(worker)
     deployment.start_component(worker)
-    assert deployment.wait("ferry_test_compare_spread", run_id, 600) == "success", deployment.describe(
-        "ferry_test_compare_spread", run_id, "the run did not succeed"
+    assert deployment.wait(SPREAD, run_id, 600) == "success", deployment.describe(
+        SPREAD, run_id, "the run did not succeed"
     )
     again = wait_for(deployment, run_id, lambda ti: ti["task_id"] == "compare_data" and ti["map_index"] == 0, "it")
     assert again["state"] == "success" and again["try_number"] >= 2, again
@@ -117,8 +124,8 @@ def test_the_scheduler_killed_mid_run_and_started_again_the_run_completes(deploy
     with held_mid_comparison(deployment, source, tables) as (run_id, _):
         deployment.kill("scheduler")
     deployment.start_component("scheduler")
-    assert deployment.wait("ferry_test_compare_spread", run_id, 600) == "success", deployment.describe(
-        "ferry_test_compare_spread", run_id, "the run did not succeed"
+    assert deployment.wait(SPREAD, run_id, 600) == "success", deployment.describe(
+        SPREAD, run_id, "the run did not succeed"
     )
 
 
@@ -131,19 +138,75 @@ def test_the_metadata_database_restarted_mid_stage_the_run_completes_or_is_clear
     tables = spread_tables[:3]
     with held_mid_comparison(deployment, source, tables) as (run_id, _):
         AirflowMetadata().restart(stand)
-    state = deployment.wait("ferry_test_compare_spread", run_id, 600)
+    state = deployment.wait(SPREAD, run_id, 600)
     if state != "success":
-        failed = [
-            ti for ti in deployment.task_instances("ferry_test_compare_spread", run_id) if ti["state"] == "failed"
-        ]
-        assert failed, deployment.describe("ferry_test_compare_spread", run_id, f"the run ended {state}")
+        failed = [ti for ti in deployment.task_instances(SPREAD, run_id) if ti["state"] == "failed"]
+        assert failed, deployment.describe(SPREAD, run_id, f"the run ended {state}")
         deployment.api(
             "POST",
             "/dags/ferry_test_compare_spread/clearTaskInstances",
             json={"dag_run_id": run_id, "only_failed": True, "dry_run": False, "reset_dag_runs": True},
         )
-        state = deployment.wait("ferry_test_compare_spread", run_id, 600)
-    assert state == "success", deployment.describe("ferry_test_compare_spread", run_id, "not even after a clear")
+        state = deployment.wait(SPREAD, run_id, 600)
+    assert state == "success", deployment.describe(SPREAD, run_id, "not even after a clear")
+
+
+def test_a_worker_killed_while_fence_source_runs_the_fence_is_made_once_and_the_run_completes(
+    deployment, source, clean_replication
+):
+    """SIGKILL on the worker running fence_source while its transaction waits for a lock (an application
+    session holds customers): the fence's transaction dies with it (nothing fenced), the task runs again
+    on a worker and fences; the run completes, the source holds one fence per table, and the ledger one
+    completed fence (the killed try left only its intent) and no change completed twice."""
+    plan = load_plan()
+    with psycopg.connect(source.info.dsn) as app:  # a writer's lock, taken without a transaction id
+        app.execute("LOCK TABLE public.customers IN ROW EXCLUSIVE MODE")
+        run_id = deployment.trigger(DRILL)
+        fencing = wait_for(deployment, run_id, task_is("fence_source", "running"), "fence_source running", 600, DRILL)
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%trigger%'"
+        deadline = time.monotonic() + 60
+        while not source.execute(waiting).fetchone()[0] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert source.execute(waiting).fetchone()[0], deployment.describe(DRILL, run_id, "the fence never waited")
+        deployment.kill(fencing["hostname"])
+        app.rollback()
+    deployment.start_component(fencing["hostname"])
+    assert deployment.wait(DRILL, run_id, 900) == "success", deployment.describe(DRILL, run_id, "it did not succeed")
+    again = wait_for(deployment, run_id, task_is("fence_source", "success"), "fence_source", 10, DRILL)
+    assert again["try_number"] >= 2, again
+    fences = [r for r in Ledger(plan).records(action=Action.FENCE_SOURCE) if r.run_id == run_id]
+    assert [r.done for r in fences] == [False] * (len(fences) - 1) + [True], fences
+    assert fences[-1].try_number == again["try_number"] and fences[0].try_number == fencing["try_number"]
+    completed = Counter((r.action, r.target) for r in Ledger(plan).records() if r.run_id == run_id and r.done)
+    assert [change for change, n in completed.items() if n > 1] == [], completed
+    triggers = source.execute(
+        "SELECT tgrelid::regclass::text, count(*) FROM pg_trigger WHERE tgname LIKE 'ferry%' GROUP BY 1"
+    ).fetchall()
+    assert triggers and all(n == 1 for _, n in triggers), triggers
+
+
+def test_the_triggerer_killed_while_the_catch_up_wait_is_deferred_the_wait_resumes_and_completes(
+    deployment, source, target, clean_replication
+):
+    """The target's apply is held (a session locks customers against writes) with a row still to apply,
+    so wait_replication_caught_up defers to the triggerer; the triggerer is SIGKILLed and started again,
+    the lock ends: the wait resumes in the new triggerer, the row arrives, and the run completes."""
+    run_id = deployment.trigger(DRILL)
+    wait_for(deployment, run_id, task_is("start_change_capture", "success"), "the capture started", 600, DRILL)
+    with psycopg.connect(target.info.dsn) as reader:
+        reader.execute("LOCK TABLE public.customers IN SHARE MODE")  # reads go on; the apply waits
+        added = source.execute(
+            "INSERT INTO customers (email, name, country) VALUES ('drill@example.com', 'Drill', 'DE') RETURNING id"
+        ).fetchone()[0]
+        wait_for(deployment, run_id, task_is("wait_replication_caught_up", "deferred"), "the wait deferred", 600, DRILL)
+        deployment.kill("triggerer")
+        time.sleep(2)
+        deployment.start_component("triggerer")
+        reader.rollback()
+    assert deployment.wait(DRILL, run_id, 900) == "success", deployment.describe(DRILL, run_id, "it did not succeed")
+    waited = wait_for(deployment, run_id, task_is("wait_replication_caught_up", "success"), "the wait", 10, DRILL)
+    assert "Caught up: the target confirmed" in deployment.task_log(waited)
+    assert target.execute("SELECT count(*) FROM customers WHERE id = %s", (added,)).fetchone() == (1,)
 
 
 def test_the_preflight_is_scheduled_from_the_start_and_the_stages_wait_to_be_triggered(deployment):

@@ -10,30 +10,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ferry.capture import capture_slot
-from ferry.hooks.replication import ReplicationHook
 from ferry.ledger import Ledger
 from ferry.plan import load_plan
 from stand.control import load, load_stats
-from tests.integration.conftest import app_connection, empty_public_schema, run_dag
+from tests.integration.conftest import app_connection, run_dag
 
 TEST_DAGS = Path(__file__).parent / "dags"
-
-
-@pytest.fixture
-def clean_replication(stand, target):
-    """Whatever the test leaves: load stopped, fence lifted, subscription and publication dropped, target emptied."""
-    yield
-    plan = load_plan()
-    source_hook, target_hook = ReplicationHook("ferry_source", "saas"), ReplicationHook("ferry_target", "saas")
-    load(stand, "stop")
-    source_hook.remove_fence()
-    for hook in (source_hook, target_hook):  # a run that failed at the comparison leaves its capture
-        hook.drop_slot(capture_slot(plan))
-    target_hook.drop_subscription(plan.subscription, publisher_reachable=False)
-    source_hook.drop_slot(plan.subscription)
-    source_hook.drop_publication(plan.publication)
-    empty_public_schema(target)
 
 
 def test_replication_from_scratch_to_a_writable_target_under_write_load(stand, source, target, clean_replication):
@@ -134,13 +116,14 @@ def test_the_freeze_names_every_row_changed_after_its_live_comparison(stand, sou
     sections = {
         part.split(":", 1)[0]: part for part in report.split("\n## ")[1:]
     }  # "public.x: DIFFERENT\n\n- ..." per table
+    failed = {task: state for task, state in states.items() if state not in ("success", "upstream_failed")}
     assert sorted(sections) == [
         "public.customers",
         "public.events",
         "public.invoices",
         "public.page_views",
         "public.subscriptions",
-    ]
+    ], f"tasks not successful: {failed}\n{report}"
     assert "- changed: 4\n" in sections["public.subscriptions"]
     assert f"- missing on the target: {deleted}\n" in sections["public.events"]
     assert f"- only on the target: {added}\n" in sections["public.customers"]

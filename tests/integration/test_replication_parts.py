@@ -302,6 +302,27 @@ def test_caught_up_fails_at_once_when_the_subscription_is_disabled(source, targe
     source.execute("DELETE FROM page_views WHERE path = '/while-disabled'")
 
 
+def test_caught_up_waits_for_an_enabled_subscriptions_apply_worker_to_start(source, target, replicating, hooks):
+    """Enabled again twice in a row, a subscription has no apply worker for a while (PostgreSQL's launcher
+    waits wal_retrieve_retry_interval, 5 s, between starts): the wait goes on, and ends when it caught up."""
+    plan = replicating
+    src, tgt = hooks
+    running = f"SELECT pid IS NOT NULL FROM pg_stat_subscription WHERE subname = '{plan.subscription}'"
+    for _ in range(2):
+        target.execute(f"ALTER SUBSCRIPTION {plan.subscription} DISABLE")
+        while target.execute(running).fetchone()[0]:
+            time.sleep(0.05)
+        target.execute(f"ALTER SUBSCRIPTION {plan.subscription} ENABLE")
+    source.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/while-restarting', now())")
+    fence_lsn = src.get_current_lsn()
+    assert tgt.get_subscription_status(plan.subscription)["worker_pid"] is None  # the launcher is waiting
+    event, _ = first_event(caught_up_trigger(plan, fence_lsn), timeout=60)
+    assert event["status"] == "success", event
+    assert tgt.get_subscription_status(plan.subscription)["worker_pid"] is not None
+    assert tgt.get_first("SELECT count(*) FROM page_views WHERE path = '/while-restarting'")[0] == 1
+    source.execute("DELETE FROM page_views WHERE path = '/while-restarting'")
+
+
 def test_caught_up_fails_at_once_on_an_apply_conflict(source, target, replicating, hooks):
     plan = replicating
     src, tgt = hooks

@@ -59,8 +59,9 @@ class ReplicationInitialCopySensor(FerryContext, BaseSensorOperator):
 class ReplicationCaughtUpSensor(FerryOperator):
     """Wait (deferred) until the target has confirmed everything the source wrote before the fence.
 
-    Fails at once with the reason when the subscription stops or hits apply errors, instead of
-    waiting for the timeout.
+    Fails at once with the reason when the subscription is gone or disabled, or hits apply errors, instead
+    of waiting for the timeout. An enabled subscription whose apply worker is not running (yet) is given
+    ``worker_grace_s`` to start again (see ReplicationCaughtUpTrigger).
 
     :param fence_lsn: the fence's WAL position (templated: D-day passes the fence task's ``fence_lsn`` XCom);
         when empty, the last one the ledger recorded.
@@ -80,6 +81,7 @@ class ReplicationCaughtUpSensor(FerryOperator):
         timeout_s: float = 1800,
         poll_interval: float = 0.25,
         inline_wait_s: float = 5.0,
+        worker_grace_s: float = 30.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -87,6 +89,7 @@ class ReplicationCaughtUpSensor(FerryOperator):
         self.timeout_s = timeout_s
         self.poll_interval = poll_interval
         self.inline_wait_s = inline_wait_s
+        self.worker_grace_s = worker_grace_s
 
     def execute(self, context: Any) -> dict[str, Any] | None:
         plan = self.plan
@@ -110,8 +113,17 @@ class ReplicationCaughtUpSensor(FerryOperator):
             if dropped and fenced and fenced.done and dropped.at > fenced.at:
                 self.log.info("Caught up earlier: the subscription was dropped after the fence (%s)", dropped.at)
                 return {"status": "success", "fence_lsn": fence_lsn or fenced.after["fence_lsn"], "waited_s": None}
-        if status is None or status["worker_pid"] is None:
-            raise AirflowFailException(f"subscription {plan.subscription} is not running; it cannot catch up")
+        if status is None or not status["enabled"]:
+            raise AirflowFailException(
+                f"subscription {plan.subscription} is {'missing' if status is None else 'disabled'}; it cannot "
+                "catch up. Read the target's server log, fix the cause, then ALTER SUBSCRIPTION ... ENABLE"
+            )
+        if status["worker_pid"] is None:
+            self.log.info(
+                "Subscription %s has no apply worker right now; PostgreSQL starts it again (waiting up to %.0f s)",
+                plan.subscription,
+                self.worker_grace_s,
+            )
         if not fence_lsn:
             if fenced is None or not fenced.done:
                 raise AirflowFailException("no fence recorded in the ledger: fence the source first")
@@ -143,6 +155,7 @@ class ReplicationCaughtUpSensor(FerryOperator):
                 fence_lsn=fence_lsn,
                 baseline_apply_errors=status["apply_error_count"],
                 poll_interval=self.poll_interval,
+                worker_grace_s=self.worker_grace_s,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.param(context, "catch_up_timeout_s", self.timeout_s))),

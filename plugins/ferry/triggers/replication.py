@@ -35,7 +35,11 @@ class ReplicationCaughtUpTrigger(BaseTrigger):
     """Fire when the subscriber has confirmed the fence's WAL position; fail at once if replication breaks.
 
     Polls the source's slot (``confirmed_flush_lsn`` against the fence LSN) and the target's
-    subscription (apply worker running, apply errors above the baseline) every ``poll_interval``.
+    subscription (enabled, apply errors above the baseline, apply worker running) every ``poll_interval``.
+    A disabled subscription or a new apply error fails at once. An enabled subscription without an apply
+    worker fails only after ``worker_grace_s``: PostgreSQL's launcher starts the worker again by itself
+    (after ``ALTER SUBSCRIPTION ... ENABLE``, a restart, a dropped connection), up to
+    ``wal_retrieve_retry_interval`` (5 s by default) later.
 
     :param source_conn_id: the source's Airflow connection.
     :param source_database: the source database.
@@ -45,6 +49,7 @@ class ReplicationCaughtUpTrigger(BaseTrigger):
     :param fence_lsn: the WAL position the target must confirm.
     :param baseline_apply_errors: the subscription's ``apply_error_count`` when the wait began.
     :param poll_interval: seconds between polls.
+    :param worker_grace_s: how long an enabled subscription may be without an apply worker.
     """
 
     def __init__(
@@ -57,12 +62,14 @@ class ReplicationCaughtUpTrigger(BaseTrigger):
         fence_lsn: str,
         baseline_apply_errors: int = 0,
         poll_interval: float = 0.25,
+        worker_grace_s: float = 30.0,
     ) -> None:
         super().__init__()
         self.source_conn_id, self.source_database = source_conn_id, source_database
         self.target_conn_id, self.target_database = target_conn_id, target_database
         self.subscription, self.fence_lsn = subscription, fence_lsn
         self.baseline_apply_errors, self.poll_interval = baseline_apply_errors, poll_interval
+        self.worker_grace_s = worker_grace_s
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -76,6 +83,7 @@ class ReplicationCaughtUpTrigger(BaseTrigger):
                 "fence_lsn": self.fence_lsn,
                 "baseline_apply_errors": self.baseline_apply_errors,
                 "poll_interval": self.poll_interval,
+                "worker_grace_s": self.worker_grace_s,
             },
         )
 
@@ -83,6 +91,7 @@ class ReplicationCaughtUpTrigger(BaseTrigger):
         slot_sql, sub_sql = load_sql("slot_caught_up"), load_sql("subscription_status")
         started = time.monotonic()
         last_log = 0.0
+        no_worker_since: float | None = None
         async with (
             await async_connect(self.source_conn_id, self.source_database) as source,
             await async_connect(self.target_conn_id, self.target_database) as target,
@@ -106,21 +115,29 @@ class ReplicationCaughtUpTrigger(BaseTrigger):
                     )
                     return
                 sub = await (await target.execute(sub_sql, {"subscription": self.subscription})).fetchone()
-                if sub is None or not sub["enabled"] or sub["worker_pid"] is None:
-                    state = (
-                        "missing"
-                        if sub is None
-                        else ("disabled" if not sub["enabled"] else "without a running apply worker")
-                    )
+                if sub is None or not sub["enabled"]:
                     yield self._failed(
-                        f"subscription {self.subscription} is {state} while {slot['behind_bytes']} bytes behind the fence; "
-                        "read the target's server log for the apply error, fix it, then ALTER SUBSCRIPTION ... ENABLE"
+                        f"subscription {self.subscription} is {'missing' if sub is None else 'disabled'} while "
+                        f"{slot['behind_bytes']} bytes behind the fence; read the target's server log for the apply "
+                        "error, fix it, then ALTER SUBSCRIPTION ... ENABLE"
                     )
                     return
                 if sub["apply_error_count"] > self.baseline_apply_errors:
                     yield self._failed(
                         f"subscription {self.subscription} hit {sub['apply_error_count'] - self.baseline_apply_errors} "
                         "new apply error(s) (a conflicting row on the target?); see the target's server log"
+                    )
+                    return
+                if sub["worker_pid"] is not None:
+                    no_worker_since = None
+                elif no_worker_since is None:
+                    no_worker_since = time.monotonic()
+                    self.log.info("Subscription %s has no apply worker; waiting for it to start", self.subscription)
+                elif time.monotonic() - no_worker_since > self.worker_grace_s:
+                    yield self._failed(
+                        f"subscription {self.subscription} is enabled but has had no apply worker for "
+                        f"{self.worker_grace_s:.0f} s while {slot['behind_bytes']} bytes behind the fence; read the "
+                        "target's server log (the worker cannot connect to the source, or exits at start)"
                     )
                     return
                 if time.monotonic() - last_log > 5:

@@ -6,6 +6,9 @@ schema copy, publication, subscription, initial copy, change capture, live compa
 table), fence, catch-up, the freeze's drain and comparison (compare_changes) (mapped per table), subscription drop,
 sequence sync, capture drop.
 
+`ferry_test_replication_drill` is the same with retries (2, 2 s apart), as the stage DAGs have: the
+crash drills on the deployment kill a worker or the triggerer under it.
+
 `ferry_test_replication_planted` is the same with `plant_differences` between the live comparison
 and the fence: rows made to differ after their table's live comparison matched, in the ways the
 change capture must see (see that task). The freeze must stop it, naming each. Lives under tests/ so the product's DAG folder stays
@@ -15,7 +18,7 @@ the runbook's.
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG
@@ -75,7 +78,7 @@ def plant_differences() -> dict:
     return {"customer_added_on_target": added, "event_deleted_on_target": deleted}
 
 
-def replication_dag(dag_id: str, plant: bool) -> DAG:
+def replication_dag(dag_id: str, plant: bool, retries: int = 0) -> DAG:
     with DAG(
         dag_id=dag_id,
         schedule=None,
@@ -83,7 +86,7 @@ def replication_dag(dag_id: str, plant: bool) -> DAG:
         catchup=False,
         tags=["ferry", "test"],
         doc_md=__doc__,
-        default_args={"retries": 0},
+        default_args={"retries": retries, "retry_delay": timedelta(seconds=2)},
     ) as dag:
         tables = ReplicationListTablesOperator(task_id="list_tables")
         fence = ReplicationFenceSourceOperator(task_id="fence_source")
@@ -121,3 +124,4 @@ def replication_dag(dag_id: str, plant: bool) -> DAG:
 
 replication_dag("ferry_test_replication", plant=False)
 replication_dag("ferry_test_replication_planted", plant=True)
+replication_dag("ferry_test_replication_drill", plant=False, retries=2)
