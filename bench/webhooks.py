@@ -1,9 +1,11 @@
 """Benchmark the webhook recorder under sustained concurrent load, with a crash, then replay.
 
-Starts its own moto server, recorder and new app on loopback. N clients (billing providers) send
-events as fast as they are accepted; each retries an event until it gets a 2xx, as providers
+Starts its own moto server, recorder and new app on loopback; the recorder reaches S3 through a
+latency injector (``stand.latency``: 30 ms held per request, ``--s3-latency-ms``), as it would reach S3
+from a cluster. N clients (billing providers, a small asyncio HTTP client on kept-alive connections)
+send events as fast as they are accepted; each retries an event until it gets a 2xx, as providers
 do. Partway through, the recorder is killed (SIGKILL) and started again. Then every recorded
-event is replayed to the new app. Prints events per second accepted, p50 and p99 latency of the
+event is replayed to the new app (the replay reads S3 directly: without injected latency). Prints events per second accepted, p50 and p99 latency of the
 accepted requests, stored, delivered and lost (acknowledged but never delivered), and checks that
 each recorded event was delivered exactly once. Its last line is a key=value summary.
 Run: ``make bench-webhooks``.
@@ -12,11 +14,11 @@ Run: ``make bench-webhooks``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -27,24 +29,108 @@ import httpx  # noqa: E402
 
 from ferry.hooks.webhooks import replay  # noqa: E402
 from stand.core import Stand  # noqa: E402
+from stand.latency import LatencyProxy  # noqa: E402
 from stand.services.moto import AwsMoto, seed_aws  # noqa: E402
 from stand.services.web import UvicornApp, app_env, recorder_env  # noqa: E402
 
 BUCKET = "ferry-stand-webhooks"
 
 
+def restart(stand: Stand, recorder: UvicornApp) -> None:
+    """A crash: SIGKILL (no time to finish anything), then the recorder started again."""
+    stand.stop_process("recorder", timeout=0)
+    time.sleep(0.5)
+    recorder.up(stand)
+
+
+async def post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, bytes]:
+    """One HTTP/1.1 request on a kept-alive connection: its status and body."""
+    writer.write(request)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+        0,
+    )
+    return status, await reader.readexactly(length)
+
+
+async def load(
+    url: str,
+    clients: int,
+    per_client: int,
+    kill_after: float,
+    acked: list[str],
+    latencies: list[float],
+    failures: dict[str, int],
+    crash,
+) -> dict[str, float]:
+    """``clients`` providers, each sending its events one after the other on a kept-alive connection (a
+    small asyncio HTTP client: the load generator must not be the bottleneck on 2 cores); each event is
+    sent again until a 202. After ``kill_after`` acknowledged events, ``crash`` runs (in a thread)."""
+    host, port = url.removeprefix("http://").split(":")
+    crashed: dict[str, float] = {}
+
+    async def provider(n: int) -> None:
+        conn = None
+        for i in range(per_client):
+            event_id = f"c{n}-{i}"
+            body = json.dumps({"id": event_id, "type": "invoice.paid"}).encode()
+            request = (
+                f"POST /webhooks/stripe HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                f"Stripe-Signature: t={i},v1=bench\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+            while True:
+                t = time.perf_counter()
+                try:
+                    if conn is None:
+                        conn = await asyncio.open_connection(host, int(port))
+                    status, _ = await post(*conn, request)
+                except (OSError, asyncio.IncompleteReadError, ValueError):
+                    failures["transport"] += 1
+                    conn = None
+                    await asyncio.sleep(0.05)
+                    continue
+                if status == 202:
+                    latencies.append(time.perf_counter() - t)
+                    acked.append(event_id)
+                    break
+                failures["5xx"] += 1
+                await asyncio.sleep(0.05)
+        if conn:
+            conn[1].close()
+
+    async def crasher() -> None:
+        while len(acked) < kill_after:
+            if len(acked) >= clients * per_client:
+                return  # --kill-at above 1: no crash
+            await asyncio.sleep(0.01)
+        crashed["acked"] = len(acked)
+        await asyncio.get_running_loop().run_in_executor(None, crash)
+
+    started = time.perf_counter()
+    await asyncio.gather(crasher(), *(provider(n) for n in range(clients)))
+    return crashed | {"load_s": time.perf_counter() - started}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--clients", type=int, default=64, help="providers sending at once")
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument(
         "--kill-at", type=float, default=0.4, help="share of the events after which the recorder is killed"
     )
+    parser.add_argument(
+        "--s3-latency-ms", type=float, default=30, help="held per request between the recorder and S3 (0: none)"
+    )
     args = parser.parse_args()
     stand = Stand(dir=Path("/tmp/ferry-bench-webhooks"), port_base=28320)
     aws = AwsMoto("moto", 5, seed_aws, "aws_default")
+    # The recorder reaches S3 through the latency injector, as it would reach S3 from a cluster.
+    proxy = LatencyProxy(stand.port(5), args.s3_latency_ms / 1000).start()
     recorder = UvicornApp(
-        "recorder", "webhook_recorder.app:app", 7, "webhook_recorder", recorder_env(aws.endpoint, BUCKET)
+        "recorder", "webhook_recorder.app:app", 7, "webhook_recorder", recorder_env(lambda _: proxy.url, BUCKET)
     )
     new_app = UvicornApp("new_app", "stand.apps:app", 9, "new_app", app_env("new_app"))
     services = [aws, recorder, new_app]
@@ -58,50 +144,22 @@ def main() -> int:
         acked: list[str] = []
         latencies: list[float] = []
         failures = {"transport": 0, "5xx": 0}
-        lock, sent = threading.Lock(), [0]
         per_client = args.events // args.clients
-
-        def provider(n: int) -> None:
-            with httpx.Client(base_url=recorder.url(stand), timeout=10) as client:
-                for i in range(per_client):
-                    event_id = f"c{n}-{i}"
-                    while True:
-                        t = time.perf_counter()
-                        try:
-                            response = client.post(
-                                "/webhooks/stripe",
-                                json={"id": event_id, "type": "invoice.paid"},
-                                headers={"Stripe-Signature": f"t={i},v1=bench"},
-                            )
-                        except httpx.TransportError:
-                            with lock:
-                                failures["transport"] += 1
-                            time.sleep(0.05)
-                            continue
-                        if response.status_code == 202:
-                            with lock:
-                                latencies.append(time.perf_counter() - t)
-                                acked.append(event_id)
-                                sent[0] += 1
-                            break
-                        with lock:
-                            failures["5xx"] += 1
-                        time.sleep(0.05)
-
-        threads = [threading.Thread(target=provider, args=(n,)) for n in range(args.clients)]
-        started = time.perf_counter()
-        for t in threads:
-            t.start()
-        while sent[0] < args.events * args.kill_at:
-            time.sleep(0.01)
-        stand.stop_process("recorder", timeout=0)
-        killed_at = sent[0]
-        time.sleep(0.5)
-        recorder.up(stand)
-        print(f"recorder killed after {killed_at} acknowledged events and started again", flush=True)
-        for t in threads:
-            t.join()
-        load_s = time.perf_counter() - started
+        killed_at = asyncio.run(
+            load(
+                recorder.url(stand),
+                args.clients,
+                per_client,
+                args.events * args.kill_at,
+                acked,
+                latencies,
+                failures,
+                lambda: restart(stand, recorder),
+            )
+        )
+        load_s = killed_at.pop("load_s")
+        if "acked" in killed_at:
+            print(f"recorder killed after {killed_at['acked']} acknowledged events and started again", flush=True)
         with httpx.Client(timeout=10) as client:
             report = replay(
                 aws.client(stand, "s3"),
@@ -131,7 +189,7 @@ def main() -> int:
             f"each exactly once: {exactly_once}"
         )
         print(
-            f"events_per_s={len(acked) / load_s:.0f} p50_ms={p50:.1f} p99_ms={p99:.1f} acknowledged={len(acked)} "
+            f"s3_latency_ms={args.s3_latency_ms:g} events_per_s={len(acked) / load_s:.0f} p50_ms={p50:.1f} p99_ms={p99:.1f} acknowledged={len(acked)} "
             f"stored={report.recorded} delivered={len(got)} lost={lost} exactly_once={'yes' if exactly_once else 'NO'} "
             f"replay_per_s={report.delivered_now / report.seconds:.0f}"
         )
@@ -139,6 +197,7 @@ def main() -> int:
     finally:
         for service in reversed(services):
             service.down(stand)
+        proxy.stop()
         stand.remove()
 
 

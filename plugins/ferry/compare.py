@@ -79,6 +79,31 @@ def row_hash(columns: list[dict[str, str]]) -> sql.Composable:
     )
 
 
+# Types whose text reads back as the same value and whose "=" holds for equal text: a keyless table's
+# captured rows are looked up by one such column first (see _verify_rows), integers first.
+PREFILTER_TYPES = (
+    "bigint",
+    "integer",
+    "smallint",
+    "uuid",
+    "timestamp with time zone",
+    "timestamp without time zone",
+    "date",
+    "text",
+    "character varying",
+)
+
+
+def _prefilter_column(columns: list[dict[str, str]]) -> int | None:
+    """The index of the column a keyless table's captured rows are first looked up by, or None."""
+    ranked = [
+        (PREFILTER_TYPES.index(c["type"].split("(")[0]), i)
+        for i, c in enumerate(columns)
+        if c["type"].split("(")[0] in PREFILTER_TYPES
+    ]
+    return min(ranked)[1] if ranked else None
+
+
 # Rows sampled (a few pages of the table) to cut the key ranges of a key whose first column is not an integer.
 SAMPLE_ROWS = 20_000
 COLLATABLE = ("text", "character varying", "character", "citext", "name")
@@ -366,13 +391,23 @@ class Comparer:
         Returns the hashes of the rows found on either side."""
         texts = sql.SQL(", ").join(sql.SQL("ferry_row.{}::text").format(sql.SQL(c["column"])) for c in columns)
         arrays = sql.SQL(", ").join(sql.SQL("{}::text[]").format(sql.Placeholder(f"c{i}")) for i in range(len(columns)))
-        statement = sql.SQL(load_sql("compare_rows_of")).format(
-            table=sql.SQL(table), row_hash=hashed, row_text=texts, arrays=arrays
-        )
+        by = _prefilter_column(columns)
         seen: set[str] = set()
         for start in range(0, len(rows), batch):
             part = rows[start : start + batch]
             params = {f"c{i}": [r[i] for r in part] for i in range(len(columns))}
+            prefilter: sql.Composable = sql.SQL("true")
+            if by is not None:
+                column = sql.SQL("ferry_row.{}").format(sql.SQL(columns[by]["column"]))
+                prefilter = sql.SQL("({} = ANY({}::text[]::{}[])").format(
+                    column, sql.Placeholder(f"c{by}"), sql.SQL(columns[by]["type"])
+                )
+                if any(r[by] is None for r in part):
+                    prefilter = sql.Composed([prefilter, sql.SQL(" OR {} IS NULL").format(column)])
+                prefilter = sql.Composed([prefilter, sql.SQL(")")])
+            statement = sql.SQL(load_sql("compare_rows_of")).format(
+                table=sql.SQL(table), row_hash=hashed, row_text=texts, arrays=arrays, prefilter=prefilter
+            )
             result.ranges_compared += 1
             src, tgt = (
                 {r["hash"]: r["copies"] for r in f.result()} for f in [s.submit(statement, params) for s in sides]

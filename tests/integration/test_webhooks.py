@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from ferry.hooks.webhooks import read_events
 from stand.services import SERVICES
 from tests.integration.conftest import TEST_DAGS, aws, run_dag, twice
 
@@ -57,13 +58,40 @@ def replay(destination: str = "new") -> str:
 def test_recorder_stores_before_it_acknowledges_and_refuses_oversize(stand, webhooks):
     seqs = send(stand, 5)
     keys = [o["Key"] for o in webhooks.list_objects_v2(Bucket="ferry-stand-webhooks", Prefix="events/")["Contents"]]
-    assert len(keys) == 5 and seqs == sorted(seqs)
-    event = json.loads(webhooks.get_object(Bucket="ferry-stand-webhooks", Key=sorted(keys)[2])["Body"].read())
+    assert len(keys) == 5 and seqs == sorted(seqs)  # one at a time: each stored alone, at once
+    [recorded] = read_events(webhooks, "ferry-stand-webhooks", sorted(keys)[2])
+    event = recorded.event
+    assert recorded.id == f"{seqs[2]:020d}-{sorted(keys)[2].split('-', 1)[1].removesuffix('.jsonl')}.json"
     assert event["seq"] == seqs[2] and event["path"] == "/webhooks/stripe" and event["query"] == "attempt=2"
     assert json.loads(base64.b64decode(event["body_b64"])) == {"id": "evt_2"}
     assert ["stripe-signature", "t=1,v1=sig2"] in event["headers"]
     assert httpx.post(url(stand, 7) + "/webhooks/big", content=b"x" * (1024 * 1024 + 1)).status_code == 413
     assert httpx.get(url(stand, 7) + "/healthz").json()["status"] == "ok"
+
+
+def test_events_arriving_together_are_stored_together_each_acknowledged_once_stored(stand, webhooks):
+    """Twenty providers at once: events that wait while others are stored share one object (group
+    commit); every acknowledged sequence is stored exactly once, and the replay sends them in order."""
+    acked: list[int] = []
+
+    def provider(n: int) -> None:
+        with httpx.Client(base_url=url(stand, 7), timeout=30) as client:
+            for i in range(25):
+                response = client.post("/webhooks/stripe", json={"id": f"g{n}-{i}"})
+                assert response.status_code == 202, response.text
+                acked.append(response.json()["recorded"])
+
+    threads = [threading.Thread(target=provider, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    keys = [o["Key"] for o in webhooks.list_objects_v2(Bucket="ferry-stand-webhooks", Prefix="events/")["Contents"]]
+    stored = [r.event["seq"] for key in keys for r in read_events(webhooks, "ferry-stand-webhooks", key)]
+    assert sorted(stored) == sorted(acked) and len(acked) == 500
+    assert len(keys) < len(acked), "no two events shared an object"
+    assert replay() == "success"
+    assert [e["replay"] for e in received(stand, "new_app")] == [str(seq) for seq in sorted(acked)]
 
 
 def test_replay_in_order_once_even_when_run_twice(stand, webhooks):

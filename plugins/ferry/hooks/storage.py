@@ -3,12 +3,20 @@
 An object is copied when the target lacks it, or has another size, or neither its ETag nor the
 source ETag Ferry stored on it (``x-amz-meta-ferry-source-etag``; multipart uploads get ETags of
 their own) matches. Copies run on a bounded pool of threads; objects above the multipart
-threshold travel in ranged parts, so memory stays at one part per thread. Content type, the
-standard headers and user metadata are kept. A verification pass then checks every object.
+threshold travel in ranged parts, read and uploaded in parallel on a second pool of the same size,
+so memory stays at one part per thread. Content type, the standard headers and user metadata are kept.
+
+Checksums: an object read whole is checked against the source's ETag when that is its MD5 (a
+single-part upload, not under SSE-KMS), and every body sent (object or part) carries its
+``Content-MD5``, which S3 checks on arrival; a multipart upload's final ETag (the MD5 of its parts'
+MD5s, where ETags are MD5s) is checked against the parts sent. A verification pass then checks every object's size and ETag.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -67,6 +75,24 @@ def same_object(
     return head.get("Metadata", {}).get(ETAG_META) == source["etag"]
 
 
+class ChecksumMismatch(Exception):
+    """Bytes read or stored are not the ones expected: the object is reported failed, never kept as copied."""
+
+
+PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _md5(body: bytes) -> tuple[str, str]:
+    """The MD5 of ``body``: as hex (an ETag) and as base64 (a Content-MD5 header)."""
+    digest = hashlib.md5(body, usedforsecurity=False).digest()
+    return digest.hex(), base64.b64encode(digest).decode()
+
+
+def _etag_is_md5(response: dict[str, Any]) -> bool:
+    """Whether a single-part object's ETag is its MD5: not under SSE-KMS or a customer's key."""
+    return response.get("ServerSideEncryption") in (None, "AES256") and not response.get("SSECustomerAlgorithm")
+
+
 def copy_object(
     src: Any,
     src_bucket: str,
@@ -76,26 +102,53 @@ def copy_object(
     listed: dict[str, Any],
     part_size: int,
     threshold: int,
+    parts_pool: ThreadPoolExecutor | None = None,
 ) -> int:
-    """Copy one object (its headers and metadata too), in ranged parts when large; return its size."""
+    """Copy one object (its headers and metadata too), in ranged parts when large (on ``parts_pool``, in
+    parallel, when given); return its size. Raises :class:`ChecksumMismatch` when a checksum disagrees."""
     etag = f'"{listed["etag"]}"'
     if listed["size"] <= threshold:
         got = src.get_object(Bucket=src_bucket, Key=key, IfMatch=etag)
-        dst.put_object(Bucket=dst_bucket, Key=key, Body=got["Body"].read(), **_headers(got, listed["etag"]))
+        body = got["Body"].read()
+        hex_md5, content_md5 = _md5(body)
+        if _etag_is_md5(got) and PLAIN_MD5.match(listed["etag"]) and hex_md5 != listed["etag"]:
+            raise ChecksumMismatch(f"{key}: the bytes read have MD5 {hex_md5}, the source's ETag is {listed['etag']}")
+        dst.put_object(Bucket=dst_bucket, Key=key, Body=body, ContentMD5=content_md5, **_headers(got, listed["etag"]))
         return got["ContentLength"]
     head = src.head_object(Bucket=src_bucket, Key=key, IfMatch=etag)
     size = head["ContentLength"]
     upload = dst.create_multipart_upload(Bucket=dst_bucket, Key=key, **_headers(head, listed["etag"]))["UploadId"]
+
+    def copy_part(number: int, start: int) -> tuple[int, str, str]:
+        end = min(start + part_size, size) - 1
+        chunk = src.get_object(Bucket=src_bucket, Key=key, Range=f"bytes={start}-{end}", IfMatch=etag)["Body"].read()
+        if len(chunk) != end - start + 1:
+            raise ChecksumMismatch(f"{key}: part {number} read {len(chunk)} bytes, expected {end - start + 1}")
+        hex_md5, content_md5 = _md5(chunk)
+        part = dst.upload_part(
+            Bucket=dst_bucket, Key=key, UploadId=upload, PartNumber=number, Body=chunk, ContentMD5=content_md5
+        )
+        return number, part["ETag"], hex_md5
+
     try:
-        parts = []
-        for number, start in enumerate(range(0, size, part_size), start=1):
-            end = min(start + part_size, size) - 1
-            chunk = src.get_object(Bucket=src_bucket, Key=key, Range=f"bytes={start}-{end}", IfMatch=etag)[
-                "Body"
-            ].read()
-            part = dst.upload_part(Bucket=dst_bucket, Key=key, UploadId=upload, PartNumber=number, Body=chunk)
-            parts.append({"PartNumber": number, "ETag": part["ETag"]})
-        dst.complete_multipart_upload(Bucket=dst_bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts})
+        ranges = list(enumerate(range(0, size, part_size), start=1))
+        if parts_pool is None:
+            done = [copy_part(n, s) for n, s in ranges]
+        else:
+            done = [f.result() for f in [parts_pool.submit(copy_part, n, s) for n, s in ranges]]
+        completed = dst.complete_multipart_upload(
+            Bucket=dst_bucket,
+            Key=key,
+            UploadId=upload,
+            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e, _ in done]},
+        )
+        expected = hashlib.md5(b"".join(bytes.fromhex(m) for _, _, m in done), usedforsecurity=False).hexdigest()
+        stored = completed["ETag"].strip('"')
+        md5_etags = all(e.strip('"') == m for _, e, m in done)  # not under SSE-KMS, whose ETags are no MD5
+        if md5_etags and stored != f"{expected}-{len(done)}":
+            raise ChecksumMismatch(
+                f"{key}: the target assembled ETag {stored}, the parts sent make {expected}-{len(done)}"
+            )
     except BaseException:
         dst.abort_multipart_upload(Bucket=dst_bucket, Key=key, UploadId=upload)
         raise
@@ -133,7 +186,10 @@ def sync_bucket(
     report = SyncReport(source=src_bucket, target=dst_bucket)
     source, target = list_objects(src, src_bucket), list_objects(dst, dst_bucket)
     report.objects, report.bytes = len(source), sum(o["size"] for o in source.values())
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ferry-sync") as pool:
+    with (
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ferry-sync") as pool,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ferry-sync-part") as parts_pool,
+    ):
         unchanged = pool.map(lambda k: same_object(dst, dst_bucket, k, source[k], target.get(k)), list(source))
         todo = [k for k, same in zip(list(source), unchanged, strict=True) if not same]
         report.skipped = len(source) - len(todo)
@@ -148,7 +204,9 @@ def sync_bucket(
             before_copy(len(todo))
         lock, last = threading.Lock(), [time.monotonic()]
         futures = {
-            pool.submit(copy_object, src, src_bucket, dst, dst_bucket, k, source[k], part_size, threshold): k
+            pool.submit(
+                copy_object, src, src_bucket, dst, dst_bucket, k, source[k], part_size, threshold, parts_pool
+            ): k
             for k in todo
         }
         for future in as_completed(futures):

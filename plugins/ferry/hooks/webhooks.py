@@ -1,8 +1,10 @@
 """Replay recorded webhooks to an application, in the order they were received, each once.
 
 Every event the recorder stored is sent with its original method, path, query, headers and body,
-plus ``X-Ferry-Replay: <sequence>``. A 2xx is followed by a marker object per event and
-destination, so a re-run sends nothing twice. 5xx answers and timeouts are retried with
+plus ``X-Ferry-Replay: <sequence>``. The recorder stores events alone (``<seq>-<instance>.json``) or in
+batches of JSON lines (``<first seq>-<instance>.jsonl``, its group commit); each event is known by
+``<seq>-<instance>.json`` either way, and events are sent in sequence order across objects. A 2xx is
+followed by a marker object per event and destination, so a re-run sends nothing twice. 5xx answers and timeouts are retried with
 exponential backoff; a 4xx, or retries running out, stops the replay there (later events wait,
 keeping the order) and is reported. Counts are reconciled: recorded = delivered + failed + pending.
 """
@@ -13,6 +15,7 @@ import base64
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -53,15 +56,41 @@ def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
     return sorted(keys)
 
 
-def pending_events(s3: Any, bucket: str, prefix: str, destination: str, events: list[str] | None = None) -> list[str]:
-    """The keys of recorded events not yet delivered to ``destination``, in received order."""
+@dataclass
+class Recorded:
+    """One recorded event: its id (its delivery marker's name), the object that holds it, the event."""
+
+    id: str
+    key: str
+    event: dict[str, Any]
+
+
+def read_events(s3: Any, bucket: str, key: str) -> list[Recorded]:
+    """The events of one recorder object: one (``.json``) or a batch of JSON lines (``.jsonl``)."""
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    name = key.rsplit("/", 1)[-1]
+    if not name.endswith(".jsonl"):
+        return [Recorded(name, key, json.loads(body))]
+    instance = name.removesuffix(".jsonl").split("-", 1)[1]
+    events = [json.loads(line) for line in body.splitlines() if line.strip()]
+    return [Recorded(f"{e['seq']:020d}-{instance}.json", key, e) for e in events]
+
+
+def recorded_events(s3: Any, bucket: str, prefix: str, workers: int = 16) -> list[Recorded]:
+    """Every event recorded under ``prefix``, in received order (sequence, then recorder instance)."""
+    keys = list_keys(s3, bucket, prefix)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        found = [r for batch in pool.map(lambda k: read_events(s3, bucket, k), keys) for r in batch]
+    return sorted(found, key=lambda r: (r.event["seq"], r.id))
+
+
+def pending_events(
+    s3: Any, bucket: str, prefix: str, destination: str, events: list[Recorded] | None = None
+) -> list[Recorded]:
+    """The recorded events not yet delivered to ``destination``, in received order."""
     marker_prefix = f"delivered/{destination}/"
     delivered = {k.removeprefix(marker_prefix) for k in list_keys(s3, bucket, marker_prefix)}
-    return [
-        k
-        for k in (list_keys(s3, bucket, prefix) if events is None else events)
-        if k.rsplit("/", 1)[-1] not in delivered
-    ]
+    return [r for r in (recorded_events(s3, bucket, prefix) if events is None else events) if r.id not in delivered]
 
 
 def replay(
@@ -80,7 +109,7 @@ def replay(
     """Send every event under ``prefix`` not yet delivered to ``destination``, in order."""
     started = time.monotonic()
     report = ReplayReport(destination=destination)
-    events = list_keys(s3, bucket, prefix)
+    events = recorded_events(s3, bucket, prefix)
     marker_prefix = f"delivered/{destination}/"
     report.recorded = len(events)
     todo = pending_events(s3, bucket, prefix, destination, events)
@@ -90,15 +119,15 @@ def replay(
         f"delivered before, {len(todo)} to send"
     )
     last = time.monotonic()
-    for index, key in enumerate(todo):
-        event = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    for index, recorded in enumerate(todo):
+        event = recorded.event
         outcome = _send(client, base_url, event, attempts, backoff_s, report)
         if outcome is not None:
-            report.failed.append({"key": key, "seq": event["seq"], "path": event["path"], "error": outcome})
+            report.failed.append({"key": recorded.id, "seq": event["seq"], "path": event["path"], "error": outcome})
             report.pending = len(todo) - index - 1
             progress(f"stopped at event {event['seq']} ({event['path']}): {outcome}; {report.pending} wait behind it")
             break
-        s3.put_object(Bucket=bucket, Key=marker_prefix + key.rsplit("/", 1)[-1], Body=b"")
+        s3.put_object(Bucket=bucket, Key=marker_prefix + recorded.id, Body=b"")
         report.delivered_now += 1
         if time.monotonic() - last >= progress_every_s:
             last = time.monotonic()
