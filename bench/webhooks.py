@@ -27,13 +27,14 @@ sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "include")]
 
 import httpx  # noqa: E402
 
-from ferry.hooks.webhooks import replay  # noqa: E402
+from ferry.hooks.webhooks import ordering_key, replay  # noqa: E402
 from stand.core import Stand  # noqa: E402
 from stand.latency import LatencyProxy  # noqa: E402
 from stand.services.moto import AwsMoto, seed_aws  # noqa: E402
 from stand.services.web import UvicornApp, app_env, recorder_env  # noqa: E402
 
 BUCKET = "ferry-stand-webhooks"
+ORDER_KEY = ["data.object.customer", "data.object.id"]  # the plan's default webhooks.order_key
 
 
 def restart(stand: Stand, recorder: UvicornApp) -> None:
@@ -76,7 +77,9 @@ async def load(
         conn = None
         for i in range(per_client):
             event_id = f"c{n}-{i}"
-            body = json.dumps({"id": event_id, "type": "invoice.paid"}).encode()
+            customer = f"cus_{(n * 7919 + i) % 1000}"  # what the event is about: its ordering key
+            body = json.dumps({"id": event_id, "type": "invoice.paid", "data": {"object": {"customer": customer}}})
+            body = body.encode()
             request = (
                 f"POST /webhooks/stripe HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
                 f"Stripe-Signature: t={i},v1=bench\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -121,6 +124,7 @@ def main() -> int:
     parser.add_argument(
         "--kill-at", type=float, default=0.4, help="share of the events after which the recorder is killed"
     )
+    parser.add_argument("--replay-concurrency", type=int, default=16, help="ordering keys replayed at once")
     parser.add_argument(
         "--s3-latency-ms", type=float, default=30, help="held per request between the recorder and S3 (0: none)"
     )
@@ -169,12 +173,18 @@ def main() -> int:
                 "new",
                 client=client,
                 progress=lambda m: None,
+                order_key=ORDER_KEY,
+                concurrency=args.replay_concurrency,
             )
         got = [json.loads(line) for line in (stand.dir / "apps" / "new_app.jsonl").read_text().splitlines()]
         delivered_ids = {json.loads(base64.b64decode(e["body_b64"]))["id"] for e in got}
         delivered_seqs = [e["replay"] for e in got]
         lost = len(set(acked) - delivered_ids)
         exactly_once = len(delivered_seqs) == len(set(delivered_seqs)) == report.recorded
+        by_key: dict[str, list[int]] = {}  # the order each customer's events arrived in
+        for e in got:
+            by_key.setdefault(ordering_key(e, ORDER_KEY), []).append(int(e["replay"]))
+        in_order = all(seqs == sorted(seqs) for seqs in by_key.values())
         lat = sorted(latencies)
         p50, p99 = statistics.median(lat) * 1000, lat[int(len(lat) * 0.99) - 1] * 1000
         print(
@@ -191,9 +201,10 @@ def main() -> int:
         print(
             f"s3_latency_ms={args.s3_latency_ms:g} events_per_s={len(acked) / load_s:.0f} p50_ms={p50:.1f} p99_ms={p99:.1f} acknowledged={len(acked)} "
             f"stored={report.recorded} delivered={len(got)} lost={lost} exactly_once={'yes' if exactly_once else 'NO'} "
-            f"replay_per_s={report.delivered_now / report.seconds:.0f}"
+            f"replay_per_s={report.delivered_now / report.seconds:.0f} replay_keys={report.keys} "
+            f"per_key_order={'yes' if in_order else 'NO'}"
         )
-        return 0 if lost == 0 and exactly_once and report.reconciled else 1
+        return 0 if lost == 0 and exactly_once and in_order and report.reconciled else 1
     finally:
         for service in reversed(services):
             service.down(stand)

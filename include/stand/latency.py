@@ -12,71 +12,52 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
+import multiprocessing
 from typing import Any
 
 
 class LatencyProxy:
     """Listen on 127.0.0.1 (a free port, or ``listen_port``) and forward to 127.0.0.1:``upstream_port``.
 
-    Use as a context manager, or :meth:`start` / :meth:`stop`; :attr:`port` is where to connect,
-    :attr:`requests` how many requests were held.
+    Runs in a process of its own, so that the client it measures (threads busy hashing and copying)
+    cannot starve it of the GIL and add delays of its own. Use as a context manager, or :meth:`start` /
+    :meth:`stop`; :attr:`port` is where to connect, :attr:`requests` how many requests were held.
     """
 
     def __init__(self, upstream_port: int, delay_s: float = 0.030, listen_port: int = 0) -> None:
         self.upstream_port, self.delay_s, self.listen_port = upstream_port, delay_s, listen_port
         self.port = 0
-        self.requests = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._server: asyncio.base_events.Server | None = None
+        self._count: Any = None
+        self._proc: Any = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def requests(self) -> int:
+        return int(self._count.value) if self._count is not None else 0
+
     def start(self) -> LatencyProxy:
-        ready = threading.Event()
-        failed: list[BaseException] = []
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            try:
-                self._server = self._loop.run_until_complete(
-                    asyncio.start_server(self._handle, "127.0.0.1", self.listen_port)
-                )
-                self.port = self._server.sockets[0].getsockname()[1]
-            except BaseException as err:  # noqa: BLE001 - handed to the caller of start()
-                failed.append(err)
-                ready.set()
-                return
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="latency-proxy", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if failed:
-            raise failed[0]
+        ctx = multiprocessing.get_context("fork")
+        self._count, port, ready = ctx.Value("q", 0), ctx.Value("i", 0), ctx.Event()
+        self._proc = ctx.Process(
+            target=_serve,
+            args=(self.upstream_port, self.delay_s, self.listen_port, port, ready, self._count),
+            name="latency-proxy",
+            daemon=True,
+        )
+        self._proc.start()
+        if not ready.wait(10) or not port.value:
+            self.stop()
+            raise RuntimeError(f"the latency proxy could not listen on 127.0.0.1:{self.listen_port}")
+        self.port = port.value
         return self
 
     def stop(self) -> None:
-        if self._loop and self._server:
-
-            async def close() -> None:
-                self._server.close()
-                while tasks := [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
-                    for task in tasks:
-                        task.cancel()
-                    await asyncio.gather(*tasks, return_exceptions=True)
-
-            with contextlib.suppress(RuntimeError, TimeoutError):
-                asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread:
-            self._thread.join(10)
-        if self._loop and not self._loop.is_running():
-            self._loop.close()
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(10)
 
     def __enter__(self) -> LatencyProxy:
         return self.start()
@@ -84,9 +65,13 @@ class LatencyProxy:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+
+def _serve(upstream_port: int, delay_s: float, listen_port: int, port: Any, ready: Any, count: Any) -> None:
+    """The proxy's process: serve until terminated."""
+
+    async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
-            server_r, server_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+            server_r, server_w = await asyncio.open_connection("127.0.0.1", upstream_port)
         except OSError:
             client_w.close()
             return
@@ -96,8 +81,9 @@ class LatencyProxy:
             while data := await client_r.read(1 << 16):
                 if new_request[0]:
                     new_request[0] = False
-                    self.requests += 1
-                    await asyncio.sleep(self.delay_s)
+                    with count.get_lock():
+                        count.value += 1
+                    await asyncio.sleep(delay_s)
                 server_w.write(data)
                 await server_w.drain()
             with contextlib.suppress(OSError):
@@ -114,9 +100,21 @@ class LatencyProxy:
 
         try:
             await asyncio.gather(upstream(), downstream())
-        except (OSError, asyncio.CancelledError):
+        except OSError:
             pass
         finally:
             for writer in (server_w, client_w):
                 with contextlib.suppress(Exception):
                     writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", listen_port)
+        port.value = server.sockets[0].getsockname()[1]
+        ready.set()
+        async with server:
+            await server.serve_forever()
+
+    try:
+        asyncio.run(main())
+    finally:
+        ready.set()  # a failure to listen must not leave start() waiting

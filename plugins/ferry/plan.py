@@ -296,6 +296,13 @@ class Webhooks(Strict):
     old_app_conn_id: ConnId | None = None
     recorder_address: HostName | None = None
     """The DNS name of the recorder's load balancer, where the webhook host points during the freeze."""
+    order_key: list[NonEmpty] = ["data.object.customer", "data.object.id"]
+    """Replay keeps the order of events with the same ordering key: the webhook's path (its provider) and
+    the first of these dotted fields found in its JSON body (the object the event is about). Events of
+    different keys are replayed in parallel; an event with none of them (or no JSON body) is ordered with
+    every other such event of its provider. ``[]``: one order per provider."""
+    replay_concurrency: Annotated[int, Field(ge=1, le=256)] = 16
+    """Ordering keys replayed at once."""
 
     @model_validator(mode="after")
     def _one_destination_each(self) -> Webhooks:

@@ -105,6 +105,23 @@ def test_replay_in_order_once_even_when_run_twice(stand, webhooks):
     assert received(stand, "old_app") == []
 
 
+def test_replay_keeps_the_order_per_customer_and_sends_customers_in_parallel(stand, webhooks, capfd):
+    """Events about three customers, interleaved, and events about none: each customer's events (and the
+    keyless ones) arrive in the order they were received; the replay ran their keys side by side."""
+    with httpx.Client(base_url=url(stand, 7)) as client:
+        for i in range(40):
+            body = {"id": f"evt_{i}", "data": {"object": {"customer": f"cus_{i % 3}"}}} if i % 4 else {"id": f"evt_{i}"}
+            assert client.post("/webhooks/stripe", json=body).status_code == 202
+    capfd.readouterr()
+    assert replay() == "success"
+    assert "40 to send, 4 ordering key(s), 16 at once" in "".join(capfd.readouterr())
+    bodies = [json.loads(base64.b64decode(e["body_b64"])) for e in received(stand, "new_app")]
+    assert sorted(b["id"] for b in bodies) == sorted(f"evt_{i}" for i in range(40))
+    for customer in ("cus_0", "cus_1", "cus_2", None):
+        ids = [int(b["id"][4:]) for b in bodies if b.get("data", {}).get("object", {}).get("customer") == customer]
+        assert ids == sorted(ids) and ids, (customer, ids)
+
+
 def test_replay_retries_5xx_and_stops_on_4xx_keeping_the_order(stand, webhooks, capfd):
     send(stand, 3)
     httpx.post(url(stand, 9) + "/_fail", json={"status": 503, "count": 2})

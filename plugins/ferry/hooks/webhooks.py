@@ -4,7 +4,9 @@ Every event the recorder stored is sent with its original method, path, query, h
 plus ``X-Ferry-Replay: <sequence>``. The recorder stores events alone (``<seq>-<instance>.json``) or in
 batches of JSON lines (``<first seq>-<instance>.jsonl``, its group commit); each event is known by
 ``<seq>-<instance>.json`` either way, and events are sent in sequence order across objects. A 2xx is
-followed by a marker object per event and destination, so a re-run sends nothing twice. 5xx answers and timeouts are retried with
+followed by a marker object per event and destination, so a re-run sends nothing twice. Events keep
+their order within an ordering key (the provider and the object the event is about); keys go in
+parallel. 5xx answers and timeouts are retried with
 exponential backoff; a 4xx, or retries running out, stops the replay there (later events wait,
 keeping the order) and is reported. Counts are reconciled: recorded = delivered + failed + pending.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +39,8 @@ class ReplayReport:
     failed: list[dict[str, Any]] = field(default_factory=list)
     pending: int = 0
     seconds: float = 0.0
+    keys: int = 0
+    """Ordering keys among the events sent (each key's events in order; keys in parallel)."""
 
     @property
     def delivered(self) -> int:
@@ -93,6 +98,22 @@ def pending_events(
     return [r for r in (recorded_events(s3, bucket, prefix) if events is None else events) if r.id not in delivered]
 
 
+def ordering_key(event: dict[str, Any], fields: list[str]) -> str:
+    """The key whose events keep their order: the webhook's path (its provider) and the value of the first
+    of ``fields`` (dotted, in the JSON body) it has; the path alone when it has none."""
+    try:
+        body = json.loads(base64.b64decode(event["body_b64"]))
+    except ValueError:
+        return event["path"]
+    for name in fields:
+        value: Any = body
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None and not isinstance(value, dict | list):
+            return f"{event['path']} {value}"
+    return event["path"]
+
+
 def replay(
     s3: Any,
     bucket: str,
@@ -105,8 +126,12 @@ def replay(
     backoff_s: float = 0.5,
     progress: Callable[[str], None] = print,
     progress_every_s: float = 5.0,
+    order_key: list[str] | None = None,
+    concurrency: int = 1,
 ) -> ReplayReport:
-    """Send every event under ``prefix`` not yet delivered to ``destination``, in order."""
+    """Send every event under ``prefix`` not yet delivered to ``destination``: in order within each
+    ordering key (:func:`ordering_key` over ``order_key``), up to ``concurrency`` keys at once. An event
+    that fails stops its key there (its later events wait, keeping the order); other keys go on."""
     started = time.monotonic()
     report = ReplayReport(destination=destination)
     events = recorded_events(s3, bucket, prefix)
@@ -114,24 +139,41 @@ def replay(
     report.recorded = len(events)
     todo = pending_events(s3, bucket, prefix, destination, events)
     report.delivered_before = report.recorded - len(todo)
+    lanes: dict[str, list[Recorded]] = {}
+    for recorded in todo:
+        lanes.setdefault(ordering_key(recorded.event, order_key or []), []).append(recorded)
+    report.keys = len(lanes)
     progress(
         f"replay to {destination} ({base_url}): {report.recorded} recorded, {report.delivered_before} "
-        f"delivered before, {len(todo)} to send"
+        f"delivered before, {len(todo)} to send, {len(lanes)} ordering key(s), {concurrency} at once"
     )
-    last = time.monotonic()
-    for index, recorded in enumerate(todo):
-        event = recorded.event
-        outcome = _send(client, base_url, event, attempts, backoff_s, report)
-        if outcome is not None:
-            report.failed.append({"key": recorded.id, "seq": event["seq"], "path": event["path"], "error": outcome})
-            report.pending = len(todo) - index - 1
-            progress(f"stopped at event {event['seq']} ({event['path']}): {outcome}; {report.pending} wait behind it")
-            break
-        s3.put_object(Bucket=bucket, Key=marker_prefix + recorded.id, Body=b"")
-        report.delivered_now += 1
-        if time.monotonic() - last >= progress_every_s:
-            last = time.monotonic()
-            progress(f"  {report.delivered_now}/{len(todo)} sent")
+    lock, last = threading.Lock(), [time.monotonic()]
+
+    def send_lane(lane: list[Recorded]) -> None:
+        for index, recorded in enumerate(lane):
+            event = recorded.event
+            outcome = _send(client, base_url, event, attempts, backoff_s, report, lock)
+            if outcome is not None:
+                with lock:
+                    report.failed.append(
+                        {"key": recorded.id, "seq": event["seq"], "path": event["path"], "error": outcome}
+                    )
+                    report.pending += len(lane) - index - 1
+                progress(
+                    f"stopped at event {event['seq']} ({event['path']}): {outcome}; "
+                    f"{len(lane) - index - 1} of its ordering key wait behind it"
+                )
+                return
+            s3.put_object(Bucket=bucket, Key=marker_prefix + recorded.id, Body=b"")
+            with lock:
+                report.delivered_now += 1
+                if time.monotonic() - last[0] >= progress_every_s:
+                    last[0] = time.monotonic()
+                    progress(f"  {report.delivered_now}/{len(todo)} sent")
+
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(lanes)))) as pool:
+        for done in [pool.submit(send_lane, lane) for lane in lanes.values()]:
+            done.result()
     report.seconds = round(time.monotonic() - started, 3)
     progress(
         f"replay to {destination}: recorded {report.recorded} = delivered {report.delivered} "
@@ -142,7 +184,13 @@ def replay(
 
 
 def _send(
-    client: httpx.Client, base_url: str, event: dict[str, Any], attempts: int, backoff_s: float, report: ReplayReport
+    client: httpx.Client,
+    base_url: str,
+    event: dict[str, Any],
+    attempts: int,
+    backoff_s: float,
+    report: ReplayReport,
+    lock: threading.Lock,
 ) -> str | None:
     """Deliver one event; None when delivered, else why not."""
     headers = [(k, v) for k, v in event["headers"]] + [(REPLAY_HEADER, str(event["seq"]))]
@@ -151,7 +199,8 @@ def _send(
     why = ""
     for attempt in range(attempts):
         if attempt:
-            report.retries += 1
+            with lock:
+                report.retries += 1
             time.sleep(backoff_s * 2 ** (attempt - 1))
         try:
             response = client.request(event["method"], url, content=body, headers=headers)

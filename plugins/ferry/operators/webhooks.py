@@ -92,6 +92,8 @@ class WebhooksReplayOperator(FerryOperator):
                     attempts=self.attempts,
                     backoff_s=self.backoff_s,
                     progress=self.log.info,
+                    order_key=hooks.order_key,
+                    concurrency=hooks.replay_concurrency,
                 )
             if waiting:
                 change.after = {
