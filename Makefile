@@ -27,8 +27,8 @@ help:
 	@echo "make airflow      Airflow UI and scheduler on http://127.0.0.1:8080, wired to the stand"
 	@echo "make stand-up | stand-down | stand-env | stand-status | load-start | load-stop"
 	@echo "make bench-compare   Ferry's comparison against reladiff and the bare hashing query (ROWS=2000000)"
-	@echo "make bench-s3sync    bucket sync, parallel against one object at a time, then a re-run"
-	@echo "make bench-webhooks  20 providers, 10,000 webhooks into the recorder across a crash, then replay"
+	@echo "make bench-s3sync    bucket sync through 30 ms of injected latency, parallel against one at a time, then a re-run"
+	@echo "make bench-webhooks  64 providers, 10,000 webhooks into the recorder (S3 30 ms away) across a crash, then replay"
 	@echo "make bench-cutover   D-day on fresh stands of 1M and 10M rows (write load on): freeze window and its growth"
 
 # Debian packages: PostgreSQL 15 for the stand's clusters (Airflow's metadata among them) and pg_dump, sshd for

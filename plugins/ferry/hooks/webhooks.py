@@ -4,7 +4,8 @@ Every event the recorder stored is sent with its original method, path, query, h
 plus ``X-Ferry-Replay: <sequence>``. The recorder stores events alone (``<seq>-<instance>.json``) or in
 batches of JSON lines (``<first seq>-<instance>.jsonl``, its group commit); each event is known by
 ``<seq>-<instance>.json`` either way, and events are sent in sequence order across objects. A 2xx is
-followed by a marker object per event and destination, so a re-run sends nothing twice. Events keep
+followed by the event's delivery marker (markers of events acknowledged together share one object),
+and its key's next event waits for it, so a re-run sends nothing twice. Events keep
 their order within an ordering key (the provider and the object the event is about); keys go in
 parallel. 5xx answers and timeouts are retried with
 exponential backoff; a 4xx, or retries running out, stops the replay there (later events wait,
@@ -17,6 +18,7 @@ import base64
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -93,9 +95,68 @@ def pending_events(
     s3: Any, bucket: str, prefix: str, destination: str, events: list[Recorded] | None = None
 ) -> list[Recorded]:
     """The recorded events not yet delivered to ``destination``, in received order."""
-    marker_prefix = f"delivered/{destination}/"
-    delivered = {k.removeprefix(marker_prefix) for k in list_keys(s3, bucket, marker_prefix)}
+    delivered = delivered_ids(s3, bucket, destination)
     return [r for r in (recorded_events(s3, bucket, prefix) if events is None else events) if r.id not in delivered]
+
+
+def delivered_ids(s3: Any, bucket: str, destination: str) -> set[str]:
+    """The ids of the events delivered to ``destination``: each marker object names one (``<id>``) or, as
+    the replay writes them, several (``batch-*.ids``, one id per line)."""
+    marker_prefix = f"delivered/{destination}/"
+    names = [k.removeprefix(marker_prefix) for k in list_keys(s3, bucket, marker_prefix)]
+    batches = [n for n in names if n.startswith("batch-") and n.endswith(".ids")]
+    found = set(names) - set(batches)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        for body in pool.map(lambda n: s3.get_object(Bucket=bucket, Key=marker_prefix + n)["Body"].read(), batches):
+            found.update(body.decode().split())
+    return found
+
+
+class MarkerCommit:
+    """Delivery markers stored together: a lane hands the id of an event the application acknowledged and
+    waits until it is stored; ids handed while a put is in flight go in the next object (one put for
+    many events, as the recorder's group commit). So each lane's next event is sent only once the last
+    one is marked, as with one marker per event."""
+
+    def __init__(self, s3: Any, bucket: str, destination: str, max_inflight: int = 4) -> None:
+        self.s3, self.bucket, self.prefix = s3, bucket, f"delivered/{destination}/"
+        self.cond = threading.Condition()
+        self.waiting: list[str] = []
+        self.stored: set[str] = set()
+        self.failed: dict[str, BaseException] = {}
+        self.inflight, self.max_inflight = 0, max_inflight
+
+    def mark(self, event_id: str) -> None:
+        """Return once ``event_id``'s marker is stored; raise what the put raised if it was not."""
+        with self.cond:
+            self.waiting.append(event_id)
+            while event_id not in self.stored and event_id not in self.failed:
+                if self.waiting and self.inflight < self.max_inflight:
+                    batch, self.waiting = self.waiting, []
+                    self.inflight += 1
+                    self.cond.release()
+                    try:
+                        self._put(batch)
+                    finally:
+                        self.cond.acquire()
+                        self.inflight -= 1
+                        self.cond.notify_all()
+                else:
+                    self.cond.wait()
+            if event_id in self.failed:
+                raise self.failed.pop(event_id)
+            self.stored.discard(event_id)
+
+    def _put(self, batch: list[str]) -> None:
+        key = f"{self.prefix}batch-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.ids"
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body="\n".join(batch).encode())
+        except Exception as exc:  # noqa: BLE001 - handed to each lane whose marker this was
+            with self.cond:
+                self.failed.update(dict.fromkeys(batch, exc))
+            return
+        with self.cond:
+            self.stored.update(batch)
 
 
 def ordering_key(event: dict[str, Any], fields: list[str]) -> str:
@@ -135,7 +196,6 @@ def replay(
     started = time.monotonic()
     report = ReplayReport(destination=destination)
     events = recorded_events(s3, bucket, prefix)
-    marker_prefix = f"delivered/{destination}/"
     report.recorded = len(events)
     todo = pending_events(s3, bucket, prefix, destination, events)
     report.delivered_before = report.recorded - len(todo)
@@ -148,6 +208,7 @@ def replay(
         f"delivered before, {len(todo)} to send, {len(lanes)} ordering key(s), {concurrency} at once"
     )
     lock, last = threading.Lock(), [time.monotonic()]
+    markers = MarkerCommit(s3, bucket, destination)
 
     def send_lane(lane: list[Recorded]) -> None:
         for index, recorded in enumerate(lane):
@@ -164,7 +225,7 @@ def replay(
                     f"{len(lane) - index - 1} of its ordering key wait behind it"
                 )
                 return
-            s3.put_object(Bucket=bucket, Key=marker_prefix + recorded.id, Body=b"")
+            markers.mark(recorded.id)
             with lock:
                 report.delivered_now += 1
                 if time.monotonic() - last[0] >= progress_every_s:
