@@ -113,10 +113,16 @@ class ReplicationCaughtUpSensor(FerryOperator):
             if dropped and fenced and fenced.done and dropped.at > fenced.at:
                 self.log.info("Caught up earlier: the subscription was dropped after the fence (%s)", dropped.at)
                 return {"status": "success", "fence_lsn": fence_lsn or fenced.after["fence_lsn"], "waited_s": None}
-        if status is None or not status["enabled"]:
+        if status is None:
             raise AirflowFailException(
-                f"subscription {plan.subscription} is {'missing' if status is None else 'disabled'}; it cannot "
-                "catch up. Read the target's server log, fix the cause, then ALTER SUBSCRIPTION ... ENABLE"
+                f"subscription {plan.subscription} does not exist on the target; it cannot catch up. "
+                "ferry_week_prior creates it: run that stage first"
+            )
+        if not status["enabled"]:
+            raise AirflowFailException(
+                f"subscription {plan.subscription} is disabled; it cannot catch up. Read the target's server log "
+                "(an apply error disables it when disable_on_error is on), fix the cause, then "
+                f"ALTER SUBSCRIPTION {plan.subscription} ENABLE"
             )
         if status["worker_pid"] is None:
             self.log.info(
