@@ -3,9 +3,10 @@ on, as the network between two providers would (30 ms by default, a cross-provid
 
 A request is what a client sends after the server last answered on that connection (an interim
 ``100 Continue`` is no answer): its first bytes wait ``delay_s``, the rest of it (a large body) follows
-without more delay. An answer goes back at once. So one request costs one delay, as a round trip would, and a client that keeps many requests in
-flight (a pool) overlaps them, as it would on a real network. ``bench/s3sync.py`` puts it in front of
-the S3 endpoint; the tests' stand does not use it.
+without more delay. An answer goes back at once. So one request costs one delay, as a round trip
+would, and a client that keeps many requests in flight (a pool) overlaps them, as it would on a real
+network. ``bench/s3sync.py`` and ``bench/webhooks.py`` put it in front of the S3 endpoint; the tests'
+stand does not use it.
 """
 
 from __future__ import annotations
