@@ -18,12 +18,13 @@ export AWS_EC2_METADATA_DISABLED := true
 export FERRY_STAND_DIR ?= /tmp/ferry-stand
 STAND_ENV := $(FERRY_STAND_DIR)/stand.env
 
-.PHONY: help deps apt test lint rehearsal rehearsal-rollback airflow stand-up stand-down stand-env stand-status load-start load-stop clean bench-venv bench-compare bench-s3sync bench-webhooks bench-cutover
+.PHONY: help deps apt test lint rehearsal rehearsal-rollback rehearsal-rollback-late airflow stand-up stand-down stand-env stand-status load-start load-stop clean bench-venv bench-compare bench-s3sync bench-webhooks bench-cutover
 
 help:
 	@echo "make rehearsal    bring the stand up and rehearse the migration on it (installs what it needs)"
 	@echo "make test         ruff and pytest (installs what it needs; the tests start their own stand)"
 	@echo "make rehearsal-rollback   D-day with a planted divergence, stopped by the comparison, then ferry_rollback"
+	@echo "make rehearsal-rollback-late   the migration, writes on the new side, then ferry_rollback_after_cutover"
 	@echo "make airflow      Airflow UI and scheduler on http://127.0.0.1:8080, wired to the stand"
 	@echo "make stand-up | stand-down | stand-env | stand-status | load-start | load-stop"
 	@echo "make bench-compare   Ferry's comparison against reladiff and the bare hashing query (ROWS=2000000)"
@@ -87,6 +88,13 @@ rehearsal-rollback: deps
 	$(PY) -m stand down
 	$(PY) -m stand up
 	set -a; . $(STAND_ENV); set +a; PATH=$(VENV)/bin:$$PATH $(PY) include/rehearsal.py --rollback
+
+# The whole migration, the write load then on the new side, then ferry_rollback_after_cutover: every row
+# the new side took must reach the old side, every webhook an app.
+rehearsal-rollback-late: deps
+	$(PY) -m stand down
+	$(PY) -m stand up
+	set -a; . $(STAND_ENV); set +a; PATH=$(VENV)/bin:$$PATH $(PY) include/rehearsal.py --rollback-late
 
 # The same deployment the rehearsal runs on (include/deployment.py: api-server, scheduler, dag-processor,
 # triggerer, two Celery workers; EXECUTOR=local for the LocalExecutor), with the UI on 8080. Ctrl-C stops it.

@@ -26,10 +26,13 @@ is undone by `ferry_rollback`; if a task fails before it, stop and trigger `ferr
    verified when); beside them `copy_large_objects` (replication does not carry them; verified by
    md5); **`gate_comparison`**.
 7. `drop_subscription`, `sync_sequences`: the target stands alone and is writable;
-   `drop_change_capture`.
+   `drop_change_capture`; `start_reverse_replication` (with `replication.reverse` in the plan: before the
+   target takes its first application write, a publication and a slot on it and a subscription on the old
+   source, so every write the new side accepts reaches the old database).
 8. `create_read_replicas`, `apply_ssm_cutover`, `refresh_materialized_views`, `restore_deployments`,
    `restart_pgbouncer`, `smoke_test_new_app`.
-9. **`gate_point_of_no_return`**, then `switch_dns` (every record to its new value, INSYNC),
+9. **`gate_point_of_no_return`** (with the reverse replication it is not one: `ferry_rollback_after_cutover`
+   brings the service back with the new side's writes until `ferry_decommission`), then `switch_dns` (every record to its new value, INSYNC),
    `replay_webhooks` (every recorded webhook, in order, once, to the new app), `write_report`
    (Markdown, JSON and a timeline chart, locally and in S3).
 
@@ -42,7 +45,7 @@ watch it; empty: all at once).
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, TaskGroup
+from airflow.sdk import DAG, BaseOperator, TaskGroup
 
 from ferry.operators.capture import CaptureDrainOperator, CaptureStartOperator, CaptureStopOperator
 from ferry.operators.compare import (
@@ -53,7 +56,6 @@ from ferry.operators.compare import (
     ReplicationListTablesOperator,
 )
 from ferry.operators.fence import ReplicationFenceSourceOperator, fence_lsn_of
-from ferry.operators.gates import FerryApprovalOperator
 from ferry.operators.kube import KubeRestoreReplicasOperator, KubeRolloutRestartOperator
 from ferry.operators.objects import ReplicationCopyLargeObjectsOperator, ReplicationRefreshMaterializedViewsOperator
 from ferry.operators.rds import RdsCreateReadReplicasOperator
@@ -62,6 +64,7 @@ from ferry.operators.replication import (
     ReplicationDropSubscriptionOperator,
     ReplicationRefreshSubscriptionOperator,
 )
+from ferry.operators.reverse import ReplicationStartReverseOperator
 from ferry.operators.route53 import Route53RouteWebhooksToRecorderOperator, Route53SwitchRecordsOperator
 from ferry.operators.schema import ReplicationCopySchemaOperator
 from ferry.operators.sequences import ReplicationSyncSequencesOperator
@@ -74,17 +77,13 @@ from ferry.operators.stages import (
 )
 from ferry.operators.vms import VmStopServicesOperator
 from ferry.operators.webhooks import WebhooksReplayOperator
+from ferry.plan import load_plan
 from ferry.sensors.replication import ReplicationCaughtUpSensor, ReplicationInitialCopySensor
-from ferry.taskgroups import cutover_params, preflight_checks, stage_dag_args
+from ferry.taskgroups import approval_gate, cutover_params, preflight_checks, stage_dag_args
 
 
-def gate(task_id: str, subject: str, body: str) -> FerryApprovalOperator:
-    return FerryApprovalOperator(
-        task_id=task_id,
-        subject=subject,
-        body=body,
-        doc_md=f"Human gate: {subject} Approve to go on; Reject stops D-day (then run ferry_rollback).",
-    )
+def gate(task_id: str, subject: str, body: str) -> BaseOperator:
+    return approval_gate(task_id, subject, body, "stops D-day (then run ferry_rollback)")
 
 
 with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_delay_s=15, params=cutover_params())):
@@ -209,11 +208,27 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         task_id="restart_pgbouncer", doc_md="Restarts PgBouncer so it reads the new endpoints."
     )
     smoke = FerrySmokeTestOperator(task_id="smoke_test_new_app", doc_md="Checks the new application answers.")
-    no_return = gate(
-        "gate_point_of_no_return",
-        "Switch DNS to AWS? This is the point of no return.",
-        "After this, rolling back means moving data back by hand. The new app passed its smoke test.",
+    reverse = ReplicationStartReverseOperator(
+        task_id="start_reverse_replication",
+        doc_md="With replication.reverse: a publication and a slot on the target, a subscription on the old source "
+        "(copying nothing), before the target's first application write. Undone by: stop_reverse_replication "
+        "(ferry_rollback_after_cutover, ferry_decommission).",
     )
+    if load_plan().replication.reverse:
+        no_return = gate(
+            "gate_point_of_no_return",
+            "Switch DNS to AWS?",
+            "The new app passed its smoke test. The reverse replication streams every write the new side takes back "
+            "to the old database: until ferry_decommission, ferry_rollback_after_cutover gives the service back "
+            "without losing one.",
+        )
+    else:
+        no_return = gate(
+            "gate_point_of_no_return",
+            "Switch DNS to AWS? This is the point of no return.",
+            "After this, rolling back means moving data back by hand (the plan has no replication.reverse). "
+            "The new app passed its smoke test.",
+        )
     dns = Route53SwitchRecordsOperator(
         task_id="switch_dns",
         doc_md="Points every record at its new value, INSYNC, verified: all at once, or in the trigger form's "
@@ -233,7 +248,7 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
     (live >> drain_live >> go >> drain_after_gate >> webhooks >> stop >> fence >> caught_up >> [changes, large_objects])
     changes >> compare_report
     [compare_report, large_objects] >> compared
-    compare >> compare_report >> compared >> drop >> sequences >> [replicas, ssm, matviews, drop_capture]
-    [replicas, ssm, matviews] >> scale_up >> pgbouncer
+    compare >> compare_report >> compared >> drop >> sequences >> [replicas, ssm, matviews, drop_capture, reverse]
+    [replicas, ssm, matviews, reverse] >> scale_up >> pgbouncer
     pgbouncer >> smoke
     smoke >> no_return >> dns >> replay >> report >> done

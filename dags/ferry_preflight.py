@@ -15,6 +15,7 @@ found and, when it fails, what to do:
 | `check_schema_drift` | tables, columns and types match between source and target, once the target has a schema |
 | `check_replication_health` | when the subscription exists: enabled, worker running, apply errors, slot lag, WAL retained against `max_slot_wal_keep_size` |
 | `check_leftover_slots` | no replication slot of Ferry's (named after the plan) left behind on either side, with the WAL each keeps |
+| `check_reverse_replication` | with `replication.reverse`: before D-day, that it can be set up (the target publishes, the reverse login may replicate, the old source may subscribe); after the cutover, its health (apply worker, errors, lag, WAL kept on the target) |
 | `check_sequences` | the sequences in scope, owned or not (they are not replicated) |
 | `go_no_go_report` | writes the go/no-go report (log and Markdown file); fails the run on NO-GO. Warnings do not fail it |
 

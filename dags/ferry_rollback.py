@@ -1,8 +1,9 @@
 """
 # ferry_rollback: give the service back to the old side
 
-Trigger it when D-day must be abandoned before the point of no return (D-day's failure message
-says so). It reads the ledger and undoes, in the reverse order of D-day, what the stages did;
+Trigger it when D-day must be abandoned before its cutover (D-day's failure message says so). Once
+D-day has set up the reverse replication (`start_reverse_replication`), the target may have taken writes:
+every step here then refuses, changing nothing, and points to `ferry_rollback_after_cutover`. It reads the ledger and undoes, in the reverse order of D-day, what the stages did;
 every step is driven by the ledger, does nothing when there is nothing to undo, and is safe to
 run again. A dry run (trigger form) reports what each step would undo and changes nothing.
 
@@ -11,7 +12,9 @@ run again. A dry run (trigger form) reports what each step would undo and change
 2. `restore_ssm_cutover`: the SSM parameters D-day pointed at RDS, back to their earlier versions.
 3. `delete_read_replicas`: the RDS read replicas Ferry created, deleted.
 4. `unfence_source`: the source database writable again for the application roles.
-5. `drop_change_capture`: D-day's change capture slots dropped on both sides (they would keep WAL).
+5. `drop_change_capture`: D-day's change capture slots dropped on both sides (they would keep WAL);
+   `stop_reverse_replication`: what a reverse replication set-up that failed half-way left (its slot and
+   publication on the target).
 6. `start_vm_services`: the units Ferry stopped on the VMs, started again (reverse order), verified.
 7. `restore_dns`: every record Ferry changed (the webhook host included), back exactly as it was.
 8. `replay_webhooks_to_old_app`: every webhook recorded meanwhile, in order, each once, to the old app.
@@ -19,7 +22,7 @@ run again. A dry run (trigger form) reports what each step would undo and change
    target still replicating), the earlier stages too, in reverse: `restore_deployment_counts`
    (the new deployments back to their counts before Ferry), `restore_ssm_production`,
    `remove_webhook_recorder`, `restore_ssm_staging`, `drop_subscription`, `drop_publication`,
-   `drop_orphan_slot`, `remove_copied_large_objects`, `drop_copied_schema` (the tables week_prior copied to the target, whose
+   `drop_orphan_slot`, `unfence_target` (the fence ferry_rollback_after_cutover leaves), `remove_copied_large_objects`, `drop_copied_schema` (the tables week_prior copied to the target, whose
    rows are copies of the source's; refused once D-day has pointed the application's DNS at the
    new side).
 10. `rollback_result`: fails the run if any step failed, naming it; the others still ran.
@@ -42,6 +45,7 @@ from ferry.operators.replication import (
     ReplicationDropPublicationOperator,
     ReplicationDropSubscriptionOperator,
 )
+from ferry.operators.reverse import ReplicationStopReverseOperator, ReplicationUnfenceTargetOperator
 from ferry.operators.route53 import Route53RestoreRecordsOperator
 from ferry.operators.schema import ReplicationDropCopiedSchemaOperator
 from ferry.operators.ssm import SsmRestoreParametersOperator
@@ -59,6 +63,7 @@ UNDO_ALL = Param(
 )
 args = stage_dag_args("ferry_rollback", __doc__, "rollback", retry_delay_s=15, params={"undo_all_stages": UNDO_ALL})
 args["default_args"]["trigger_rule"] = TriggerRule.ALL_DONE  # every step runs, whatever the one before did
+args["default_args"]["refuse_while_reverse"] = True  # after the cutover: ferry_rollback_after_cutover
 
 with DAG(schedule=None, **args):
     steps = [
@@ -82,6 +87,11 @@ with DAG(schedule=None, **args):
         CaptureStopOperator(
             task_id="drop_change_capture",
             doc_md="Drops D-day's change capture slots on both sides, if any. Undoes: start_change_capture.",
+        ),
+        ReplicationStopReverseOperator(
+            task_id="stop_reverse_replication",
+            doc_md="Drops what a half-done reverse replication set-up left on the target. Undoes: "
+            "start_reverse_replication (once its subscription exists, every step here refuses).",
         ),
         VmStartServicesOperator(
             task_id="start_vm_services",
@@ -133,6 +143,11 @@ with DAG(schedule=None, **args):
             task_id="drop_orphan_slot",
             only_if_param="undo_all_stages",
             doc_md="Drops a slot a subscription left on the source when dropped while the source was unreachable.",
+        ),
+        ReplicationUnfenceTargetOperator(
+            task_id="unfence_target",
+            only_if_param="undo_all_stages",
+            doc_md="Lifts the fence ferry_rollback_after_cutover left on the target. Undoes: fence_target.",
         ),
         ReplicationRemoveCopiedLargeObjectsOperator(
             task_id="remove_copied_large_objects",

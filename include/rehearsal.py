@@ -35,7 +35,47 @@ STAGE_DEADLINES_S = {
     "ferry_day_before": 1200,
     "ferry_d_day": 1800,
     "ferry_rollback": 1200,
+    "ferry_rollback_after_cutover": 1200,
 }
+
+
+class DnsProviders(threading.Thread):
+    """Billing providers that send each webhook where the webhook host's DNS record points now (read from
+    Route53 at most once a second, as a short TTL allows): the old app, the recorder or the new app."""
+
+    def __init__(self, where: dict[str, str]):
+        super().__init__(daemon=True)
+        self.where = where  # record value -> URL
+        self.acked: list[str] = []
+        self.stop = threading.Event()
+
+    def resolve(self) -> str:
+        from ferry.hooks.route53 import Route53Hook
+        from ferry.plan import load_plan
+
+        if not hasattr(self, "zone"):
+            plan = load_plan()
+            self.host, self.hook = plan.webhooks.host, Route53Hook(aws_conn_id=plan.aws.conn_id)
+            self.zone = self.hook.get_zone_id(plan.dns.zone)
+        sets = self.hook.get_record_sets(self.zone, self.host, "CNAME")
+        return self.where[max(sets, key=lambda r: r.get("Weight", 100))["ResourceRecords"][0]["Value"]]
+
+    def run(self) -> None:
+        with httpx.Client(timeout=5) as client:
+            i, url, resolved = 0, self.resolve(), time.monotonic()
+            while not self.stop.wait(0.2):
+                if time.monotonic() - resolved >= 1:
+                    try:
+                        url, resolved = self.resolve(), time.monotonic()
+                    except Exception:  # noqa: BLE001 - DNS did not answer: keep the last answer, as a resolver does
+                        pass
+                event_id = f"rehearsal_{i}"
+                try:
+                    if client.post(url + "/webhooks/stripe", json={"id": event_id}).status_code < 300:
+                        self.acked.append(event_id)
+                        i += 1
+                except httpx.TransportError:
+                    pass
 
 
 class Providers(threading.Thread):
@@ -166,6 +206,8 @@ def migrate(folder: Path, stages: list[str] = STAGES) -> dict:
 def main() -> int:
     if "--rollback" in sys.argv:
         return rehearse_rollback()
+    if "--rollback-late" in sys.argv:
+        return rehearse_rollback_late()
     folder = rehearsal_folder()
     print(f"Rehearsal with plan {os.environ['FERRY_PLAN']}; logs and reports in {folder}")
     result = migrate(folder)
@@ -192,6 +234,87 @@ def main() -> int:
     ok = result["ok"] and not lost and not rows_lost
     print(f"\nRehearsal {'passed' if ok else 'FAILED'}; logs and reports in {folder}")
     return 0 if ok else 1
+
+
+def rehearse_rollback_late(soak_s: float = 30) -> int:
+    """The whole migration with the write load and webhooks on; the load then moves to the new side (the target,
+    through the application role, as the new app writes) for ``soak_s``; then ferry_rollback_after_cutover, the
+    load still writing there until the fence refuses it. Every row the new side took must be on the old side,
+    and every webhook acknowledged must reach an app."""
+    from psycopg import sql
+
+    from stand.control import load, load_stats
+    from stand.core import Stand
+
+    folder = rehearsal_folder("-rollback-late")
+    stand = Stand()
+    print(f"Late rollback rehearsal; logs and reports in {folder}")
+    plan, source, target = plan_and_sides()
+    tables = keyed_tables(source)
+    passed: dict[str, bool] = {}
+    with live_stand(folder, http_url("AIRFLOW_CONN_NEW_APP")) as (deployment, providers):
+        providers.stop.set()  # these follow the gates; the DNS-following providers below replace them
+        providers.join()
+        providers = DnsProviders(
+            {
+                plan.dns.records[0].old_value: http_url("AIRFLOW_CONN_OLD_APP"),
+                plan.dns.records[0].new_value: http_url("AIRFLOW_CONN_NEW_APP"),
+                plan.webhooks.recorder_address: http_url("AIRFLOW_CONN_WEBHOOK_RECORDER"),
+            }
+        )
+        providers.start()
+        for dag_id in STAGES:
+            passed[dag_id], seconds, _ = run_stage(deployment, dag_id, folder)
+            print(f"  {dag_id}: {'succeeded' if passed[dag_id] else 'FAILED'} in {seconds:.1f} s", flush=True)
+            if not passed[dag_id]:
+                break
+        if all(passed.values()):
+            before = {t: target.run_template("table_max_id", {"table": sql.SQL(t)})[0]["max_id"] or 0 for t in tables}
+            load(stand, "start", rate=50, side="target")
+            print(f"  the application writes on the new side for {soak_s:.0f} s", flush=True)
+            time.sleep(soak_s)
+            dag_id = "ferry_rollback_after_cutover"
+            passed[dag_id], seconds, _ = run_stage(deployment, dag_id, folder)
+            print(f"  {dag_id}: {'succeeded' if passed[dag_id] else 'FAILED'} in {seconds:.1f} s", flush=True)
+            load(stand, "stop", side="target")
+        providers.stop.set()
+        providers.join()
+        time.sleep(1)
+    written = found = 0
+    if passed.get("ferry_rollback_after_cutover") is not None:
+        for table in tables:
+            names = {"table": sql.SQL(table), "above": sql.Literal(before[table])}
+            new_ids = {r["id"] for r in target.run_template("table_ids_above", names)}
+            on_old = {r["id"] for r in source.run_template("table_ids_above", names)}
+            written, found = written + len(new_ids), found + len(new_ids & on_old)
+            print(f"  {table}: {len(new_ids)} rows written on the new side, {len(new_ids & on_old)} on the old side")
+    stats = load_stats(stand, "target")
+    delivered = received_ids(stand, "new_app") | received_ids(stand, "old_app")
+    lost = sorted(set(providers.acked) - delivered)
+    reports = sorted((folder / "reports" / "rollback_after_cutover").glob("*.json"))
+    freeze = json.loads(reports[-1].read_text())["freeze_s"] if reports else None
+    print(
+        f"\n  write load on the new side: {stats.get('committed', 0)} writes committed, "
+        f"{stats.get('refused', 0)} refused (the target fenced)"
+    )
+    print(f"  rows written on the new side after the cutover: {written}; of those on the old side: {found}")
+    print(
+        f"  webhooks: sent {len(providers.acked)}, delivered {len(delivered & set(providers.acked))}, lost {len(lost)}"
+    )
+    print(f"  the way back's write freeze (target fenced to old source writable): {freeze} s")
+    ok = all(passed.values()) and "ferry_rollback_after_cutover" in passed and written > 0
+    ok = ok and found == written and not lost
+    print(
+        f"rows_new_side={written} rows_on_old_side={found} webhooks_sent={len(providers.acked)} "
+        f"webhooks_lost={len(lost)} freeze_back_s={freeze} ok={'yes' if ok else 'no'}"
+    )
+    print(f"\nLate rollback rehearsal {'passed' if ok else 'FAILED'}; logs and reports in {folder}")
+    return 0 if ok else 1
+
+
+def keyed_tables(hook) -> list[str]:
+    """The tables in scope with an integer ``id`` primary key (their new rows are those above a max)."""
+    return [r["table"] for r in hook.fetch("tables_with_id_key", schemas=["public"])]
 
 
 def rehearse_rollback() -> int:

@@ -51,6 +51,7 @@ def up(stand: Stand) -> None:
 def down(stand: Stand, quiet: bool = False) -> None:
     if stand.dir.exists():
         stand.stop_process("load")
+        stand.stop_process("load-target")
         for service in reversed(SERVICES):
             service.down(stand)
         stand.remove()
@@ -58,28 +59,34 @@ def down(stand: Stand, quiet: bool = False) -> None:
         print(f"stand down; {stand.dir} removed")
 
 
-def load(stand: Stand, action: str, rate: float = 50) -> None:
+def load(stand: Stand, action: str, rate: float = 50, side: str = "source") -> None:
+    """Start or stop the write load on ``side``: ``source`` (the old app's, the VM unit saas-worker) or
+    ``target`` (the new app's, once it serves: a process of its own, ``load-target``)."""
+    name = "load" if side == "source" else f"load-{side}"
     if action == "stop":
-        stand.stop_process("load")
-        print(f"write load stopped: {load_stats(stand)}")
+        stand.stop_process(name)
+        print(f"write load on the {side} stopped: {load_stats(stand, side)}")
         return
-    if stand.process_alive("load"):
-        print("write load already running")
+    if stand.process_alive(name):
+        print(f"write load on the {side} already running")
         return
     password = stand.secret("app_role")
-    dsn = f"host=127.0.0.1 port={stand.port(CLUSTERS['source'])} dbname={DATABASE} user={APP_ROLE} password={password}"
-    stats = stand.dir / "load-stats.json"
+    dsn = f"host=127.0.0.1 port={stand.port(CLUSTERS[side])} dbname={DATABASE} user={APP_ROLE} password={password}"
+    stats = stand.dir / ("load-stats.json" if side == "source" else f"load-stats-{side}.json")
+    if side != "source":
+        stats.unlink(missing_ok=True)  # this side's counts start at its start
     stand.start_process(
-        "load",
+        name,
         [venv_bin("python"), "-m", "stand.load", "--rate", str(rate), "--stats", str(stats)],
         env={"FERRY_LOAD_DSN": dsn, "PYTHONPATH": str(ROOT / "include")},
     )
-    stand.save_state(load_rate=rate)
-    print(f"write load started at {rate:g} operations/s as {APP_ROLE}")
+    if side == "source":
+        stand.save_state(load_rate=rate)
+    print(f"write load started on the {side} at {rate:g} operations/s as {APP_ROLE}")
 
 
-def load_stats(stand: Stand) -> dict:
-    stats = stand.dir / "load-stats.json"
+def load_stats(stand: Stand, side: str = "source") -> dict:
+    stats = stand.dir / ("load-stats.json" if side == "source" else f"load-stats-{side}.json")
     return json.loads(stats.read_text()) if stats.exists() else {}
 
 

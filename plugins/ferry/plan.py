@@ -124,6 +124,21 @@ class SourceSide(PostgresSide):
         return self
 
 
+class ReverseReplication(Strict):
+    """Replication from the target back to the old source, from the cutover until ``ferry_decommission``:
+    every write the new side accepts reaches the old database, so a rollback after the cutover loses none."""
+
+    publisher_conn_id: ConnId | None = None
+    """The target as the old source's server reaches it (host and port seen from the VMs; the login needs
+    REPLICATION, or rds_replication on RDS, and SELECT on the tables in scope). Default: target.conn_id."""
+    publication: PgIdent | None = None
+    """The publication on the target (default: ``ferry_<plan name>_reverse``)."""
+    subscription: PgIdent | None = None
+    """The subscription on the old source, and its slot on the target (default: ``ferry_<plan name>_reverse``)."""
+    max_lag_bytes: Annotated[int, Field(ge=0)] = 64 * 1024 * 1024
+    """Above this, the health check warns and ``ferry_decommission`` refuses to end the reverse replication."""
+
+
 class Replication(Strict):
     publication: PgIdent | None = None
     subscription: PgIdent | None = None
@@ -134,6 +149,9 @@ class Replication(Strict):
     """Tables in scope as ``schema.table`` or ``table``; omitted means every table of ``schemas``."""
     exclude_tables: list[NonEmpty] = []
     allow_target_rows: bool = False
+    reverse: ReverseReplication | None = None
+    """Set up reverse replication at the cutover (see :class:`ReverseReplication`); omitted: the DNS switch
+    is the point of no return."""
     large_objects: Literal["copy", "out_of_scope"] = "copy"
     """Large objects (not replicated): D-day copies them inside the freeze and verifies them, or leaves
     them behind when they are out of scope."""
@@ -387,12 +405,24 @@ class Plan(Strict):
         return self.replication.subscription or f"ferry_{self.key}"
 
     @property
+    def reverse_publication(self) -> str:
+        reverse = self.replication.reverse
+        return (reverse and reverse.publication) or f"ferry_{self.key}_reverse"
+
+    @property
+    def reverse_subscription(self) -> str:
+        reverse = self.replication.reverse
+        return (reverse and reverse.subscription) or f"ferry_{self.key}_reverse"
+
+    @property
     def ledger_prefix(self) -> str:
         return (self.ledger.prefix or f"ferry/{self.name}").strip("/")
 
     def connections(self) -> dict[str, str]:
         """Every Airflow connection the plan names, mapped to the kind of system behind it."""
         found: dict[str, str] = {self.source.conn_id: "postgres", self.target.conn_id: "postgres"}
+        if self.replication.reverse and self.replication.reverse.publisher_conn_id:
+            found.setdefault(self.replication.reverse.publisher_conn_id, "postgres")
         found.setdefault(self.aws.conn_id, "aws")
         for host in self.vms:
             found.setdefault(host.ssh_conn_id, "ssh")

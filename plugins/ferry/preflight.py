@@ -15,6 +15,7 @@ from ferry.checks.connectivity import (
     check_connections,
     check_leftover_slots,
     check_replication_health,
+    check_reverse_replication,
     check_source_replication_settings,
 )
 from ferry.checks.coverage import check_extensions, check_not_replicated, extension_findings
@@ -34,6 +35,7 @@ __all__ = [
     "check_plan_sections",
     "check_replica_identity",
     "check_replication_health",
+    "check_reverse_replication",
     "check_schema_drift",
     "check_sequences",
     "check_source_replication_settings",
@@ -53,5 +55,6 @@ CHECKS: dict[str, Callable[..., CheckResult]] = {
     "replication_health": check_replication_health,
     "leftover_slots": check_leftover_slots,
     "change_capture": check_change_capture,
+    "reverse_replication": check_reverse_replication,
     "sequences": check_sequences,
 }

@@ -128,6 +128,13 @@ def render_d_day(data: dict[str, Any]) -> str:
         f"- large objects copied: {data.get('large_objects_copied', 0)}",
         f"- read replicas created: {', '.join(data['read_replicas']) or 'none new'}",
         f"- webhooks: {data['webhooks']}",
+        "- point of no return: "
+        + (
+            f"not the DNS switch: reverse replication ({data['reverse_replication']}) carries the new side's writes "
+            "back to the old database; ferry_rollback_after_cutover until ferry_decommission"
+            if data.get("reverse_replication")
+            else "the DNS switch (no reverse replication)"
+        ),
         f"- timeline chart: {data['chart']}",
         "",
         "## Timeline",

@@ -26,6 +26,18 @@ def preflight_checks() -> BaseOperator:
     return report
 
 
+def approval_gate(task_id: str, subject: str, body: str, on_reject: str) -> BaseOperator:
+    """A human gate (Airflow's Required Actions): approve to go on; ``on_reject`` says what rejecting does."""
+    from ferry.operators.gates import FerryApprovalOperator
+
+    return FerryApprovalOperator(
+        task_id=task_id,
+        subject=subject,
+        body=body,
+        doc_md=f"Human gate: {subject} Approve to go on; Reject {on_reject}.",
+    )
+
+
 def dry_run_param() -> Param:
     """The trigger form's dry-run switch (a new Param each call: a run's values are set on its Param objects)."""
     return Param(

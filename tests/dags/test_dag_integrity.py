@@ -110,3 +110,31 @@ def test_a_stage_whose_plan_lacks_a_section_it_needs_fails_at_import_naming_it(d
     assert "rds: ferry_d_day needs it (create_read_replicas); add it" in message
     assert "vms: ferry_d_day needs it (stop_vm_services); add it" in message
     assert {"ferry_preflight", "ferry_week_prior", "ferry_day_before", "ferry_rollback"} <= set(bag.dags)
+
+
+def test_after_the_cutover_the_way_back_keeps_the_new_sides_writes(dagbag):
+    """ferry_rollback's every step refuses while reverse replication runs; the way back after the cutover
+    ends the reverse replication only after the target's fence, the catch-up and the comparison's gate, and
+    unfences the old source only after that; decommission ends it only behind its gate."""
+    rollback = dagbag.dags["ferry_rollback"]
+    assert all(task.refuse_while_reverse for task in rollback.tasks)
+    back = dagbag.dags["ferry_rollback_after_cutover"]
+    stop = back.get_task("stop_reverse_replication")
+    assert stop.require == "caught_up"
+    assert {"fence_target", "wait_reverse_caught_up", "compare_report", "gate_comparison"} <= {
+        t.task_id for t in stop.get_flat_relatives(upstream=True)
+    }
+    assert "stop_reverse_replication" in {
+        t.task_id for t in back.get_task("unfence_source").get_flat_relatives(upstream=True)
+    }
+    assert not any(getattr(task, "refuse_while_reverse", False) for task in back.tasks)
+    retire = dagbag.dags["ferry_decommission"].get_task("stop_reverse_replication")
+    assert retire.require == "healthy"
+    assert "gate_decommission" in {t.task_id for t in retire.get_flat_relatives(upstream=True)}
+    d_day = dagbag.dags["ferry_d_day"]
+    assert {"drop_subscription", "sync_sequences"} <= {
+        t.task_id for t in d_day.get_task("start_reverse_replication").get_flat_relatives(upstream=True)
+    }
+    assert "start_reverse_replication" in {
+        t.task_id for t in d_day.get_task("restore_deployments").get_flat_relatives(upstream=True)
+    }

@@ -20,7 +20,14 @@ from ferry.ledger import Action, Ledger
 from ferry.plan import load_plan
 from stand.services.postgres import AirflowMetadata
 
-STAGES = ("ferry_week_prior", "ferry_day_before", "ferry_d_day", "ferry_rollback")
+STAGES = (
+    "ferry_week_prior",
+    "ferry_day_before",
+    "ferry_d_day",
+    "ferry_rollback",
+    "ferry_rollback_after_cutover",
+    "ferry_decommission",
+)
 
 SPREAD_TABLES = [f"spread.t{i}" for i in range(8)]
 SPREAD = "ferry_test_compare_spread"

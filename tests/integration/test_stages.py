@@ -25,6 +25,29 @@ from tests.integration.conftest import (
 )
 
 
+def restore_new_cluster() -> None:
+    """The stand's new cluster as before the stages: deployments at their counts, no webhook recorder."""
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+    hook = KubernetesHook(conn_id="kube_stand")
+    for name, count in (("web", 2), ("sidekiq", 1), ("pgbouncer", 2)):
+        hook.apps_v1_client.patch_namespaced_deployment_scale(name, "saas", {"spec": {"replicas": count}})
+    for delete in (hook.apps_v1_client.delete_namespaced_deployment, hook.core_v1_client.delete_namespaced_service):
+        try:
+            delete("webhook-recorder", "saas")
+        except Exception:  # noqa: BLE001 - cleanup of what the stages may have made
+            pass
+
+
+def wait_until(predicate, what: str, timeout_s: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"waited {timeout_s} s for {what}"
+        time.sleep(0.5)
+
+
 def would_changes(run) -> list[dict]:
     """What the tasks of a dry run said they would change (their ``would_change`` XComs)."""
     from airflow.models.xcom import XComModel
@@ -46,6 +69,10 @@ def after_week_prior(stand, target):
     yield
     plan = load_plan()
     src, tgt = ReplicationHook("ferry_source", "saas"), ReplicationHook("ferry_target", "saas")
+    src.drop_subscription(plan.reverse_subscription, publisher_reachable=False)  # D-day's reverse replication
+    tgt.drop_slot(plan.reverse_subscription)
+    tgt.drop_publication(plan.reverse_publication)
+    tgt.remove_fence()
     tgt.drop_subscription(plan.subscription, publisher_reachable=False)
     src.drop_slot(plan.subscription)
     src.drop_publication(plan.publication)
@@ -266,7 +293,6 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
     import json
 
     import httpx
-    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
     from tests.integration.conftest import GateAnswerer, app_connection
     from tests.integration.test_aws_side import records
@@ -276,7 +302,6 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
         s3.delete_object(Bucket="ferry-stand-webhooks", Key=obj["Key"])
     (stand.dir / "apps" / "new_app.jsonl").unlink(missing_ok=True)
     original = records(stand)
-    apps = KubernetesHook(conn_id="kube_stand").apps_v1_client
     load(stand, "start", rate=50)
     try:
         assert run_dag(ROOT_DAGS, "ferry_week_prior").state == "success"
@@ -361,6 +386,7 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
             ).fetchone()
         )
         assert report["webhooks"]["delivered"] == 3 and report["sequences_set"] >= 4
+        assert report["reverse_replication"] == load_plan().reverse_subscription
         assert len(report["dns_changes"]) == 3  # hooks to the recorder, then both records to AWS
         assert s3.get_object(Bucket="ferry-stand-ledger", Key=f"ferry/stand-saas/reports/{stem}.md")["Body"].read()
         assert s3.get_object(Bucket="ferry-stand-ledger", Key=f"ferry/stand-saas/reports/{stem}.png")["Body"].read()
@@ -392,6 +418,53 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
                 <= target.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             )
 
+        # The reverse replication D-day set up streams the new side's writes back to the old database.
+        plan = load_plan()
+        wait_until(
+            lambda: (
+                source.execute("SELECT count(*) FROM customers WHERE email = 'after@example.com'").fetchone() == (1,)
+            ),
+            "the target's new customer on the old source",
+        )
+        name = plan.reverse_subscription
+
+        # ferry_decommission: refused while the reverse replication is broken (nothing changed), then it retires
+        # the old side.
+        source.execute(f"ALTER SUBSCRIPTION {name} DISABLE")
+        with GateAnswerer({"gate_decommission": "Approve"}) as answerer:
+            refused = run_dag(ROOT_DAGS, "ferry_decommission")
+        states = {ti.task_id: ti.state for ti in refused.get_task_instances()}
+        assert refused.state == "failed" and states["check_reverse_replication"] == "failed", states
+        assert answerer.answered == [] and states["stop_reverse_replication"] == "upstream_failed"
+        assert source.execute("SELECT count(*) FROM pg_subscription WHERE subname = %s", (name,)).fetchone() == (1,)
+        source.execute(f"ALTER SUBSCRIPTION {name} ENABLE")
+        wait_until(
+            lambda: (
+                source.execute(
+                    "SELECT count(*) FROM pg_stat_subscription WHERE subname = %s AND pid IS NOT NULL", (name,)
+                ).fetchone()
+                == (1,)
+            ),
+            "the reverse apply worker",
+        )
+        with GateAnswerer({"gate_decommission": "Approve"}) as answerer:
+            retired = run_dag(ROOT_DAGS, "ferry_decommission")
+        assert retired.state == "success", {ti.task_id: ti.state for ti in retired.get_task_instances()}
+        assert [task for task, _ in answerer.answered] == ["gate_decommission"]
+        assert source.execute("SELECT count(*) FROM pg_subscription WHERE subname = %s", (name,)).fetchone() == (0,)
+        assert target.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchone() == (
+            0,
+        )
+        assert target.execute(
+            "SELECT count(*) FROM pg_publication WHERE pubname = %s", (plan.reverse_publication,)
+        ).fetchone() == (0,)
+        assert source.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'ferry_fence'").fetchone() == (0,)
+        assert {"drop_reverse_replication", "unfence_source", "retire_source"} <= {
+            r.action for r in Ledger(plan).records() if r.run_id == retired.run_id
+        }
+        rerun = rerun_each_task(ROOT_DAGS, "ferry_decommission", {"gate_decommission": "Approve"}, ("check_reverse",))
+        assert {t for t, state in rerun.items() if state != "success"} == {"check_reverse_replication"}
+
     finally:
         load(stand, "stop")
         assert run_dag(TEST_DAGS, "ferry_test_vms_start").state == "success"  # D-day stopped the old app
@@ -399,15 +472,146 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
         ReplicationHook("ferry_source", "saas").remove_fence()
         source.execute("DELETE FROM page_views WHERE path = '/dry-run'")
         source.execute("DROP TABLE IF EXISTS gift_cards")
-        for name, count in (("web", 2), ("sidekiq", 1), ("pgbouncer", 2)):
-            apps.patch_namespaced_deployment_scale(name, "saas", {"spec": {"replicas": count}})
-        for delete in (
-            apps.delete_namespaced_deployment,
-            KubernetesHook(conn_id="kube_stand").core_v1_client.delete_namespaced_service,
-        ):
-            try:
-                delete("webhook-recorder", "saas")
-            except Exception:  # noqa: BLE001 - cleanup of what the stages may have made
-                pass
+        restore_new_cluster()
+        assert run_dag(TEST_DAGS, "ferry_test_dns_restore").state == "success"
+        assert records(stand) == original
+
+
+def test_rollback_after_cutover_brings_back_every_write_the_new_side_took(
+    stand, source, target, after_week_prior, stand_secrets
+):
+    """D-day to the end (DNS switched, reverse replication on), the application then writes on the new side;
+    ferry_rollback refuses, and ferry_rollback_after_cutover gives the service back with every one of those
+    writes on the old database and every webhook recorded meanwhile delivered to the old app, once."""
+    import base64
+    import json
+
+    import httpx
+    import psycopg
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+    from tests.integration.conftest import GateAnswerer, app_connection
+    from tests.integration.test_aws_side import records
+
+    s3 = aws(stand, "s3")
+    for obj in s3.list_objects_v2(Bucket="ferry-stand-webhooks").get("Contents", []):
+        s3.delete_object(Bucket="ferry-stand-webhooks", Key=obj["Key"])
+    for app in ("new_app", "old_app"):
+        (stand.dir / "apps" / f"{app}.jsonl").unlink(missing_ok=True)
+    original = records(stand)
+    apps = KubernetesHook(conn_id="kube_stand").apps_v1_client
+    plan = load_plan()
+    name = plan.reverse_subscription
+    d_day_gates = {"gate_go_no_go": "Approve", "gate_comparison": "Approve", "gate_point_of_no_return": "Approve"}
+    (renamed,) = source.execute("SELECT name FROM customers WHERE id = 3").fetchone()
+    gates = {"gate_go_no_go": "Approve", "gate_comparison": "Approve", "gate_restore_dns": "Approve"}
+    try:
+        assert run_dag(ROOT_DAGS, "ferry_week_prior").state == "success"
+        assert run_dag(ROOT_DAGS, "ferry_day_before").state == "success"
+        assert httpx.post(f"http://127.0.0.1:{stand.port(7)}/webhooks/stripe", json={"id": "dday"}).status_code == 202
+        with GateAnswerer(d_day_gates):
+            assert run_dag(ROOT_DAGS, "ferry_d_day").state == "success"
+
+        # The new side serves: the application writes there (inserts, an update, a delete; sequences used).
+        with app_connection(stand, "target") as app:
+            new_ids = [
+                app.execute(
+                    "INSERT INTO customers (email, name, country) VALUES (%s, 'new side', 'NL') RETURNING id",
+                    (f"new{i}@example.com",),
+                ).fetchone()[0]
+                for i in range(25)
+            ]
+            app.execute("UPDATE customers SET name = 'renamed on the new side' WHERE id = 3")
+            app.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/new-side', now())")
+        for i in range(2):  # webhooks the recorder keeps during the way back
+            assert (
+                httpx.post(f"http://127.0.0.1:{stand.port(7)}/webhooks/stripe", json={"id": f"back_{i}"}).status_code
+                == 202
+            )
+
+        # ferry_rollback would lose those writes: every step refuses, nothing changes.
+        ledger = len(Ledger(plan).records())
+        refused = run_dag(ROOT_DAGS, "ferry_rollback")
+        assert refused.state == "failed"
+        refusals = {ti.task_id: ti.state for ti in refused.get_task_instances()}
+        assert set(refusals.values()) == {"failed", "skipped"}, refusals  # skipped: the undo_all_stages steps
+        assert refusals["unfence_source"] == refusals["restore_dns"] == "failed"
+        assert len(Ledger(plan).records()) == ledger
+        assert source.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'ferry_fence'").fetchone()[0] > 0
+
+        # A dry run changes nothing either.
+        with GateAnswerer(gates):
+            dry = run_dag(ROOT_DAGS, "ferry_rollback_after_cutover", conf={"dry_run": True})
+        assert dry.state == "success", {ti.task_id: ti.state for ti in dry.get_task_instances()}
+        assert len(Ledger(plan).records()) == ledger
+
+        # Stopped half-way (the comparison's gate rejected): the target is fenced, the old side still fenced and
+        # still receiving through the reverse replication; nothing is lost, and a new run resumes from there.
+        with GateAnswerer(gates | {"gate_comparison": "Reject"}):
+            stopped = run_dag(ROOT_DAGS, "ferry_rollback_after_cutover")
+        halted = {ti.task_id: ti.state for ti in stopped.get_task_instances()}
+        assert stopped.state == "failed" and halted["fence_target"] == "success", halted
+        assert halted["stop_reverse_replication"] == "upstream_failed", halted
+        assert source.execute("SELECT count(*) FROM pg_subscription WHERE subname = %s", (name,)).fetchone() == (1,)
+        with app_connection(stand, "target") as app, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            app.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/fenced', now())")
+
+        with GateAnswerer(gates) as answerer:
+            run = run_dag(ROOT_DAGS, "ferry_rollback_after_cutover")
+        assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
+        assert [task for task, _ in answerer.answered] == list(gates)
+
+        # Every write the new side took is on the old database.
+        found = source.execute("SELECT id, email, name FROM customers WHERE id = ANY(%s) ORDER BY id", (new_ids,))
+        assert [r[0] for r in found.fetchall()] == sorted(new_ids)
+        assert source.execute("SELECT name FROM customers WHERE id = 3").fetchone() == ("renamed on the new side",)
+        assert source.execute("SELECT count(*) FROM page_views WHERE path = '/new-side'").fetchone() == (1,)
+        # The old side takes writes again, its sequences past the new side's; the new side takes none.
+        with app_connection(stand, "source") as app:
+            again = app.execute(
+                "INSERT INTO customers (email, name, country) VALUES ('back@example.com', 'B', 'NL') RETURNING id"
+            ).fetchone()[0]
+        assert again > max(new_ids)
+        with app_connection(stand, "target") as app, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            app.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/fenced', now())")
+        assert source.execute("SELECT count(*) FROM pg_subscription WHERE subname = %s", (name,)).fetchone() == (0,)
+        assert target.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchone() == (
+            0,
+        )
+        assert records(stand) == original
+        assert {
+            d.metadata.name: d.spec.replicas
+            for d in apps.list_namespaced_deployment("saas").items
+            if d.metadata.name != "webhook-recorder"  # keeps recording: it is the way back's too
+        } == {"web": 0, "sidekiq": 0, "pgbouncer": 0}
+        assert httpx.get(f"http://127.0.0.1:{stand.port(8)}/healthz").status_code == 200
+        # The webhook the new app took is not sent to the old one again; those recorded meanwhile are, once.
+        got = [
+            json.loads(base64.b64decode(json.loads(line)["body_b64"]))["id"]
+            for line in (stand.dir / "apps" / "old_app.jsonl").read_text().splitlines()
+        ]
+        assert got == ["back_0", "back_1"]
+        stem = "rollback_after_cutover__" + re.sub(r"[^A-Za-z0-9_.-]", "_", run.run_id)
+        report = json.loads(Path(os.environ["FERRY_REPORT_DIR"], "rollback_after_cutover", f"{stem}.json").read_text())
+        assert report["freeze_s"] > 0 and report["comparison"] and all(c["equal"] for c in report["comparison"])
+        assert not [secret for secret in stand_secrets if secret in json.dumps(report)]
+
+        # Each step again: each changes nothing. The check refuses (no reverse replication is left) and the
+        # comparison finds the old side moved on (it serves again, and took the write above): read-only, both.
+        rerun = rerun_each_task(ROOT_DAGS, "ferry_rollback_after_cutover", gates, ("check_reverse", "compare_"))
+        refused = {t for t, state in rerun.items() if state != "success"}
+        assert "check_reverse_replication" in refused and all(t.startswith(("check_", "compare_")) for t in refused)
+        assert got == [
+            json.loads(base64.b64decode(json.loads(line)["body_b64"]))["id"]
+            for line in (stand.dir / "apps" / "old_app.jsonl").read_text().splitlines()
+        ]
+    finally:
+        load(stand, "stop")  # the VM's load unit, started again by start_vm_services
+        source.execute("DELETE FROM customers WHERE email = 'back@example.com' OR email LIKE 'new%@example.com'")
+        source.execute("UPDATE customers SET name = %s WHERE id = 3", (renamed,))
+        source.execute("DELETE FROM page_views WHERE path = '/new-side'")
+        assert run_dag(TEST_DAGS, "ferry_test_vms_start").state == "success"
+        ReplicationHook("ferry_source", "saas").remove_fence()
+        restore_new_cluster()
         assert run_dag(TEST_DAGS, "ferry_test_dns_restore").state == "success"
         assert records(stand) == original

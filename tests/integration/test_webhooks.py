@@ -208,3 +208,63 @@ def test_webhook_host_routed_to_the_recorder_then_to_the_new_app_then_restored(s
     assert records(stand)[hooks] == ("new-lb.stand.example.net", 60)
     assert twice("ferry_test_dns_restore") == 2
     assert records(stand) == original
+
+
+REPLAY_SCRIPT = """
+import sys, boto3, httpx
+from ferry.hooks.webhooks import replay
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  aws_access_key_id="testing", aws_secret_access_key="testing")
+with httpx.Client(timeout=10) as client:
+    replay(s3, "ferry-stand-webhooks", "events/", sys.argv[2], "new", client=client,
+           order_key=["data.object.customer"], concurrency=16)
+"""
+
+
+def test_replay_killed_mid_way_then_run_again_delivers_each_event_once_per_key_in_order(stand, webhooks, tmp_path):
+    """The replay's process SIGKILLed while it sends (a worker lost), then the task run again: every recorded
+    event reaches the app; an event is sent a second time only when the kill fell between its 2xx and its
+    delivery marker, so at most one per key in flight (16), each right after its first copy, so that each
+    customer still sees its events in order; the app tells a repeat by its X-Ferry-Replay id."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    def provider(n: int) -> None:
+        with httpx.Client(base_url=url(stand, 7), timeout=30) as client:
+            for i in range(50):
+                body = {"id": f"k{n}-{i}", "data": {"object": {"customer": f"cus_{(n * 50 + i) % 40}"}}}
+                assert client.post("/webhooks/stripe", json=body).status_code == 202
+
+    threads = [threading.Thread(target=provider, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-c", REPLAY_SCRIPT, url(stand, 5), url(stand, 9)], env=env)
+    deadline = time.monotonic() + 120
+    while len(received(stand, "new_app")) < 250:
+        assert proc.poll() is None, "the replay ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = len(received(stand, "new_app"))
+    assert 250 <= first < 1000
+    assert replay() == "success"
+    got = received(stand, "new_app")
+    seqs = [int(e["replay"]) for e in got]
+    assert len(set(seqs)) == 1000  # every recorded event delivered
+    repeats = len(seqs) - len(set(seqs))
+    assert repeats <= 16, repeats  # at most the events in flight when it was killed, one per key
+    by_key: dict[str, list[int]] = {}
+    for e in got:
+        by_key.setdefault(json.loads(base64.b64decode(e["body_b64"]))["data"]["object"]["customer"], []).append(
+            int(e["replay"])
+        )
+    for key, order in by_key.items():
+        once = [s for i, s in enumerate(order) if i == 0 or s != order[i - 1]]  # a repeat comes right after
+        assert once == sorted(set(order)), key
+    print(f"killed after {first} deliveries; {repeats} event(s) sent twice")

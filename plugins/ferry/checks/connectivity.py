@@ -168,6 +168,8 @@ def check_leftover_slots(plan: Plan) -> CheckResult:
     expected = {("source", plan.subscription)}  # the subscription's own slot, while it replicates
     if target_hook(plan).get_subscription_status(plan.subscription) is None:
         expected = set()
+    if source_hook(plan).get_subscription_status(plan.reverse_subscription) is not None:
+        expected.add(("target", plan.reverse_subscription))  # the reverse replication's, until decommission
     prefix = f"ferry_{plan.key}"
     capture = capture_slot(plan)
     found = [
@@ -236,3 +238,110 @@ def check_change_capture(plan: Plan) -> CheckResult:
             "Fix each named setting, or set thresholds.compare_in_freeze: full (the whole comparison in the freeze).",
         )
     return CheckResult("change_capture", "pass", "D-day's change capture can start on both sides", findings)
+
+
+def check_reverse_replication(plan: Plan) -> CheckResult:
+    """With ``replication.reverse``: before D-day, that it can be set up (the target publishes: ``wal_level`` or
+    ``rds.logical_replication``, a free slot and sender; the reverse login may replicate; the old source may
+    subscribe); after the cutover, its health (subscription, apply worker, errors, lag, WAL kept on the target)."""
+    reverse = plan.replication.reverse
+    if reverse is None:
+        return CheckResult(
+            "reverse_replication",
+            "pass",
+            "not set up: the plan has no replication.reverse, so D-day's DNS switch is the point of no return",
+        )
+    name = plan.reverse_subscription
+    source, target = source_hook(plan), target_hook(plan)
+    sub = source.get_subscription_status(name)
+    if sub is not None:
+        slot = target.get_slot_status(name)
+        findings = [
+            f"subscription {name} on the old source: enabled={sub['enabled']}, worker pid={sub['worker_pid']}, "
+            f"apply errors={sub['apply_error_count']}",
+            "slot on the target: "
+            + (
+                "MISSING"
+                if slot is None
+                else f"active={slot['active']}, lag={slot['lag_bytes']} bytes, WAL kept={slot['retained_bytes']} "
+                f"bytes, wal_status={slot['wal_status']}"
+            ),
+        ]
+        problems = []
+        if not sub["enabled"]:
+            problems.append("the reverse subscription is disabled")
+        elif sub["worker_pid"] is None:
+            problems.append("the reverse subscription has no apply worker (it cannot reach the target, or exits)")
+        if sub["apply_error_count"]:
+            problems.append(
+                f"{sub['apply_error_count']} apply error(s) on the old source (a schema change on the new side?)"
+            )
+        if slot is None or slot["wal_status"] == "lost":
+            problems.append("its slot on the target is missing or lost WAL: the old side no longer gets every write")
+        remedy = (
+            "Read the old source's server log; fix the cause (replay a schema change made on the new side on the old "
+            f"one too), then ALTER SUBSCRIPTION {name} ENABLE. Until then a rollback after the cutover would lose writes."
+        )
+        if problems:
+            return CheckResult("reverse_replication", "fail", "; ".join(problems), findings, remedy)
+        if slot["lag_bytes"] is not None and slot["lag_bytes"] > reverse.max_lag_bytes:
+            return CheckResult(
+                "reverse_replication",
+                "warn",
+                f"the old source is {slot['lag_bytes']} bytes behind (replication.reverse.max_lag_bytes "
+                f"{reverse.max_lag_bytes}); the WAL it keeps on the target grows",
+                findings,
+                remedy,
+            )
+        return CheckResult(
+            "reverse_replication", "pass", "the reverse replication streams the new side's writes back", findings
+        )
+    findings, problems = [], []
+    t = target.get_replication_settings()
+    findings.append(
+        f"on the target, wal_level={t['wal_level']}, slots {t['used_replication_slots']}/{t['max_replication_slots']}, "
+        f"WAL senders {t['used_wal_senders']}/{t['max_wal_senders']}"
+    )
+    if t["wal_level"] != "logical":
+        problems.append(
+            "target: wal_level is not logical; on RDS set rds.logical_replication = 1 in the parameter group and reboot"
+        )
+    if t["max_replication_slots"] - t["used_replication_slots"] < 1 or t["max_wal_senders"] - t["used_wal_senders"] < 1:
+        problems.append(
+            "target: no free replication slot or WAL sender; raise max_replication_slots and max_wal_senders"
+        )
+    conn_id = reverse.publisher_conn_id or plan.target.conn_id
+    try:
+        publisher = ReplicationHook(conn_id, plan.target.database, plan.thresholds.statement_timeout_s)
+        login = publisher.fetch_one("capture_settings", slot_name=name)
+        findings.append(f"{conn_id}: login {login['login']} {'may' if login['can_decode'] else 'may NOT'} replicate")
+        if not login["can_decode"]:
+            problems.append(
+                f"{conn_id}: {login['login']} may not replicate; ALTER ROLE {login['login']} REPLICATION "
+                "(RDS: GRANT rds_replication TO it)"
+            )
+    except Exception as exc:  # noqa: BLE001 - any failure to reach it is the finding
+        problems.append(f"{conn_id} (replication.reverse.publisher_conn_id) does not answer: {type(exc).__name__}")
+    s = source.fetch_one("reverse_prerequisites")
+    findings.append(
+        f"old source: superuser={s['superuser']}, logical replication workers {s['workers_in_use']}/"
+        f"{s['max_logical_replication_workers']}"
+    )
+    if not s["superuser"] and s["server_version_num"] < 160000:
+        problems.append("old source: Ferry's login is not a superuser; PostgreSQL 15 and older need one to subscribe")
+    if s["workers_in_use"] >= s["max_logical_replication_workers"]:
+        problems.append("old source: no free logical replication worker; raise max_logical_replication_workers")
+    findings.append(
+        "the old source's own route to the target is proven by D-day's start_reverse_replication, which fails "
+        "within a minute when it does not stream, before the target takes an application write"
+    )
+    if problems:
+        return CheckResult(
+            "reverse_replication",
+            "fail",
+            "the reverse replication cannot be set up: " + "; ".join(problems),
+            findings,
+            "Fix each named setting, or remove replication.reverse from the plan (the DNS switch then stays the "
+            "point of no return).",
+        )
+    return CheckResult("reverse_replication", "pass", "the reverse replication can be set up at the cutover", findings)

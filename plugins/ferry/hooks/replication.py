@@ -72,14 +72,26 @@ class ReplicationHook(FerryPostgresHook):
         """The replication slots of this database whose name starts with ``prefix``, with the WAL each keeps."""
         return self.fetch("slots_of_prefix", prefix=prefix)
 
+    def create_slot(self, slot_name: str) -> str | None:
+        """Create a pgoutput slot (for a subscription); its consistent LSN, or None when it already existed."""
+        if self.get_slot_status(slot_name) is not None:
+            return None
+        return self.fetch("slot_create", slot_name=slot_name)[0]["lsn"]
+
     def drop_slot(self, slot_name: str) -> bool:
         """Drop an inactive replication slot; False when there was none."""
         return bool(self.fetch("slot_drop", slot_name=slot_name))
 
     # Subscription (on the target) ----------------------------------------------------------
 
-    def create_subscription(self, subscription: str, publication: str, conninfo: str) -> bool:
-        """Subscribe to ``publication`` (copying existing rows first); False when it already exists."""
+    def create_subscription(
+        self, subscription: str, publication: str, conninfo: str, *, existing_slot: bool = False
+    ) -> bool:
+        """Subscribe to ``publication``; False when the subscription already exists.
+
+        By default it creates its slot and copies existing rows first. With ``existing_slot``, it streams from
+        the slot of its name already on the publisher and copies nothing (the reverse replication).
+        """
         if self.get_subscription_status(subscription) is not None:
             return False
         names = {
@@ -88,7 +100,7 @@ class ReplicationHook(FerryPostgresHook):
             "conninfo": sql.Literal(conninfo),
             "slot_name": sql.Literal(subscription),
         }
-        self.run_template("subscription_create", names)
+        self.run_template("subscription_create_existing_slot" if existing_slot else "subscription_create", names)
         return True
 
     def get_subscription_tables(self, subscription: str) -> list[dict[str, Any]]:

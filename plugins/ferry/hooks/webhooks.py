@@ -92,10 +92,16 @@ def recorded_events(s3: Any, bucket: str, prefix: str, workers: int = 16) -> lis
 
 
 def pending_events(
-    s3: Any, bucket: str, prefix: str, destination: str, events: list[Recorded] | None = None
+    s3: Any,
+    bucket: str,
+    prefix: str,
+    destination: str,
+    events: list[Recorded] | None = None,
+    also_done_at: tuple[str, ...] = (),
 ) -> list[Recorded]:
-    """The recorded events not yet delivered to ``destination``, in received order."""
-    delivered = delivered_ids(s3, bucket, destination)
+    """The recorded events not yet delivered to ``destination`` (nor to any of ``also_done_at``), in received
+    order."""
+    delivered = set().union(*(delivered_ids(s3, bucket, d) for d in (destination, *also_done_at)))
     return [r for r in (recorded_events(s3, bucket, prefix) if events is None else events) if r.id not in delivered]
 
 
@@ -189,15 +195,18 @@ def replay(
     progress_every_s: float = 5.0,
     order_key: list[str] | None = None,
     concurrency: int = 1,
+    also_done_at: tuple[str, ...] = (),
 ) -> ReplayReport:
     """Send every event under ``prefix`` not yet delivered to ``destination``: in order within each
     ordering key (:func:`ordering_key` over ``order_key``), up to ``concurrency`` keys at once. An event
-    that fails stops its key there (its later events wait, keeping the order); other keys go on."""
+    that fails stops its key there (its later events wait, keeping the order); other keys go on.
+    Events delivered to one of ``also_done_at`` count as delivered (a rollback after the cutover: what the new
+    app did with them reached the old database through the reverse replication)."""
     started = time.monotonic()
     report = ReplayReport(destination=destination)
     events = recorded_events(s3, bucket, prefix)
     report.recorded = len(events)
-    todo = pending_events(s3, bucket, prefix, destination, events)
+    todo = pending_events(s3, bucket, prefix, destination, events, also_done_at)
     report.delivered_before = report.recorded - len(todo)
     lanes: dict[str, list[Recorded]] = {}
     for recorded in todo:

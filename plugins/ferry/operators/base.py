@@ -158,12 +158,22 @@ class FerryOperator(FerryContext, BaseOperator):
     :param only_if_param: run only when the run's param of this name is true; skipped otherwise
         (ferry_rollback's ``undo_all_stages`` steps).
     :param skip_if_param: skipped when the run's param of this name is true.
+    :param refuse_while_reverse: fail, changing nothing, while reverse replication runs (ferry_rollback's steps:
+        after the cutover only ferry_rollback_after_cutover keeps the new side's writes).
     """
 
     # Without an __init__ of its own, a mapped subclass gets inlets=None from partial() (Airflow 3.3).
-    def __init__(self, *, only_if_param: str | None = None, skip_if_param: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        only_if_param: str | None = None,
+        skip_if_param: str | None = None,
+        refuse_while_reverse: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.only_if_param, self.skip_if_param = only_if_param, skip_if_param
+        self.refuse_while_reverse = refuse_while_reverse
 
     def pre_execute(self, context: Any) -> None:
         params = context.get("params") or {}
@@ -171,4 +181,8 @@ class FerryOperator(FerryContext, BaseOperator):
             raise AirflowSkipException(f"skipped: trigger with {self.only_if_param} to run this step")
         if self.skip_if_param and params.get(self.skip_if_param):
             raise AirflowSkipException(f"skipped: not needed when triggered with {self.skip_if_param}")
+        if self.refuse_while_reverse:
+            from ferry.operators.reverse import refuse_while_reverse
+
+            refuse_while_reverse(self)
         super().pre_execute(context)

@@ -234,7 +234,7 @@ class ReplicationCompareTableOperator(FerryOperator):
 
     template_fields = ("table",)
 
-    def __init__(self, *, table: str, changes_task_id: str = "compare_changes", **kwargs: Any) -> None:
+    def __init__(self, *, table: str, changes_task_id: str | None = "compare_changes", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.table = table
         self.changes_task_id = changes_task_id
@@ -243,7 +243,11 @@ class ReplicationCompareTableOperator(FerryOperator):
         thresholds = self.plan.thresholds
         mode = "counts" if thresholds.compare_mode == "counts" else "full"
         comparer = Comparer(self.source, self.target, concurrency=thresholds.compare_concurrency)
-        because = (context["ti"].xcom_pull(task_ids=self.changes_task_id, key="whole_because") or {}).get(self.table)
+        because = (
+            (context["ti"].xcom_pull(task_ids=self.changes_task_id, key="whole_because") or {}).get(self.table)
+            if self.changes_task_id
+            else None
+        )
         started_at = datetime.now(UTC).isoformat()
         result = comparer.compare_table(self.table, mode)
         result.carried_whole, result.started_at = because or "", started_at

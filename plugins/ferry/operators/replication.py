@@ -15,6 +15,19 @@ from ferry.ledger import Action, Target
 from ferry.operators.base import FerryOperator
 
 
+def subscription_conninfo(publisher: Any, database: str, application_name: str) -> str:
+    """The connection string a subscription reaches its publisher with (an Airflow connection's host, port and
+    login). It holds the password: it goes only into the subscriber's catalog, never a log, XCom or the ledger."""
+    return make_conninfo(
+        host=publisher.host,
+        port=publisher.port or 5432,
+        dbname=database,
+        user=publisher.login,
+        password=publisher.password or None,
+        application_name=application_name,
+    )
+
+
 class ReplicationCreatePublicationOperator(FerryOperator):
     """Publish exactly the tables in scope on the source (created, or altered to the scope).
 
@@ -73,14 +86,7 @@ class ReplicationCreateSubscriptionOperator(FerryOperator):
         after = {"publication": plan.publication, "slot": plan.subscription, "publisher": publisher.host}
         if self.would(context, Action.CREATE_SUBSCRIPTION, target, None, {"publication": plan.publication}):
             return {"created": False, "dry_run": True}
-        conninfo = make_conninfo(
-            host=publisher.host,
-            port=publisher.port or 5432,
-            dbname=plan.source.database,
-            user=publisher.login,
-            password=publisher.password or None,
-            application_name=plan.subscription,
-        )
+        conninfo = subscription_conninfo(publisher, plan.source.database, plan.subscription)
         with self.changing(context, Action.CREATE_SUBSCRIPTION, target, None, after):
             self.target.create_subscription(plan.subscription, plan.publication, conninfo)
         self.log.info("Created subscription %s to %s on %s", plan.subscription, plan.publication, publisher.host)

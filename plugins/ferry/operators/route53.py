@@ -277,7 +277,14 @@ class Route53RouteWebhooksToRecorderOperator(_Route53Operator):
 
     Inverse: Route53RestoreRecordsOperator; D-day later points it at the new app with
     Route53SwitchRecordsOperator.
+
+    :param from_new_side: also when the host already points at the new app (a rollback after the cutover:
+        webhooks are kept by the recorder until the old app serves again); else that means "cutover done".
     """
+
+    def __init__(self, *, from_new_side: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.from_new_side = from_new_side
 
     def execute(self, context: Any) -> bool:
         hooks = self.plan.webhooks
@@ -289,7 +296,10 @@ class Route53RouteWebhooksToRecorderOperator(_Route53Operator):
         if record_value(current) == hooks.recorder_address:
             self.log.info("%s already points at the recorder", rec.name)
             return False
-        if record_value(current) == rec.new_value:
+        if self.from_new_side and record_value(current) != rec.new_value:
+            self.log.info("%s no longer points at the new app (given back already); nothing to do", rec.name)
+            return False
+        if record_value(current) == rec.new_value and not self.from_new_side:
             self.log.info("%s already points at the new app (cutover done); nothing to do", rec.name)
             return False
         self.change(

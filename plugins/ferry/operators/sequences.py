@@ -16,15 +16,25 @@ class ReplicationSyncSequencesOperator(FerryOperator):
     Each becomes the source's last value plus ``thresholds.sequence_gap``, never lower than the
     target's own value (so a re-run never moves one back). Then verifies that, on the target,
     every sequence-fed column's next value is above that column's maximum.
+
+    :param direction: ``to_target`` (D-day) or ``to_source`` (a rollback after the cutover: the old source's
+        sequences set past the target's, which took writes meanwhile).
     """
+
+    def __init__(self, *, direction: str = "to_target", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if direction not in ("to_target", "to_source"):
+            raise ValueError(f"direction must be to_target or to_source, not {direction!r}")
+        self.direction = direction
 
     def execute(self, context: Any) -> dict[str, Any]:
         plan = self.plan
         schemas = plan.replication.schemas
-        scope = {(t["schema"], t["table"]) for t in self.scope_table_rows(self.source)}
-        on_target = {s["qualified"]: s["last_value"] for s in self.target.get_sequences(schemas)}
+        frm, to = (self.source, self.target) if self.direction == "to_target" else (self.target, self.source)
+        scope = {(t["schema"], t["table"]) for t in self.scope_table_rows(frm)}
+        on_target = {s["qualified"]: s["last_value"] for s in to.get_sequences(schemas)}
         before, wanted = {}, {}
-        for seq in self.source.get_sequences(schemas):
+        for seq in frm.get_sequences(schemas):
             if seq["owner_table"] is not None and (seq["schema"], seq["owner_table"]) not in scope:
                 continue
             name, source_value, target_value = seq["qualified"], seq["last_value"], on_target.get(seq["qualified"])
@@ -38,20 +48,26 @@ class ReplicationSyncSequencesOperator(FerryOperator):
             before[name], wanted[name] = target_value, value
             self.log.info("%s: source %s, target %s -> %d", name, source_value, target_value, value)
         # One change for them all: set in one transaction, inside the freeze.
-        target = Target.target(f"{plan.target.database}/sequences")
+        target = (
+            Target.target(f"{plan.target.database}/sequences")
+            if self.direction == "to_target"
+            else Target.source(f"{plan.source.database}/sequences")
+        )
         if wanted and not self.would(context, Action.SET_SEQUENCE, target, before, wanted):
             with self.changing(context, Action.SET_SEQUENCE, target, before, wanted):
-                self.target.set_sequence_values(wanted)
+                to.set_sequence_values(wanted)
         if self.is_dry_run(context):
             return {"changed": []}
-        columns = self.target.get_sequence_columns(schemas)
-        current = {s["qualified"]: s["last_value"] for s in self.target.get_sequences(schemas)}
+        columns = to.get_sequence_columns(schemas)
+        current = {s["qualified"]: s["last_value"] for s in to.get_sequences(schemas)}
         problems = [
             f"{col['table']}.{col['column']}: next value {(current.get(col['sequence']) or 0) + 1} <= max {maximum}"
-            for col, maximum in zip(columns, self.target.column_maxima(columns), strict=True)
+            for col, maximum in zip(columns, to.column_maxima(columns), strict=True)
             if maximum is not None and (current.get(col["sequence"]) is None or current[col["sequence"]] < maximum)
         ]
         if problems:
-            raise AirflowFailException("sequences behind their columns on the target: " + "; ".join(problems))
+            raise AirflowFailException(
+                f"sequences behind their columns on the {self.direction.removeprefix('to_')}: " + "; ".join(problems)
+            )
         self.log.info("%d sequence(s) set; every sequence-fed column's next value is above its maximum", len(wanted))
         return {"changed": sorted(wanted)}

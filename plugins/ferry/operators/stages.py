@@ -157,6 +157,10 @@ class FerryWriteReportOperator(FerryOperator):
             "read_replicas": [r.target for r in records if r.action == Action.CREATE_READ_REPLICA],
             "dns_changes": [{"record": r.target, "to": r.after} for r in records if r.action == Action.SWITCH_RECORD],
             "webhooks": next((r.after for r in records if r.action == Action.REPLAY_WEBHOOKS), None),
+            "reverse_replication": next(
+                (r.target.name for r in records if r.action == Action.CREATE_REVERSE_SUBSCRIPTION and r.done),
+                None,
+            ),
             "would_change": [w for task in context["dag"].task_ids for w in pull_all(context, task, "would_change")],
             "chart": None,
             "ledger": [{"at": r.at, "task": r.task, "action": r.action, "target": r.target} for r in records],

@@ -48,6 +48,8 @@ class WebhooksReplayOperator(FerryOperator):
     :param timeout_s: HTTP timeout of one delivery.
     :param attempts: tries per event on 5xx and timeouts.
     :param backoff_s: first wait between tries, doubled each time.
+    :param skip_delivered_to_new: to the old app, leave out the events the new app took (a rollback after the
+        cutover: their effects reached the old database through the reverse replication).
     """
 
     template_fields = ("destination",)
@@ -59,10 +61,12 @@ class WebhooksReplayOperator(FerryOperator):
         timeout_s: float = 10,
         attempts: int = 6,
         backoff_s: float = 0.5,
+        skip_delivered_to_new: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.destination = destination
+        self.skip_delivered_to_new = skip_delivered_to_new
         self.timeout_s, self.attempts, self.backoff_s = timeout_s, attempts, backoff_s
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -73,7 +77,8 @@ class WebhooksReplayOperator(FerryOperator):
         hooks = self.plan.webhooks
         s3 = S3Hook(aws_conn_id=self.plan.aws.conn_id).get_conn()
         target = Target.webhooks(self.destination)
-        waiting = pending_events(s3, hooks.recorder_bucket, hooks.recorder_prefix, self.destination)
+        also = ("new",) if self.skip_delivered_to_new and self.destination == "old" else ()
+        waiting = pending_events(s3, hooks.recorder_bucket, hooks.recorder_prefix, self.destination, None, also)
         if self.would(context, Action.REPLAY_WEBHOOKS, target, None, {"pending": len(waiting)}):
             return {"dry_run": True, "pending": len(waiting)}
         with ExitStack() as stack:
@@ -94,6 +99,7 @@ class WebhooksReplayOperator(FerryOperator):
                     progress=self.log.info,
                     order_key=hooks.order_key,
                     concurrency=hooks.replay_concurrency,
+                    also_done_at=also,
                 )
             if waiting:
                 change.after = {

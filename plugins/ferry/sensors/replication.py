@@ -73,6 +73,7 @@ class ReplicationCaughtUpSensor(FerryOperator):
     """
 
     template_fields = ("fence_lsn",)
+    confirmer = "target"
 
     def __init__(
         self,
@@ -135,9 +136,30 @@ class ReplicationCaughtUpSensor(FerryOperator):
                 raise AirflowFailException("no fence recorded in the ledger: fence the source first")
             fence_lsn = fenced.after["fence_lsn"]
         self.log.info("Waiting for the target to confirm the fence at %s", fence_lsn)
+        return self.wait_for_fence(
+            context,
+            self.source,
+            ReplicationCaughtUpTrigger(
+                source_conn_id=plan.source.conn_id,
+                source_database=plan.source.database,
+                target_conn_id=plan.target.conn_id,
+                target_database=plan.target.database,
+                subscription=plan.subscription,
+                fence_lsn=fence_lsn,
+                baseline_apply_errors=status["apply_error_count"],
+                poll_interval=self.poll_interval,
+                worker_grace_s=self.worker_grace_s,
+            ),
+        )
+
+    def wait_for_fence(
+        self, context: Any, publisher: Any, trigger: ReplicationCaughtUpTrigger
+    ) -> dict[str, Any] | None:
+        """Poll the publisher's slot in place for ``inline_wait_s``; then defer to ``trigger``."""
+        fence_lsn, slot_name = trigger.fence_lsn, trigger.subscription
         started, deadline = time.monotonic(), time.monotonic() + self.inline_wait_s
         while True:
-            slot = self.source.fetch_one("slot_caught_up", fence_lsn=fence_lsn, slot_name=plan.subscription)
+            slot = publisher.fetch_one("slot_caught_up", fence_lsn=fence_lsn, slot_name=slot_name)
             if slot is not None and slot["caught_up"]:
                 event = {
                     "status": "success",
@@ -152,17 +174,7 @@ class ReplicationCaughtUpSensor(FerryOperator):
             time.sleep(self.poll_interval)
         self.log.info("Not caught up within %.1f s: deferring the wait to the triggerer", self.inline_wait_s)
         self.defer(
-            trigger=ReplicationCaughtUpTrigger(
-                source_conn_id=plan.source.conn_id,
-                source_database=plan.source.database,
-                target_conn_id=plan.target.conn_id,
-                target_database=plan.target.database,
-                subscription=plan.subscription,
-                fence_lsn=fence_lsn,
-                baseline_apply_errors=status["apply_error_count"],
-                poll_interval=self.poll_interval,
-                worker_grace_s=self.worker_grace_s,
-            ),
+            trigger=trigger,
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.param(context, "catch_up_timeout_s", self.timeout_s))),
         )
@@ -172,9 +184,10 @@ class ReplicationCaughtUpSensor(FerryOperator):
         if event["status"] != "success":
             raise AirflowFailException(event["message"])
         self.log.info(
-            "Caught up: the target confirmed %s (fence %s) after %.2f s",
+            "Caught up: the %s confirmed %s (the fence %s) after %.2f s",
+            self.confirmer,
             event["confirmed_flush_lsn"],
             event["fence_lsn"],
-            event["waited_s"],
+            event["waited_s"] if event["waited_s"] is not None else 0.0,
         )
         return event

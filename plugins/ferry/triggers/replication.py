@@ -50,6 +50,8 @@ class ReplicationCaughtUpTrigger(BaseTrigger):
     :param baseline_apply_errors: the subscription's ``apply_error_count`` when the wait began.
     :param poll_interval: seconds between polls.
     :param worker_grace_s: how long an enabled subscription may be without an apply worker.
+    :param publisher_label: what the messages call the publisher (``target`` for the reverse replication).
+    :param subscriber_label: what they call the subscriber.
     """
 
     def __init__(
@@ -63,8 +65,11 @@ class ReplicationCaughtUpTrigger(BaseTrigger):
         baseline_apply_errors: int = 0,
         poll_interval: float = 0.25,
         worker_grace_s: float = 30.0,
+        publisher_label: str = "source",
+        subscriber_label: str = "target",
     ) -> None:
         super().__init__()
+        self.publisher_label, self.subscriber_label = publisher_label, subscriber_label
         self.source_conn_id, self.source_database = source_conn_id, source_database
         self.target_conn_id, self.target_database = target_conn_id, target_database
         self.subscription, self.fence_lsn = subscription, fence_lsn
@@ -84,6 +89,8 @@ class ReplicationCaughtUpTrigger(BaseTrigger):
                 "baseline_apply_errors": self.baseline_apply_errors,
                 "poll_interval": self.poll_interval,
                 "worker_grace_s": self.worker_grace_s,
+                "publisher_label": self.publisher_label,
+                "subscriber_label": self.subscriber_label,
             },
         )
 
@@ -101,7 +108,9 @@ class ReplicationCaughtUpTrigger(BaseTrigger):
                     await source.execute(slot_sql, {"fence_lsn": self.fence_lsn, "slot_name": self.subscription})
                 ).fetchone()
                 if slot is None:
-                    yield self._failed(f"slot {self.subscription} is gone from the source: replication cannot catch up")
+                    yield self._failed(
+                        f"slot {self.subscription} is gone from the {self.publisher_label}: replication cannot catch up"
+                    )
                     return
                 if slot["caught_up"]:
                     yield TriggerEvent(
@@ -118,14 +127,14 @@ class ReplicationCaughtUpTrigger(BaseTrigger):
                 if sub is None or not sub["enabled"]:
                     yield self._failed(
                         f"subscription {self.subscription} is {'missing' if sub is None else 'disabled'} while "
-                        f"{slot['behind_bytes']} bytes behind the fence; read the target's server log for the apply "
+                        f"{slot['behind_bytes']} bytes behind the fence; read the {self.subscriber_label}'s server log for the apply "
                         "error, fix it, then ALTER SUBSCRIPTION ... ENABLE"
                     )
                     return
                 if sub["apply_error_count"] > self.baseline_apply_errors:
                     yield self._failed(
                         f"subscription {self.subscription} hit {sub['apply_error_count'] - self.baseline_apply_errors} "
-                        "new apply error(s) (a conflicting row on the target?); see the target's server log"
+                        f"new apply error(s) (a conflicting row on the {self.subscriber_label}?); see its server log"
                     )
                     return
                 if sub["worker_pid"] is not None:
@@ -137,7 +146,8 @@ class ReplicationCaughtUpTrigger(BaseTrigger):
                     yield self._failed(
                         f"subscription {self.subscription} is enabled but has had no apply worker for "
                         f"{self.worker_grace_s:.0f} s while {slot['behind_bytes']} bytes behind the fence; read the "
-                        "target's server log (the worker cannot connect to the source, or exits at start)"
+                        f"{self.subscriber_label}'s server log (the worker cannot connect to the {self.publisher_label}, "
+                        "or exits at start)"
                     )
                     return
                 if time.monotonic() - last_log > 5:

@@ -1,0 +1,6 @@
+-- Can this server subscribe (the old source, for the reverse replication)? Superuser (PostgreSQL 15 needs it
+-- for CREATE SUBSCRIPTION), and worker headroom for one more apply worker.
+SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
+       current_setting('max_logical_replication_workers')::int AS max_logical_replication_workers,
+       (SELECT count(*) FROM pg_stat_subscription)::int AS workers_in_use,
+       current_setting('server_version_num')::int AS server_version_num

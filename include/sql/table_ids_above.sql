@@ -1,0 +1,2 @@
+-- The ids of a table above a mark.
+SELECT id FROM {table} WHERE id > {above}

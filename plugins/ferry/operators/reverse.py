@@ -1,0 +1,457 @@
+"""Reverse replication: from the cutover until ``ferry_decommission``, every write the new side (the target)
+accepts streams back to the old source, so that a rollback after the cutover loses none.
+
+D-day sets it up in the freeze, after its own subscription is dropped and before the target takes its first
+application write (ReplicationStartReverseOperator: a publication and a slot on the target, a subscription
+on the old source that copies nothing and streams from that slot). The old source stays fenced against the
+application roles; the subscription's apply worker fires no ordinary trigger, so its writes pass.
+``ferry_rollback_after_cutover`` fences the target (ReplicationFenceTargetOperator), waits until the old
+source confirmed the fence (ReverseCaughtUpSensor), compares, and ends it (ReplicationStopReverseOperator);
+``ferry_decommission`` ends it after the soak period. Every object is written to the ledger before it exists.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowFailException
+
+from ferry import report
+from ferry.hooks.replication import FenceBlocked, fence_problems
+from ferry.ledger import Action, Target
+from ferry.operators.base import FerryContext, FerryOperator, pull_all
+from ferry.operators.replication import subscription_conninfo
+from ferry.sensors.replication import ReplicationCaughtUpSensor
+from ferry.triggers.replication import ReplicationCaughtUpTrigger
+
+TARGET_FENCE_LSN_KEY = "target_fence_lsn"
+
+
+def reverse_health(ctx: FerryContext) -> dict[str, Any] | None:
+    """The reverse replication as both sides see it, or None when there is none: the subscription on the old
+    source (enabled, apply worker, errors) and its slot on the target (active, lag, retained WAL)."""
+    plan = ctx.plan
+    name = plan.reverse_subscription
+    subscription = ctx.source.get_subscription_status(name)
+    slot = ctx.target.get_slot_status(name)
+    if subscription is None and slot is None:
+        return None
+    problems = []
+    if subscription is None:
+        problems.append(f"subscription {name} is missing on the old source while its slot stays on the target")
+    elif not subscription["enabled"]:
+        problems.append(f"subscription {name} is disabled on the old source (an apply error? read its server log)")
+    elif subscription["worker_pid"] is None:
+        problems.append(f"subscription {name} has no apply worker on the old source (it cannot reach the target?)")
+    if subscription is not None and subscription["apply_error_count"]:
+        problems.append(f"subscription {name} hit {subscription['apply_error_count']} apply error(s) on the old source")
+    if slot is None:
+        problems.append(f"slot {name} is missing on the target: the old side no longer receives the new side's writes")
+    max_lag = plan.replication.reverse.max_lag_bytes if plan.replication.reverse else 0
+    if slot is not None and slot["lag_bytes"] is not None and slot["lag_bytes"] > max_lag:
+        problems.append(
+            f"the old source is {slot['lag_bytes']} bytes behind the target (replication.reverse.max_lag_bytes "
+            f"{max_lag})"
+        )
+    return {
+        "subscription": name,
+        "enabled": None if subscription is None else subscription["enabled"],
+        "worker_running": None if subscription is None else subscription["worker_pid"] is not None,
+        "apply_errors": None if subscription is None else subscription["apply_error_count"],
+        "slot_active": None if slot is None else slot["active"],
+        "lag_bytes": None if slot is None else slot["lag_bytes"],
+        "retained_bytes": None if slot is None else slot["retained_bytes"],
+        "problems": problems,
+    }
+
+
+def refuse_while_reverse(ctx: FerryContext) -> None:
+    """Fail (changing nothing) when reverse replication runs: the target may hold writes the old side has not
+    got yet, and only ferry_rollback_after_cutover brings them back before the old side serves again."""
+    name = ctx.plan.reverse_subscription
+    if ctx.source.get_subscription_status(name) is None:
+        return
+    raise AirflowFailException(
+        f"reverse replication {name} runs (D-day got past its cutover): the new side may have taken writes that "
+        "only it brings back. This rollback would lose them, so it changes nothing. Trigger "
+        "ferry_rollback_after_cutover: it fences the target, waits until the old side has every write, compares, "
+        "then gives the service back"
+    )
+
+
+class ReplicationStartReverseOperator(FerryOperator):
+    """Set up the reverse replication (``replication.reverse`` in the plan): a publication of the tables in scope
+    and a pgoutput slot on the target, then on the old source a subscription to them that copies nothing.
+
+    Runs after D-day dropped its own subscription (else each side would send the other's changes back) and
+    before the target takes its first application write (the slot keeps every write from its creation on).
+    Waits until the subscription's apply worker streams. Without ``replication.reverse`` it does nothing.
+    Inverse: ReplicationStopReverseOperator.
+
+    :param stream_timeout_s: how long the new subscription may take to start streaming.
+    """
+
+    def __init__(self, *, stream_timeout_s: float = 60, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stream_timeout_s = stream_timeout_s
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        plan = self.plan
+        reverse = plan.replication.reverse
+        if reverse is None:
+            self.log.info(
+                "No replication.reverse in the plan: no reverse replication; the DNS switch stays the point of no return"
+            )
+            return {"reverse": False}
+        if self.target.get_subscription_status(plan.subscription) is not None and not self.is_dry_run(context):
+            raise AirflowFailException(
+                f"subscription {plan.subscription} still exists on the target: with the reverse replication too, each "
+                "side would apply the other's changes back. drop_subscription runs first; nothing changed"
+            )
+        pub, name = plan.reverse_publication, plan.reverse_subscription
+        tables = self.scope_tables(self.target)
+        done = []
+        before = self.target.get_publication_tables(pub)
+        if before != sorted(tables) and not self.would(
+            context, Action.CREATE_REVERSE_PUBLICATION, Target.target(pub), before, tables
+        ):
+            with self.changing(context, Action.CREATE_REVERSE_PUBLICATION, Target.target(pub), before, tables):
+                done.append(f"publication {pub}: {self.target.create_publication(pub, tables)}")
+        slot_target = Target.target(f"slot/{name}")
+        if self.target.get_slot_status(name) is None and not self.would(
+            context, Action.CREATE_REVERSE_SLOT, slot_target, None, {"slot": name}
+        ):
+            with self.changing(context, Action.CREATE_REVERSE_SLOT, slot_target, None, {"slot": name}) as change:
+                lsn = self.target.create_slot(name)
+                change.after = {"slot": name, "lsn": lsn}
+            done.append(f"slot {name} on the target at {lsn}")
+        if self.source.get_subscription_status(name) is None:
+            publisher = BaseHook.get_connection(reverse.publisher_conn_id or plan.target.conn_id)
+            after = {"publication": pub, "slot": name, "publisher": publisher.host}
+            if not self.would(context, Action.CREATE_REVERSE_SUBSCRIPTION, Target.source(name), None, after):
+                conninfo = subscription_conninfo(publisher, plan.target.database, name)
+                with self.changing(context, Action.CREATE_REVERSE_SUBSCRIPTION, Target.source(name), None, after):
+                    self.source.create_subscription(name, pub, conninfo, existing_slot=True)
+                done.append(f"subscription {name} on the old source, from {publisher.host}")
+        if self.is_dry_run(context):
+            return {"reverse": True, "dry_run": True}
+        deadline = time.monotonic() + self.stream_timeout_s
+        while True:
+            health = reverse_health(self) or {"problems": ["no reverse replication"]}
+            if health.get("worker_running") and health.get("slot_active"):
+                break
+            if time.monotonic() > deadline:
+                raise AirflowFailException(
+                    f"the reverse replication does not stream after {self.stream_timeout_s:.0f} s: "
+                    + "; ".join(health["problems"] or ["the slot on the target is not active"])
+                    + ". Check that the old source reaches replication.reverse.publisher_conn_id; re-run this task"
+                )
+            time.sleep(0.5)
+        self.log.info(
+            "Reverse replication streams (%s): every write the target accepts from now on reaches the old source",
+            "; ".join(done) or "already set up",
+        )
+        return {"reverse": True, "tables": len(tables), "done": done}
+
+
+class ReplicationStopReverseOperator(FerryOperator):
+    """End the reverse replication: the subscription on the old source (and its slot on the target with it), a
+    slot left on the target, the publication on the target. Inverse of ReplicationStartReverseOperator.
+
+    :param require: ``caught_up`` (ferry_rollback_after_cutover): refuse unless the target is fenced and the old
+        source confirmed the fence; ``healthy`` (ferry_decommission): refuse while the reverse replication is
+        broken or behind (``replication.reverse.max_lag_bytes``); ``nothing``: end it as it is.
+    """
+
+    def __init__(self, *, require: str = "nothing", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if require not in ("caught_up", "healthy", "nothing"):
+            raise ValueError(f"require must be caught_up, healthy or nothing, not {require!r}")
+        self.require = require
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        plan = self.plan
+        pub, name = plan.reverse_publication, plan.reverse_subscription
+        health = reverse_health(self)
+        publication = self.target.get_publication_tables(pub)
+        if health is None and publication is None:
+            self.log.info("No reverse replication (%s); nothing to do", name)
+            return {"dropped": []}
+        dry = self.is_dry_run(context)
+        if dry and health is not None and self.require != "nothing":
+            self.log.info(
+                "DRY RUN: a real run first requires the reverse replication %s", self.require.replace("_", " ")
+            )
+        if not dry and health is not None and self.require == "healthy" and health["problems"]:
+            raise AirflowFailException(
+                "the reverse replication is not healthy, so ending it now could lose the new side's last writes on "
+                "the old side: "
+                + "; ".join(health["problems"])
+                + ". Fix it and wait until it catches up; nothing changed"
+            )
+        if not dry and health is not None and self.require == "caught_up":
+            self._check_caught_up(name)
+        before = {"publication": pub if publication is not None else None} | (health or {})
+        if self.would(context, Action.DROP_REVERSE_REPLICATION, Target.source(name), before, None):
+            return {"dropped": [], "dry_run": True}
+        dropped = []
+        with self.changing(context, Action.DROP_REVERSE_REPLICATION, Target.source(name), before, None):
+            if self.source.get_subscription_status(name) is not None:
+                self.source.drop_subscription(name, publisher_reachable=True)
+                dropped.append(f"subscription {name} (old source)")
+            if self.target.get_slot_status(name) is not None and self.target.drop_slot(name):
+                dropped.append(f"slot {name} (target)")
+            if publication is not None and self.target.drop_publication(pub):
+                dropped.append(f"publication {pub} (target)")
+        self.log.info("Reverse replication ended: dropped %s", ", ".join(dropped) or "nothing left")
+        return {"dropped": dropped}
+
+    def _check_caught_up(self, name: str) -> None:
+        fenced = self.ledger.last(Action.FENCE_TARGET, Target.target(self.plan.target.database))
+        if fenced is None or not fenced.done or not self.target.get_fenced_tables():
+            raise AirflowFailException(
+                "the target is not fenced: it may still take writes the old side would never get. fence_target "
+                "runs first; nothing changed"
+            )
+        slot = self.target.fetch_one("slot_caught_up", fence_lsn=fenced.after["fence_lsn"], slot_name=name)
+        if slot is None or not slot["caught_up"]:
+            raise AirflowFailException(
+                f"the old source has not confirmed the target's fence at {fenced.after['fence_lsn']} "
+                f"({'no slot' if slot is None else str(slot['behind_bytes']) + ' bytes behind'}); "
+                "wait_reverse_caught_up runs first; nothing changed"
+            )
+
+
+class ReplicationFenceTargetOperator(FerryOperator):
+    """Fence the target against writes by every role but Ferry's own (the way back's first step on the
+    databases); hand the fence's WAL position on (XCom ``target_fence_lsn``, and the ledger).
+
+    Inverse: ReplicationUnfenceTargetOperator.
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        plan = self.plan
+        target = Target.target(plan.target.database)
+        tables = self.scope_tables(self.target)
+        allowed = [BaseHook.get_connection(plan.target.conn_id).login]
+        problems = fence_problems(self.target.get_writers(tables), allowed)
+        if problems:
+            raise AirflowFailException("the fence on the target cannot hold: " + "; ".join(problems))
+        recorded = self.ledger.last(Action.FENCE_TARGET, target)
+        if recorded and recorded.done and set(tables) <= set(self.target.get_fenced_tables()):
+            self.log.info("The target is already fenced at %s; nothing to do", recorded.after["fence_lsn"])
+            context["ti"].xcom_push(key=TARGET_FENCE_LSN_KEY, value=recorded.after["fence_lsn"])
+            return {"fence_lsn": recorded.after["fence_lsn"], "tables": len(tables)}
+        wanted = {"tables": tables, "allowed": allowed}
+        if self.would(context, Action.FENCE_TARGET, target, None, wanted):
+            return {"fence_lsn": None, "dry_run": True}
+        with self.changing(context, Action.FENCE_TARGET, target, None, wanted) as change:
+            try:
+                held = self.target.install_fence(tables, allowed)
+            except FenceBlocked as err:
+                raise AirflowFailException(f"{err} (on the target); the application still writes to it") from err
+            fence_lsn = self.target.get_current_lsn()
+            change.after = wanted | {"roles": held, "fence_lsn": fence_lsn}
+        context["ti"].xcom_push(key=TARGET_FENCE_LSN_KEY, value=fence_lsn)
+        self.log.info(
+            "Target fenced at %s: %d tables refuse writes by every role but %s", fence_lsn, len(tables), allowed[0]
+        )
+        return {"fence_lsn": fence_lsn, "tables": len(tables)}
+
+
+class ReplicationUnfenceTargetOperator(FerryOperator):
+    """Lift the fence on the target (inverse of ReplicationFenceTargetOperator)."""
+
+    def execute(self, context: Any) -> list[str]:
+        target = Target.target(self.plan.target.database)
+        fenced = self.target.get_fenced_tables()
+        if not fenced:
+            self.log.info("The target is not fenced; nothing to do")
+            return []
+        if self.would(context, Action.UNFENCE_TARGET, target, fenced, []):
+            return []
+        with self.changing(context, Action.UNFENCE_TARGET, target, fenced, []):
+            tables = self.target.remove_fence()
+        self.log.info("Fence lifted from %d tables of the target", len(tables))
+        return tables
+
+
+class ReverseCaughtUpSensor(ReplicationCaughtUpSensor):
+    """Wait (deferred) until the old source has confirmed everything the target wrote before its fence.
+
+    The forward catch-up wait turned around: the target's slot against the target's fence LSN, the old
+    source's subscription checked for errors. Fails at once when the subscription is gone, disabled or hits
+    apply errors.
+
+    :param fence_lsn: the target's fence position (templated); empty: the last one the ledger recorded.
+    :param timeout_s: the longest wait (the run's ``catch_up_timeout_s`` param overrides it).
+    """
+
+    confirmer = "old source"
+
+    def execute(self, context: Any) -> dict[str, Any] | None:
+        plan = self.plan
+        name = plan.reverse_subscription
+        if self.is_dry_run(context):
+            self.log.info("DRY RUN, not waiting: reverse replication now %s", reverse_health(self))
+            return None
+        status = self.source.get_subscription_status(name)
+        fenced = self.ledger.last(Action.FENCE_TARGET, Target.target(plan.target.database))
+        if status is None:
+            dropped = self.ledger.last(Action.DROP_REVERSE_REPLICATION, Target.source(name))
+            if dropped and dropped.done and fenced and fenced.done and dropped.at > fenced.at:
+                self.log.info("Caught up earlier: the reverse replication was ended after the target's fence")
+                return {"status": "success", "fence_lsn": fenced.after["fence_lsn"], "waited_s": None}
+            raise AirflowFailException(
+                f"subscription {name} does not exist on the old source: there is no reverse replication to wait for"
+            )
+        if not status["enabled"]:
+            raise AirflowFailException(
+                f"subscription {name} is disabled on the old source; read its server log, fix the cause, then "
+                f"ALTER SUBSCRIPTION {name} ENABLE"
+            )
+        fence_lsn = self.fence_lsn
+        if not fence_lsn:
+            if fenced is None or not fenced.done:
+                raise AirflowFailException("no fence on the target in the ledger: fence_target runs first")
+            fence_lsn = fenced.after["fence_lsn"]
+        self.log.info("Waiting for the old source to confirm the target's fence at %s", fence_lsn)
+        return self.wait_for_fence(
+            context,
+            self.target,
+            ReplicationCaughtUpTrigger(
+                source_conn_id=plan.target.conn_id,
+                source_database=plan.target.database,
+                target_conn_id=plan.source.conn_id,
+                target_database=plan.source.database,
+                subscription=name,
+                fence_lsn=fence_lsn,
+                baseline_apply_errors=status["apply_error_count"],
+                poll_interval=self.poll_interval,
+                worker_grace_s=self.worker_grace_s,
+                publisher_label="target",
+                subscriber_label="old source",
+            ),
+        )
+
+
+class ReverseCheckOperator(FerryOperator):
+    """Refuse to start unless the reverse replication exists and streams; log its health (lag, retained WAL).
+
+    :param allow_lag: pass with lag above ``replication.reverse.max_lag_bytes`` (the rollback waits for it).
+    """
+
+    def __init__(self, *, allow_lag: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.allow_lag = allow_lag
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        health = reverse_health(self)
+        if health is None:
+            raise AirflowFailException(
+                f"no reverse replication ({self.plan.reverse_subscription}) between the target and the old source: "
+                "D-day sets it up when the plan has replication.reverse. Before D-day's cutover, use ferry_rollback"
+            )
+        problems = [p for p in health["problems"] if not (self.allow_lag and "bytes behind" in p)]
+        self.log.info(
+            "Reverse replication %s: apply worker %s, %s bytes behind, %s bytes of WAL kept on the target",
+            health["subscription"],
+            "running" if health["worker_running"] else "NOT running",
+            health["lag_bytes"],
+            health["retained_bytes"],
+        )
+        if problems:
+            raise AirflowFailException("; ".join(problems) + "; fix the reverse replication, then re-run")
+        return health
+
+
+class FerryRetireSourceOperator(FerryOperator):
+    """Record in the ledger that the old source is retired: Ferry no longer replicates to it nor rolls back to it."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        target = Target.source(self.plan.source.database)
+        earlier = self.ledger.last(Action.RETIRE_SOURCE, target)
+        if earlier is not None and earlier.done:
+            self.log.info("The old source was retired at %s", earlier.at)
+            return earlier.after
+        after = {"retired_at": datetime.now(UTC).isoformat(), "lsn": self.source.get_current_lsn()}
+        if not self.would(context, Action.RETIRE_SOURCE, target, None, after):
+            self.record(context, Action.RETIRE_SOURCE, target, None, after)
+            self.log.info("Old source %s retired at %s", self.plan.source.database, after["retired_at"])
+        return after
+
+
+class FerryStageReportOperator(FerryOperator):
+    """Write a stage's report (Markdown and JSON, locally and in S3): this run's changes from the ledger, the
+    comparison per table, each task's time, and the window the application could not write (``freeze``)
+    between two ledger actions (the opening one maybe made by an earlier run of the stage, stopped half-way).
+
+    :param kind: the report's name (``rollback_after_cutover``, ``decommission``).
+    :param compare_task_id: the mapped comparison task, if any.
+    :param freeze: the actions opening and closing the write freeze, if any.
+    """
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        compare_task_id: str | None = None,
+        freeze: tuple[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.kind, self.compare_task_id, self.freeze = kind, compare_task_id, freeze
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        run_id = context["run_id"]
+        every = self.ledger.records()
+        records = [r for r in every if r.run_id == run_id]
+        rows = report.timeline([t for task in context["dag"].task_ids for t in pull_all(context, task, "timing")])
+        freeze_s = None
+        if self.freeze:
+            closed = next((r for r in records if r.action == self.freeze[1] and r.done), None)
+            # Opened by this run, or by an earlier one stopped half-way (this one found it in place).
+            opened = (
+                None
+                if closed is None
+                else next(
+                    (r for r in reversed(every) if r.action == self.freeze[0] and r.done and r.at <= closed.at), None
+                )
+            )
+            if opened and closed:
+                freeze_s = round(
+                    (datetime.fromisoformat(closed.finished_at) - datetime.fromisoformat(opened.at)).total_seconds(), 3
+                )
+        comparisons = pull_all(context, self.compare_task_id, "comparison") if self.compare_task_id else []
+        data = {
+            "plan": self.plan.name,
+            "run_id": run_id,
+            "dry_run": self.is_dry_run(context),
+            "freeze_s": freeze_s,
+            "comparison": [
+                {k: c.get(k) for k in ("table", "equal", "rows_source", "rows_target")} for c in comparisons
+            ],
+            "webhooks": next((r.after for r in records if r.action == Action.REPLAY_WEBHOOKS), None),
+            "timeline": rows,
+            "ledger": [{"at": r.at, "task": r.task, "action": r.action, "target": r.target} for r in records],
+        }
+        lines = [
+            f"# Ferry {self.kind.replace('_', ' ')}: {self.plan.name}",
+            "",
+            f"- run: `{run_id}`{' (dry run)' if data['dry_run'] else ''}",
+            f"- the application could not write for: {freeze_s if freeze_s is not None else 'n/a'} s",
+            f"- webhooks replayed: {data['webhooks'] or 'none'}",
+            "",
+            "| table | equal | rows on the old source | rows on the target |",
+            "|---|---|---|---|",
+            *(f"| {c['table']} | {c['equal']} | {c['rows_source']} | {c['rows_target']} |" for c in data["comparison"]),
+            "",
+            "## Changes (ledger)",
+            *(f"- {e['at']} {e['task']}: {e['action']} {e['target']}" for e in data["ledger"]),
+        ]
+        path = report.write(self.plan, self.kind, context, "\n".join(lines) + "\n", data, name=self.kind, upload=True)
+        self.log.info("Report written: %s", path)
+        return {"report_path": str(path), "freeze_s": freeze_s}
