@@ -11,7 +11,8 @@ since the cutover is already on its way to the old database. Three human gates, 
    host name too), `scale_down_new_deployments` (the new app stops writing).
 3. `fence_target`: the target refuses every application write. **The way back's write freeze starts here.**
 4. `wait_reverse_caught_up`: deferred until the old source confirmed the target's fence position.
-5. `list_tables`, `compare_data` (one mapped task per table, whole), `compare_report`; **`gate_comparison`**.
+5. `list_tables`, `compare_data` (every table whole, in one task: a mapped task's scheduling costs more
+   than its comparison here), `compare_report`; **`gate_comparison`**.
 6. `stop_reverse_replication` (refuses unless the target is fenced and caught up), `sync_sequences_to_source`
    (the old side's sequences past the target's), `unfence_source`: the old database takes writes again.
    **The freeze ends here.**
@@ -31,8 +32,8 @@ from airflow.sdk import DAG, BaseOperator, Param
 
 from ferry.ledger import Action
 from ferry.operators.compare import (
+    ReplicationCompareAllOperator,
     ReplicationCompareReportOperator,
-    ReplicationCompareTableOperator,
     ReplicationListTablesOperator,
 )
 from ferry.operators.fence import ReplicationUnfenceSourceOperator
@@ -101,9 +102,13 @@ with DAG(
         doc_md="Waits (deferred) until the old source confirmed the target's fence position.",
     )
     tables = ReplicationListTablesOperator(task_id="list_tables", doc_md="The tables to compare, one mapped task each.")
-    compare = ReplicationCompareTableOperator.partial(
-        task_id="compare_data", changes_task_id=None, doc_md="Compares one whole table; fails on any difference."
-    ).expand(table=tables.output)
+    compare = ReplicationCompareAllOperator(
+        task_id="compare_data",
+        fix="Do not unfence the old source: find why it lacks the new side's rows (the reverse subscription's "
+        "apply errors in its server log), fix, then re-run this task.",
+        doc_md="Compares every table whole, in this one task (the application cannot write meanwhile); fails on "
+        "any difference.",
+    )
     compare_report = ReplicationCompareReportOperator(
         task_id="compare_report",
         list_task_id="list_tables",
@@ -154,6 +159,20 @@ with DAG(
         doc_md="The report: the freeze of the way back, the comparison, the webhooks, the ledger.",
     )
 
-    check >> go >> webhooks >> scale_down >> fence >> caught_up >> tables
-    compare >> compare_report >> compared >> stop_reverse >> sequences >> unfence >> [ssm, vms]
+    (
+        check
+        >> go
+        >> webhooks
+        >> scale_down
+        >> fence
+        >> caught_up
+        >> tables
+        >> compare
+        >> compare_report
+        >> compared
+        >> stop_reverse
+        >> sequences
+        >> unfence
+        >> [ssm, vms]
+    )
     [ssm, vms] >> dns_gate >> dns >> replay >> write_report

@@ -268,6 +268,50 @@ class ReplicationCompareTableOperator(FerryOperator):
         return result.to_dict()
 
 
+class ReplicationCompareAllOperator(FerryOperator):
+    """Compare every listed table whole in this one task, one after the other; fail on a difference.
+
+    For a freeze where each mapped task's scheduling would cost more than its comparison (the way back after
+    the cutover: the tables are compared while the application cannot write anywhere). The results go to XCom
+    (``comparison``, a list) before the task ends, equal or not, for the report.
+
+    :param list_task_id: ReplicationListTablesOperator's task.
+    :param fix: what to do when a table differs (the end of the failure message).
+    """
+
+    def __init__(self, *, list_task_id: str = "list_tables", fix: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.list_task_id, self.fix = list_task_id, fix
+
+    def execute(self, context: Any) -> list[dict[str, Any]]:
+        thresholds = self.plan.thresholds
+        mode = "counts" if thresholds.compare_mode == "counts" else "full"
+        comparer = Comparer(self.source, self.target, concurrency=thresholds.compare_concurrency)
+        results = []
+        for table in context["ti"].xcom_pull(task_ids=self.list_task_id) or []:
+            started_at = datetime.now(UTC).isoformat()
+            result = comparer.compare_table(table, mode)
+            result.started_at = started_at
+            self.log.info(
+                "%s: %s; %d rows on the source, %d on the target, in %.2f s",
+                table,
+                "EQUAL" if result.equal else "DIFFERENT",
+                result.rows_source,
+                result.rows_target,
+                result.seconds,
+            )
+            _log_result(self.log, result)
+            results.append(result)
+        context["ti"].xcom_push(key="comparison", value=[r.to_dict() for r in results])
+        differing = [r.table for r in results if not r.equal]
+        if differing and not self.is_dry_run(context):
+            raise AirflowFailException(
+                f"{', '.join(differing)} differ between source and target "
+                f"({sum(r.differences for r in results)} difference(s) named in the log). {self.fix}"
+            )
+        return [r.to_dict() for r in results]
+
+
 class ReplicationCompareReportOperator(FerryOperator):
     """Gather every table's comparison, write the report (log and Markdown file), fail when anything differs.
 
