@@ -134,7 +134,8 @@ class ReplicationCaughtUpTrigger(BaseTrigger):
                 if sub["apply_error_count"] > self.baseline_apply_errors:
                     yield self._failed(
                         f"subscription {self.subscription} hit {sub['apply_error_count'] - self.baseline_apply_errors} "
-                        f"new apply error(s) (a conflicting row on the {self.subscriber_label}?); see its server log"
+                        f"new apply error(s) (a conflicting row on the {self.subscriber_label}?); see the "
+                        f"{self.subscriber_label}'s server log"
                     )
                     return
                 if sub["worker_pid"] is not None:
