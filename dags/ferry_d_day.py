@@ -17,16 +17,17 @@ is undone by `ferry_rollback`; if a task fails before it, stop and trigger `ferr
    `thresholds.compare_in_freeze: full` these compare nothing and the whole comparison runs in the
    freeze.
 3. `route_webhooks_to_recorder`: billing webhooks go to the recorder (stored in S3, replayed later).
-4. `stop_vm_services`: the old app's units stopped over SSH. `fence_source`: the application roles can no longer write.
-5. `wait_replication_caught_up`: deferred until the target confirmed the fence's WAL position.
+4. `stop_vm_services`: the old app's units stopped over SSH.
+5. `fence_source_and_catch_up`: the source fenced (no role but Ferry's can write), then a wait until the
+   target confirmed the fence's WAL position (in place for a few seconds, then deferred to the triggerer).
 6. `compare_changes` (drains the capture a last time, then verifies every table, side by side:
    only the rows changed since its live comparison and the ranges it left open, so the freeze does
-   not grow with the data), `compare_data` (one mapped task per table it could not verify that way, compared
-   whole, saying why: none normally, all with `compare_in_freeze: full`), `compare_report` (what was
-   verified when); beside them `copy_large_objects` (replication does not carry them; verified by
-   md5); **`gate_comparison`**.
-7. `drop_subscription`, `sync_sequences`: the target stands alone and is writable;
-   `drop_change_capture`; `start_reverse_replication` (with `replication.reverse` in the plan: before the
+   not grow with the data; a table it cannot verify that way is compared whole, saying why: none
+   normally, all with `compare_in_freeze: full`; then the report of what was verified when); beside it
+   `copy_large_objects` (replication does not carry them; verified by md5); **`gate_comparison`**.
+7. `drop_subscription_and_sync_sequences`: the subscription dropped, every sequence set past the
+   source's (one task: each boundary between tasks costs the freeze a fraction of a second); the target
+   stands alone and is writable; `drop_change_capture`; `start_reverse_replication` (with `replication.reverse` in the plan: before the
    target takes its first application write, a publication and a slot on it and a subscription on the old
    source, so every write the new side accepts reaches the old database).
 8. `create_read_replicas`, `apply_ssm_cutover`, `refresh_materialized_views`, `restore_deployments`,
@@ -51,23 +52,20 @@ from ferry.operators.capture import CaptureDrainOperator, CaptureStartOperator, 
 from ferry.operators.compare import (
     ReplicationCompareChangesOperator,
     ReplicationCompareLiveOperator,
-    ReplicationCompareReportOperator,
-    ReplicationCompareTableOperator,
     ReplicationListTablesOperator,
 )
-from ferry.operators.fence import ReplicationFenceSourceOperator, fence_lsn_of
+from ferry.operators.fence import ReplicationFenceAndCatchUpOperator
 from ferry.operators.kube import KubeRestoreReplicasOperator, KubeRolloutRestartOperator
 from ferry.operators.objects import ReplicationCopyLargeObjectsOperator, ReplicationRefreshMaterializedViewsOperator
 from ferry.operators.rds import RdsCreateReadReplicasOperator
 from ferry.operators.replication import (
     ReplicationCreatePublicationOperator,
-    ReplicationDropSubscriptionOperator,
+    ReplicationPromoteTargetOperator,
     ReplicationRefreshSubscriptionOperator,
 )
 from ferry.operators.reverse import ReplicationStartReverseOperator
 from ferry.operators.route53 import Route53RouteWebhooksToRecorderOperator, Route53SwitchRecordsOperator
 from ferry.operators.schema import ReplicationCopySchemaOperator
-from ferry.operators.sequences import ReplicationSyncSequencesOperator
 from ferry.operators.ssm import SsmApplyParametersOperator
 from ferry.operators.stages import (
     FerryCheckStageCompleteOperator,
@@ -78,7 +76,7 @@ from ferry.operators.stages import (
 from ferry.operators.vms import VmStopServicesOperator
 from ferry.operators.webhooks import WebhooksReplayOperator
 from ferry.plan import load_plan
-from ferry.sensors.replication import ReplicationCaughtUpSensor, ReplicationInitialCopySensor
+from ferry.sensors.replication import ReplicationInitialCopySensor
 from ferry.taskgroups import approval_gate, cutover_params, preflight_checks, stage_dag_args
 
 
@@ -144,31 +142,21 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
     stop = VmStopServicesOperator(
         task_id="stop_vm_services", doc_md="Stops the old side's units. Undone by: start_vm_services."
     )
-    fence = ReplicationFenceSourceOperator(
-        task_id="fence_source", doc_md="Fences the source against app writes. Undone by: unfence_source."
-    )
-    caught_up = ReplicationCaughtUpSensor(
-        task_id="wait_replication_caught_up",
-        fence_lsn=fence_lsn_of(fence),
+    fence = ReplicationFenceAndCatchUpOperator(
+        task_id="fence_source_and_catch_up",
         timeout_s=1800,
-        doc_md="Waits (deferred) until the target confirmed the fence LSN (fence_source's XCom).",
+        doc_md="Fences the source against app writes, then waits (in place, then deferred) until the target "
+        "confirmed the fence's LSN. One task: each boundary between tasks costs the freeze time. "
+        "Undone by: unfence_source.",
     )
     changes = ReplicationCompareChangesOperator(
         task_id="compare_changes",
+        compare_whole=True,
         doc_md="Drains the change capture a last time (up to the fence on the source, after the catch-up on the "
         "target), then verifies every table by the rows changed since its live comparison and the ranges it left "
-        "open (a table nothing touched is not read); fails on any difference. Returns the tables to compare whole.",
-    )
-    compare = ReplicationCompareTableOperator.partial(
-        task_id="compare_data",
-        doc_md="Compares one whole table (those compare_changes could not verify by their changes, each with "
-        "the reason; every table with thresholds.compare_in_freeze: full); fails on any difference.",
-    ).expand(table=changes.output)
-    compare_report = ReplicationCompareReportOperator(
-        task_id="compare_report",
-        list_task_id="list_tables",
-        compare_task_id="compare_data",
-        doc_md="The comparison report; fails when anything differs.",
+        "open (a table nothing touched is not read); a table it cannot verify that way is compared whole, with the "
+        "reason (every table with thresholds.compare_in_freeze: full). Writes the comparison report; fails on any "
+        "difference.",
     )
     large_objects = ReplicationCopyLargeObjectsOperator(
         task_id="copy_large_objects",
@@ -178,16 +166,15 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
     compared = gate(
         "gate_comparison",
         "Source and target are equal: go on?",
-        "Read compare_report's log. Next, the target becomes the primary.",
+        "Read compare_changes' log (the comparison report). Next, the target becomes the primary.",
     )
-    drop = ReplicationDropSubscriptionOperator(
-        task_id="drop_subscription", doc_md="Drops the subscription; the target stands alone."
+    promote = ReplicationPromoteTargetOperator(
+        task_id="drop_subscription_and_sync_sequences",
+        doc_md="Drops the subscription (the target stands alone), then sets every sequence on the target past the "
+        "source's: the end of the write freeze. One task: each boundary between tasks costs the freeze time.",
     )
     drop_capture = CaptureStopOperator(
         task_id="drop_change_capture", doc_md="Drops the change capture slots (a slot nobody reads fills a disk)."
-    )
-    sequences = ReplicationSyncSequencesOperator(
-        task_id="sync_sequences", doc_md="Sets every sequence on the target past the source's."
     )
     matviews = ReplicationRefreshMaterializedViewsOperator(
         task_id="refresh_materialized_views",
@@ -238,17 +225,18 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         task_id="replay_webhooks", destination="new", doc_md="Replays recorded webhooks to the new app."
     )
     report = FerryWriteReportOperator(
-        task_id="write_report", compare_task_id="compare_data", doc_md="Writes the D-day report."
+        task_id="write_report",
+        compare_task_id=None,
+        caught_up_task_id="fence_source_and_catch_up",
+        doc_md="Writes the D-day report.",
     )
     done = FerryMarkStageCompleteOperator(
         task_id="mark_stage_complete", doc_md="Records D-day's completion in the ledger."
     )
 
     scope >> preflight >> previous >> capture >> tables
-    (live >> drain_live >> go >> drain_after_gate >> webhooks >> stop >> fence >> caught_up >> [changes, large_objects])
-    changes >> compare_report
-    [compare_report, large_objects] >> compared
-    compare >> compare_report >> compared >> drop >> sequences >> [replicas, ssm, matviews, drop_capture, reverse]
+    (live >> drain_live >> go >> drain_after_gate >> webhooks >> stop >> fence >> [changes, large_objects])
+    [changes, large_objects] >> compared >> promote >> [replicas, ssm, matviews, drop_capture, reverse]
     [replicas, ssm, matviews, reverse] >> scale_up >> pgbouncer
     pgbouncer >> smoke
     smoke >> no_return >> dns >> replay >> report >> done

@@ -64,7 +64,7 @@ def cutover_params() -> dict[str, Param]:
             type=["null", "integer"],
             minimum=1,
             title="Replication catch-up timeout (s)",
-            description="How long wait_replication_caught_up waits for the target to confirm the fence; empty: 1800.",
+            description="How long D-day's fence_source_and_catch_up waits for the target to confirm the fence; empty: 1800.",
         ),
         "rollout_timeout_s": Param(
             None,

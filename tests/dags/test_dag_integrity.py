@@ -81,7 +81,7 @@ def test_every_stage_offers_a_dry_run_and_d_day_its_tables_and_timeouts(dagbag):
     assert d_day["catch_up_timeout_s"] is None and d_day["rollout_timeout_s"] is None
     assert d_day.get_param("catch_up_timeout_s").schema["minimum"] == 1
     task = dagbag.dags["ferry_d_day"].task_dict
-    assert task["wait_replication_caught_up"].timeout_s == 1800 and task["restore_deployments"].timeout_s == 600
+    assert task["fence_source_and_catch_up"].timeout_s == 1800 and task["restore_deployments"].timeout_s == 600
 
 
 def test_d_day_gates_are_approval_operators_in_runbook_order(dagbag):
@@ -132,7 +132,7 @@ def test_after_the_cutover_the_way_back_keeps_the_new_sides_writes(dagbag):
     assert retire.require == "healthy"
     assert "gate_decommission" in {t.task_id for t in retire.get_flat_relatives(upstream=True)}
     d_day = dagbag.dags["ferry_d_day"]
-    assert {"drop_subscription", "sync_sequences"} <= {
+    assert {"drop_subscription_and_sync_sequences", "gate_comparison"} <= {
         t.task_id for t in d_day.get_task("start_reverse_replication").get_flat_relatives(upstream=True)
     }
     assert "start_reverse_replication" in {

@@ -158,10 +158,10 @@ def test_the_metadata_database_restarted_mid_stage_the_run_completes_or_is_clear
     assert state == "success", deployment.describe(SPREAD, run_id, "not even after a clear")
 
 
-def test_a_worker_killed_while_fence_source_runs_the_fence_is_made_once_and_the_run_completes(
+def test_a_worker_killed_while_the_fence_runs_the_fence_is_made_once_and_the_run_completes(
     deployment, source, clean_replication
 ):
-    """SIGKILL on the worker running fence_source while its transaction waits for a lock (an application
+    """SIGKILL on the worker running fence_source_and_catch_up while its transaction waits for a lock (an application
     session holds customers): the fence's transaction dies with it (nothing fenced), the task runs again
     on a worker and fences; the run completes, the source holds one fence per table, and the ledger one
     completed fence (the killed try left only its intent) and no change completed twice."""
@@ -169,7 +169,9 @@ def test_a_worker_killed_while_fence_source_runs_the_fence_is_made_once_and_the_
     with psycopg.connect(source.info.dsn) as app:  # a writer's lock, taken without a transaction id
         app.execute("LOCK TABLE public.customers IN ROW EXCLUSIVE MODE")
         run_id = deployment.trigger(DRILL)
-        fencing = wait_for(deployment, run_id, task_is("fence_source", "running"), "fence_source running", 600, DRILL)
+        fencing = wait_for(
+            deployment, run_id, task_is("fence_source_and_catch_up", "running"), "the fence running", 600, DRILL
+        )
         waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%trigger%'"
         deadline = time.monotonic() + 60
         while not source.execute(waiting).fetchone()[0] and time.monotonic() < deadline:
@@ -179,7 +181,7 @@ def test_a_worker_killed_while_fence_source_runs_the_fence_is_made_once_and_the_
         app.rollback()
     deployment.start_component(fencing["hostname"])
     assert deployment.wait(DRILL, run_id, 900) == "success", deployment.describe(DRILL, run_id, "it did not succeed")
-    again = wait_for(deployment, run_id, task_is("fence_source", "success"), "fence_source", 10, DRILL)
+    again = wait_for(deployment, run_id, task_is("fence_source_and_catch_up", "success"), "the fence", 10, DRILL)
     assert again["try_number"] >= 2, again
     fences = [r for r in Ledger(plan).records(action=Action.FENCE_SOURCE) if r.run_id == run_id]
     assert [r.done for r in fences] == [False] * (len(fences) - 1) + [True], fences
@@ -196,7 +198,7 @@ def test_the_triggerer_killed_while_the_catch_up_wait_is_deferred_the_wait_resum
     deployment, source, target, clean_replication
 ):
     """The target's apply is held (a session locks customers against writes) with a row still to apply,
-    so wait_replication_caught_up defers to the triggerer; the triggerer is SIGKILLed and started again,
+    so fence_source_and_catch_up's wait defers to the triggerer; the triggerer is SIGKILLed and started again,
     the lock ends: the wait resumes in the new triggerer, the row arrives, and the run completes."""
     run_id = deployment.trigger(DRILL)
     wait_for(deployment, run_id, task_is("start_change_capture", "success"), "the capture started", 600, DRILL)
@@ -205,13 +207,13 @@ def test_the_triggerer_killed_while_the_catch_up_wait_is_deferred_the_wait_resum
         added = source.execute(
             "INSERT INTO customers (email, name, country) VALUES ('drill@example.com', 'Drill', 'DE') RETURNING id"
         ).fetchone()[0]
-        wait_for(deployment, run_id, task_is("wait_replication_caught_up", "deferred"), "the wait deferred", 600, DRILL)
+        wait_for(deployment, run_id, task_is("fence_source_and_catch_up", "deferred"), "the wait deferred", 600, DRILL)
         deployment.kill("triggerer")
         time.sleep(2)
         deployment.start_component("triggerer")
         reader.rollback()
     assert deployment.wait(DRILL, run_id, 900) == "success", deployment.describe(DRILL, run_id, "it did not succeed")
-    waited = wait_for(deployment, run_id, task_is("wait_replication_caught_up", "success"), "the wait", 10, DRILL)
+    waited = wait_for(deployment, run_id, task_is("fence_source_and_catch_up", "success"), "the wait", 10, DRILL)
     assert "Caught up: the target confirmed" in deployment.task_log(waited)
     assert target.execute("SELECT count(*) FROM customers WHERE id = %s", (added,)).fetchone() == (1,)
 

@@ -31,10 +31,8 @@ def test_replication_from_scratch_to_a_writable_target_under_write_load(stand, s
     assert stats["refused"] > 0, "writes after the fence must be refused"
 
     # Every table compared equal, by rows and content.
-    # Every table verified by its changes since the live comparison (compare_changes); none needed comparing
-    # whole, so the mapped compare_table expanded over nothing.
+    # Every table verified by its changes since the live comparison (compare_changes); none compared whole.
     assert states[("compare_changes", -1)] == "success"
-    assert [ti.state for ti in run.get_task_instances() if ti.task_id == "compare_table"] == ["skipped"]
     report = next(
         Path(os.environ["FERRY_REPORT_DIR"], "compare").glob(f"ferry_test_replication__*{run.run_id[-12:-6]}*.md")
     )
@@ -103,7 +101,10 @@ def test_the_freeze_names_every_row_changed_after_its_live_comparison(stand, sou
     run = run_dag(TEST_DAGS, "ferry_test_replication_planted")
     states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
     assert run.state == "failed", states
-    assert states[("plant_differences", -1)] == "success" and states[("drop_subscription", -1)] == "upstream_failed"
+    assert (
+        states[("plant_differences", -1)] == "success"
+        and states[("drop_subscription_and_sync_sequences", -1)] == "upstream_failed"
+    )
     planted = next(ti for ti in run.get_task_instances() if ti.task_id == "plant_differences").xcom_pull(
         task_ids="plant_differences"
     )
@@ -141,13 +142,15 @@ def test_the_whole_comparison_stays_in_the_freeze_when_the_plan_says_full(
     stand, source, target, clean_replication, mistaken_plan
 ):
     """thresholds.compare_in_freeze: full: no change capture slot is created, nothing is compared live, and
-    every table is compared whole in the freeze (mapped per table), equal."""
+    every table is compared whole in the freeze (by compare_changes, tables side by side), equal."""
     mistaken_plan(lambda d: d["thresholds"].update(compare_in_freeze="full"))
     run = run_dag(TEST_DAGS, "ferry_test_replication")
     states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
     assert run.state == "success", states
-    compared = [ti for ti in run.get_task_instances() if ti.task_id == "compare_table"]
-    assert len(compared) == 7 and all(ti.state == "success" for ti in compared)
+    compared = next(ti for ti in run.get_task_instances() if ti.task_id == "compare_changes")
+    results = compared.xcom_pull(task_ids="compare_changes", key="comparison")
+    assert len(results) == 7 and all(r["equal"] and r["phase"] == "full" for r in results), results
+    assert all(r["carried_whole"] == "thresholds.compare_in_freeze is 'full'" for r in results)
     capture = [r for r in Ledger(load_plan()).records() if r.run_id == run.run_id and "capture" in r.action]
     assert capture == [] and source.execute("SELECT count(*) FROM pg_replication_slots").fetchone() == (0,)
     report = next(

@@ -142,6 +142,56 @@ def why_compare_whole(plan: Plan, table: str, live: dict[str, Any] | None, state
     return next((w for w in whole if w), "")
 
 
+def _log_whole(log: Any, result: Any, because: str | None) -> None:
+    log.info(
+        "%s: %s; %d rows on the source, %d on the target; %d key ranges (%d compared in all) in %.2f s%s",
+        result.table,
+        "EQUAL" if result.equal else "DIFFERENT",
+        result.rows_source,
+        result.rows_target,
+        result.chunks,
+        result.ranges_compared,
+        result.seconds,
+        f" (compared whole: {because})" if because else "",
+    )
+    _log_result(log, result)
+
+
+DIFFERENCE_LISTS = ("missing_on_target", "extra_on_target", "changed", "differing_rows")
+
+
+def write_comparison_report(
+    operator: FerryOperator,
+    context: Any,
+    results: list[dict[str, Any]],
+    expected: list[str],
+    live: list[Any],
+    fix: str = "",
+) -> dict[str, Any]:
+    """Write the comparison report (log and Markdown file); fail when a table differs or was not compared
+    (a dry run only warns: the source still takes writes). ``fix`` ends the failure's message."""
+    compared = {r["table"] for r in results}
+    unreported = [t for t in expected if t not in compared]
+    path = report.write(operator.plan, "compare", context, report.render_comparison(results, unreported, live))
+    differing = [r["table"] for r in results if not r["equal"]] + unreported
+    if differing and operator.is_dry_run(context):
+        operator.log.warning("DRY RUN: %s differ while the source takes writes; not failing", ", ".join(differing))
+    elif differing or not results:
+        count = sum(len(r.get(k) or []) for r in results for k in DIFFERENCE_LISTS)
+        raise AirflowFailException(
+            f"source and target differ (or were not compared): {', '.join(differing) or 'no table'}"
+            + (f" ({count} difference(s) named in the log)" if count else "")
+            + (f". {fix}" if fix else "")
+        )
+    operator.log.info("Comparison report: %s", path)
+    return {
+        "equal": True,
+        "tables": len(results),
+        "rows": sum(r["rows_source"] for r in results),
+        "report_path": str(path),
+    }
+
+
 def _fail_on_differences(operator: FerryOperator, context: Any, results: list[Any]) -> None:
     differing = [r.table for r in results if not r.equal]
     if differing and operator.is_dry_run(context):
@@ -163,29 +213,48 @@ class ReplicationCompareChangesOperator(CaptureOperator):
     side by side, in one task). A table nothing touched is not read. Results go to XCom (``comparison``, a list) before the task ends; it fails when
     anything differs.
 
-    Returns the tables to compare whole instead (all of them with ``thresholds.compare_in_freeze: full``,
-    a dry run, a broken or restarted capture, a table truncated), for ReplicationCompareTableOperator;
-    why, per table, goes to XCom (``whole_because``).
+    Some tables must be compared whole instead (all of them with ``thresholds.compare_in_freeze: full``, a
+    dry run, a broken or restarted capture, a table truncated); why, per table, goes to XCom
+    (``whole_because``) and to the log.
+
+    With ``compare_whole`` (D-day) this task compares those too, beside the others, and writes the comparison
+    report (as ReplicationCompareReportOperator does): the write freeze then holds one task where it held three
+    (each boundary between two tasks costs 0.3 to 0.6 s of scheduling there). It returns the report's summary.
+    Without it, it returns the tables to compare whole, for a mapped ReplicationCompareTableOperator.
 
     :param list_task_id: the tables to compare (ReplicationListTablesOperator).
     :param live_task_id: the mapped live comparison.
+    :param compare_whole: compare here what cannot be verified by its changes, and write the report.
     """
 
-    def __init__(self, *, list_task_id: str = "list_tables", live_task_id: str = "compare_live", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        list_task_id: str = "list_tables",
+        live_task_id: str = "compare_live",
+        compare_whole: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self.list_task_id, self.live_task_id = list_task_id, live_task_id
+        self.list_task_id, self.live_task_id, self.compare_whole = list_task_id, live_task_id, compare_whole
 
-    def execute(self, context: Any) -> list[str]:
+    def execute(self, context: Any) -> list[str] | dict[str, Any]:
         thresholds = self.plan.thresholds
         tables = context["ti"].xcom_pull(task_ids=self.list_task_id) or []
         drained = self.drain_captures(context)
         context["ti"].xcom_push(key="drained", value=drained)
-        lives = {r["table"]: r for r in pull_all(context, self.live_task_id, "live")}
+        live_results = pull_all(context, self.live_task_id, "live")
+        lives = {r["table"]: r for r in live_results}
         states = {side: self.store.load(side) for side in SIDES}
         reasons = {t: why_compare_whole(self.plan, t, lives.get(t), states) for t in tables}
         whole = [t for t in tables if reasons[t]]
         for table in whole:
-            self.log.warning("%s: to be compared whole in the freeze (compare_data): %s", table, reasons[table])
+            self.log.warning(
+                "%s: to be compared whole in the freeze (%s): %s",
+                table,
+                "here" if self.compare_whole else "compare_data",
+                reasons[table],
+            )
         context["ti"].xcom_push(key="whole_because", value={t: reasons[t] for t in whole})
         changed = [t for t in tables if not reasons[t]]
         mode = "counts" if thresholds.compare_mode == "counts" else "full"
@@ -201,8 +270,18 @@ class ReplicationCompareChangesOperator(CaptureOperator):
             result.capture, result.started_at = live["capture"], started_at
             return result
 
-        with comparer, ThreadPoolExecutor(max_workers=max(1, min(4, len(changed)))) as pool:
+        def compare(table: str) -> Any:
+            result = comparer.compare_table(table, mode)
+            result.carried_whole, result.started_at = reasons[table], datetime.now(UTC).isoformat()
+            return result
+
+        wholes = whole if self.compare_whole else []
+        with comparer, ThreadPoolExecutor(max_workers=max(1, min(4, len(changed) + len(wholes)))) as pool:
+            compared = [pool.submit(compare, t) for t in wholes]  # the long ones first
             results = list(pool.map(verify, changed))
+            whole_results = [f.result() for f in compared]
+        for result in whole_results:
+            _log_whole(self.log, result, reasons[result.table])
         for result in results:
             carried = len(lives[result.table]["carried"])
             self.log.info(
@@ -216,7 +295,17 @@ class ReplicationCompareChangesOperator(CaptureOperator):
                 result.seconds,
             )
             _log_result(self.log, result)
+        results += whole_results
         context["ti"].xcom_push(key="comparison", value=[r.to_dict() for r in results])
+        if self.compare_whole:
+            return write_comparison_report(
+                self,
+                context,
+                [r.to_dict() for r in results],
+                tables,
+                live_results,
+                "Do not cut over: run ferry_rollback, or find why the target diverged.",
+            )
         _fail_on_differences(self, context, results)
         return whole
 
@@ -251,18 +340,7 @@ class ReplicationCompareTableOperator(FerryOperator):
         started_at = datetime.now(UTC).isoformat()
         result = comparer.compare_table(self.table, mode)
         result.carried_whole, result.started_at = because or "", started_at
-        self.log.info(
-            "%s: %s; %d rows on the source, %d on the target; %d key ranges (%d compared in all) in %.2f s%s",
-            self.table,
-            "EQUAL" if result.equal else "DIFFERENT",
-            result.rows_source,
-            result.rows_target,
-            result.chunks,
-            result.ranges_compared,
-            result.seconds,
-            f" (compared whole: {because})" if because else "",
-        )
-        _log_result(self.log, result)
+        _log_whole(self.log, result, because)
         context["ti"].xcom_push(key="comparison", value=result.to_dict())
         _fail_on_differences(self, context, [result])
         return result.to_dict()
@@ -346,19 +424,4 @@ class ReplicationCompareReportOperator(FerryOperator):
         ]
         live = pull_all(context, self.live_task_id, "live") if self.live_task_id else []
         expected = context["ti"].xcom_pull(task_ids=self.list_task_id) or []
-        compared = {r["table"] for r in results}
-        unreported = [t for t in expected if t not in compared]
-        path = report.write(self.plan, "compare", context, report.render_comparison(results, unreported, live))
-        differing = [r["table"] for r in results if not r["equal"]] + unreported
-        if differing and self.is_dry_run(context):
-            self.log.warning("DRY RUN: %s differ while the source takes writes; not failing", ", ".join(differing))
-        elif differing or not results:
-            raise AirflowFailException(
-                f"source and target differ (or were not compared): {', '.join(differing) or 'no table'}"
-            )
-        return {
-            "equal": True,
-            "tables": len(results),
-            "rows": sum(r["rows_source"] for r in results),
-            "report_path": str(path),
-        }
+        return write_comparison_report(self, context, results, expected, live)

@@ -13,6 +13,7 @@ from psycopg.conninfo import make_conninfo
 
 from ferry.ledger import Action, Target
 from ferry.operators.base import FerryOperator
+from ferry.operators.sequences import ReplicationSyncSequencesOperator
 
 
 def subscription_conninfo(publisher: Any, database: str, application_name: str) -> str:
@@ -150,6 +151,21 @@ class ReplicationDropSubscriptionOperator(FerryOperator):
             self.target.drop_subscription(plan.subscription, publisher_reachable=reachable)
         self.log.info("Dropped subscription %s%s", plan.subscription, "" if reachable else "; its slot awaits a drop")
         return {"dropped": True, "slot_left_on_source": not reachable}
+
+
+class ReplicationPromoteTargetOperator(ReplicationDropSubscriptionOperator, ReplicationSyncSequencesOperator):
+    """The end of D-day's write freeze, in one task: drop the subscription (ReplicationDropSubscriptionOperator),
+    then set every sequence on the target past the source's (ReplicationSyncSequencesOperator). The target then
+    stands alone and is writable.
+
+    One task, not two: each boundary between two tasks costs 0.3 to 0.6 s of scheduling, inside the freeze. Each
+    step is its own change in the ledger, with its own inverse, and a re-run does only what is left.
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        dropped = ReplicationDropSubscriptionOperator.execute(self, context)
+        sequences = ReplicationSyncSequencesOperator.execute(self, context)
+        return {**dropped, "sequences": sequences["changed"]}
 
 
 class ReplicationDropOrphanSlotOperator(FerryOperator):

@@ -101,7 +101,8 @@ class FerryWriteReportOperator(FerryOperator):
     (each task's start and end, the comparison per table, the catch-up wait; on a dry run, what
     each task would have changed).
 
-    :param compare_task_id: the mapped comparison task (whole tables), for per-table results.
+    :param compare_task_id: the mapped comparison task (whole tables), for per-table results; None when the
+        changes' comparison compares whole tables itself.
     :param changes_task_id: the freeze's comparison of the captured changes, for per-table results.
     :param live_task_id: the mapped live comparison task (what was verified before the fence).
     :param caught_up_task_id: the catch-up sensor, for how long the target took to confirm the fence.
@@ -110,7 +111,7 @@ class FerryWriteReportOperator(FerryOperator):
     def __init__(
         self,
         *,
-        compare_task_id: str = "compare_data",
+        compare_task_id: str | None = "compare_data",
         changes_task_id: str = "compare_changes",
         live_task_id: str = "compare_live",
         caught_up_task_id: str = "wait_replication_caught_up",
@@ -130,9 +131,12 @@ class FerryWriteReportOperator(FerryOperator):
         started = context["ti"].xcom_pull(task_ids=self.task_id, key="started", map_indexes=-1)
         rows = report.timeline([t for task in context["dag"].task_ids for t in pull_all(context, task, "timing")])
         caught_up = context["ti"].xcom_pull(task_ids=self.caught_up_task_id) or {}
-        comparisons = pull_all(context, self.changes_task_id, "comparison") + pull_all(
-            context, self.compare_task_id, "comparison"
-        )
+        comparisons = [
+            c
+            for task_id in (self.changes_task_id, self.compare_task_id)
+            if task_id
+            for c in pull_all(context, task_id, "comparison")
+        ]
         live = pull_all(context, self.live_task_id, "live")
         data = {
             "plan": self.plan.name,

@@ -63,8 +63,9 @@ class ReplicationCaughtUpSensor(FerryOperator):
     of waiting for the timeout. An enabled subscription whose apply worker is not running (yet) is given
     ``worker_grace_s`` to start again (see ReplicationCaughtUpTrigger).
 
-    :param fence_lsn: the fence's WAL position (templated: D-day passes the fence task's ``fence_lsn`` XCom);
-        when empty, the last one the ledger recorded.
+    :param fence_lsn: the fence's WAL position (templated, e.g. the fence task's ``fence_lsn`` XCom;
+        ReplicationFenceAndCatchUpOperator sets it from its own fence); when empty, the last one the ledger
+        recorded.
     :param timeout_s: the longest wait (the run's ``catch_up_timeout_s`` param overrides it).
     :param poll_interval: seconds between polls of both servers.
     :param inline_wait_s: how long to poll in the task itself before deferring. The lag at the fence is

@@ -3,8 +3,8 @@
 
 The replication operators end to end, as the week-prior and D-day stages chain them:
 schema copy, publication, subscription, initial copy, change capture, live comparison (mapped per
-table), fence, catch-up, the freeze's drain and comparison (compare_changes) (mapped per table), subscription drop,
-sequence sync, capture drop.
+table), fence and catch-up (one task), the freeze's drain and comparison with its report (compare_changes,
+whole tables too when they must be), subscription drop and sequence sync (one task), capture drop.
 
 `ferry_test_replication_drill` is the same with retries (2, 2 s apart), as the stage DAGs have: the
 crash drills on the deployment kill a worker or the triggerer under it.
@@ -28,20 +28,17 @@ from ferry.operators.capture import CaptureDrainOperator, CaptureStartOperator, 
 from ferry.operators.compare import (
     ReplicationCompareChangesOperator,
     ReplicationCompareLiveOperator,
-    ReplicationCompareReportOperator,
-    ReplicationCompareTableOperator,
     ReplicationListTablesOperator,
 )
-from ferry.operators.fence import ReplicationFenceSourceOperator, fence_lsn_of
+from ferry.operators.fence import ReplicationFenceAndCatchUpOperator
 from ferry.operators.replication import (
     ReplicationCreatePublicationOperator,
     ReplicationCreateSubscriptionOperator,
-    ReplicationDropSubscriptionOperator,
+    ReplicationPromoteTargetOperator,
 )
 from ferry.operators.schema import ReplicationCopySchemaOperator
-from ferry.operators.sequences import ReplicationSyncSequencesOperator
 from ferry.plan import load_plan
-from ferry.sensors.replication import ReplicationCaughtUpSensor, ReplicationInitialCopySensor
+from ferry.sensors.replication import ReplicationInitialCopySensor
 
 
 def plant_differences() -> dict:
@@ -89,10 +86,9 @@ def replication_dag(dag_id: str, plant: bool, retries: int = 0) -> DAG:
         default_args={"retries": retries, "retry_delay": timedelta(seconds=2)},
     ) as dag:
         tables = ReplicationListTablesOperator(task_id="list_tables")
-        fence = ReplicationFenceSourceOperator(task_id="fence_source")
+        fence = ReplicationFenceAndCatchUpOperator(task_id="fence_source_and_catch_up", timeout_s=600)
         live = ReplicationCompareLiveOperator.partial(task_id="compare_live").expand(table=tables.output)
-        changes = ReplicationCompareChangesOperator(task_id="compare_changes")
-        compare = ReplicationCompareTableOperator.partial(task_id="compare_table").expand(table=changes.output)
+        changes = ReplicationCompareChangesOperator(task_id="compare_changes", compare_whole=True)
         (
             ReplicationCopySchemaOperator(task_id="copy_schema")
             >> ReplicationCreatePublicationOperator(task_id="create_publication")
@@ -107,16 +103,8 @@ def replication_dag(dag_id: str, plant: bool, retries: int = 0) -> DAG:
         (
             drained
             >> fence
-            >> ReplicationCaughtUpSensor(
-                task_id="wait_replication_caught_up", fence_lsn=fence_lsn_of(fence), timeout_s=600
-            )
             >> changes
-            >> compare
-            >> ReplicationCompareReportOperator(
-                task_id="compare_report", list_task_id="list_tables", compare_task_id="compare_table"
-            )
-            >> ReplicationDropSubscriptionOperator(task_id="drop_subscription")
-            >> ReplicationSyncSequencesOperator(task_id="sync_sequences")
+            >> ReplicationPromoteTargetOperator(task_id="drop_subscription_and_sync_sequences")
             >> CaptureStopOperator(task_id="drop_change_capture")
         )
     return dag
