@@ -18,6 +18,7 @@ import os
 import shlex
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,11 +65,19 @@ def measure(rows: int) -> dict:
         f"{gates:.1f} s of it waiting at gates; live comparison {live:.2f} s of task time (before the fence), "
         f"the freeze's drain and comparison {compare:.2f} s ({verified} keys verified)"
     )
+    start, end = (datetime.fromisoformat(report[k]) for k in ("freeze_start", "freeze_end"))
+    in_freeze = [t for t in timeline if start <= datetime.fromisoformat(t["start"]) <= end]
+    gate = sum(t["seconds"] for t in in_freeze if t["task"].startswith("gate_"))
+    print(
+        "the freeze's tasks (each start to end; Airflow's scheduling between them is the rest): "
+        + ", ".join(f"{t['task']} {t['seconds']:.2f} s" for t in in_freeze)
+        + f"; of the freeze, {gate:.2f} s at the comparison gate (answered through the API as it came up)"
+    )
     print(f"replication lag at the fence: {report['replication_lag_at_fence']}")
     print(f"rows lost per table: {lost}")
     print(
         f"rows={rows} freeze_s={freeze} dday_s={dday:.1f} live_compare_s={live:.2f} freeze_compare_s={compare:.2f} "
-        f"keys_verified_in_freeze={verified} lost_rows={sum(lost.values())} "
+        f"freeze_gate_s={gate:.2f} keys_verified_in_freeze={verified} lost_rows={sum(lost.values())} "
         f"lost_webhooks={len(result['lost_webhooks'])} webhooks={len(result['acked'])} "
         f"writes={result['load'].get('committed', 0)}",
         flush=True,

@@ -240,6 +240,8 @@ class DrainResult:
     tables: dict[str, int]
     seconds: float
     broken: str = ""
+    state: CaptureState | None = None
+    """The side's state as this drain left it (stored in S3 too)."""
 
 
 class ChangeCapture:
@@ -295,16 +297,17 @@ class ChangeCapture:
             )
         return ""
 
-    def drain(self, scope: list[str]) -> DrainResult:
+    def drain(self, scope: list[str], state: CaptureState | None = None) -> DrainResult:
         """Read every change committed since the last drain, store the keys it names, then consume it.
+        ``state``: the side's state, when the caller just loaded it (else it is read from S3).
 
         One connection for all of it: the drain runs inside the write freeze too."""
         started = time.monotonic()
-        state = self.store.load(self.side)
+        state = state or self.store.load(self.side)
         if state is None:
             raise RuntimeError(f"no change capture was started on the {self.side}: run start_change_capture first")
         if state.broken:
-            return DrainResult(self.side, state.lsn, 0, {}, 0.0, state.broken)
+            return DrainResult(self.side, state.lsn, 0, {}, 0.0, state.broken, state)
         with self.hook.session() as conn:
             conn.execute(load_sql("compare_session"))  # values printed as the comparison prints them
             with conn.cursor(row_factory=dict_row) as cur:
@@ -313,7 +316,9 @@ class ChangeCapture:
                 if problem:
                     state.broken = problem
                     self.store.save(state)
-                    return DrainResult(self.side, state.lsn, 0, {}, round(time.monotonic() - started, 3), problem)
+                    return DrainResult(
+                        self.side, state.lsn, 0, {}, round(time.monotonic() - started, 3), problem, state
+                    )
                 cur.execute(load_sql("capture_flush"))  # commits made visible before their WAL was flushed
                 upto = cur.execute(load_sql("capture_flush_lsn")).fetchone()["lsn"]
                 tables = _Tables(
@@ -344,7 +349,7 @@ class ChangeCapture:
             state.lsn = advanced
             self.store.save(state)
         counts = {t: len(c.keys) + len(c.rows) for t, c in found.items()}
-        return DrainResult(self.side, upto, changes, counts, round(time.monotonic() - started, 3))
+        return DrainResult(self.side, upto, changes, counts, round(time.monotonic() - started, 3), state=state)
 
 
 class _Tables:

@@ -41,6 +41,8 @@ class ReplayReport:
     failed: list[dict[str, Any]] = field(default_factory=list)
     pending: int = 0
     seconds: float = 0.0
+    read_s: float = 0.0
+    """Of ``seconds``, reading the recorded events and the delivery markers, before the first send."""
     keys: int = 0
     """Ordering keys among the events sent (each key's events in order; keys in parallel)."""
 
@@ -124,7 +126,7 @@ class MarkerCommit:
     many events, as the recorder's group commit). So each lane's next event is sent only once the last
     one is marked, as with one marker per event."""
 
-    def __init__(self, s3: Any, bucket: str, destination: str, max_inflight: int = 4) -> None:
+    def __init__(self, s3: Any, bucket: str, destination: str, max_inflight: int = 1) -> None:
         self.s3, self.bucket, self.prefix = s3, bucket, f"delivered/{destination}/"
         self.cond = threading.Condition()
         self.waiting: list[str] = []
@@ -196,6 +198,7 @@ def replay(
     order_key: list[str] | None = None,
     concurrency: int = 1,
     also_done_at: tuple[str, ...] = (),
+    marker_puts: int = 1,
 ) -> ReplayReport:
     """Send every event under ``prefix`` not yet delivered to ``destination``: in order within each
     ordering key (:func:`ordering_key` over ``order_key``), up to ``concurrency`` keys at once. An event
@@ -212,12 +215,14 @@ def replay(
     for recorded in todo:
         lanes.setdefault(ordering_key(recorded.event, order_key or []), []).append(recorded)
     report.keys = len(lanes)
+    report.read_s = round(time.monotonic() - started, 3)
     progress(
         f"replay to {destination} ({base_url}): {report.recorded} recorded, {report.delivered_before} "
-        f"delivered before, {len(todo)} to send, {len(lanes)} ordering key(s), {concurrency} at once"
+        f"delivered before, {len(todo)} to send, {len(lanes)} ordering key(s), {concurrency} at once "
+        f"(read in {report.read_s:.1f} s)"
     )
     lock, last = threading.Lock(), [time.monotonic()]
-    markers = MarkerCommit(s3, bucket, destination)
+    markers = MarkerCommit(s3, bucket, destination, marker_puts)
 
     def send_lane(lane: list[Recorded]) -> None:
         for index, recorded in enumerate(lane):

@@ -49,7 +49,9 @@ class CaptureOperator(FerryOperator):
         return f"{self.stop_task_id} ran in this run ({dropped})" if dropped else None
 
     def drain_captures(self, context: Any) -> dict[str, Any]:
-        """Drain both sides' captures at once (see CaptureDrainOperator) and log what each named."""
+        """Drain both sides' captures at once (see CaptureDrainOperator) and log what each named. Each side's
+        state as the drain left it is kept in ``drained_states`` (None when nothing was drained)."""
+        self.drained_states: dict[str, Any] | None = None
         if not self.in_use():
             return {"drained": False}
         ended = self.ended(context)
@@ -57,14 +59,16 @@ class CaptureOperator(FerryOperator):
             self.log.info("This run's change capture ended: %s; what it stored stands", ended)
             return {"drained": False, "ended": ended}
         captures = self.captures()
-        if any(c.store.load(side) is None for side, c in captures.items()):
-            if self.is_dry_run(context):
-                self.log.info("DRY RUN: no change capture was started; nothing to drain")
-                return {"drained": False}
-            raise AirflowFailException("no change capture was started: run start_change_capture first")
-        scope = self.scope_tables(self.source)
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            results: list[DrainResult] = list(pool.map(lambda s: captures[s].drain(scope), SIDES))
+        with ThreadPoolExecutor(max_workers=2) as pool:  # inside the write freeze: both sides at once
+            states = dict(zip(SIDES, pool.map(lambda s: captures[s].store.load(s), SIDES), strict=True))
+            if any(state is None for state in states.values()):
+                if self.is_dry_run(context):
+                    self.log.info("DRY RUN: no change capture was started; nothing to drain")
+                    return {"drained": False}
+                raise AirflowFailException("no change capture was started: run start_change_capture first")
+            scope = self.scope_tables(self.source)
+            results: list[DrainResult] = list(pool.map(lambda s: captures[s].drain(scope, states[s]), SIDES))
+        self.drained_states = {r.side: r.state for r in results}
         for r in results:
             if r.broken:
                 self.log.warning(

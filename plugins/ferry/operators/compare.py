@@ -245,7 +245,7 @@ class ReplicationCompareChangesOperator(CaptureOperator):
         context["ti"].xcom_push(key="drained", value=drained)
         live_results = pull_all(context, self.live_task_id, "live")
         lives = {r["table"]: r for r in live_results}
-        states = {side: self.store.load(side) for side in SIDES}
+        states = self.drained_states or {side: self.store.load(side) for side in SIDES}
         reasons = {t: why_compare_whole(self.plan, t, lives.get(t), states) for t in tables}
         whole = [t for t in tables if reasons[t]]
         for table in whole:
