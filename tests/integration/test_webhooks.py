@@ -94,6 +94,40 @@ def test_events_arriving_together_are_stored_together_each_acknowledged_once_sto
     assert [e["replay"] for e in received(stand, "new_app")] == [str(seq) for seq in sorted(acked)]
 
 
+def test_events_stored_while_the_replay_sends_are_sent_by_a_further_pass(stand, webhooks):
+    """A provider whose DNS cache still points at the recorder after the switch: events stored once the replay
+    has read the bucket (it is already sending) are sent by a further pass of the same task, each once, in
+    order after the others."""
+    acked: list[int] = []
+
+    def provider(n: int) -> None:
+        with httpx.Client(base_url=url(stand, 7), timeout=30) as client:
+            for i in range(25):
+                response = client.post("/webhooks/stripe", json={"id": f"p{n}-{i}"})
+                assert response.status_code == 202, response.text
+                acked.append(response.json()["recorded"])
+
+    threads = [threading.Thread(target=provider, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    late: list[int] = []
+
+    def straggler() -> None:  # starts once the replay delivers: the bucket was read before these are stored
+        deadline = time.monotonic() + 300
+        while not received(stand, "new_app") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        late.extend(send(stand, 10, start=1000))
+
+    thread = threading.Thread(target=straggler)
+    thread.start()
+    assert replay() == "success"
+    thread.join()
+    got = [e["replay"] for e in received(stand, "new_app")]
+    assert len(late) == 10 and got == [str(seq) for seq in sorted(acked + late)], (len(got), len(acked), late)
+
+
 def test_replay_in_order_once_even_when_run_twice(stand, webhooks):
     send(stand, 30)
     assert replay() == "success"
@@ -114,7 +148,7 @@ def test_replay_keeps_the_order_per_customer_and_sends_customers_in_parallel(sta
             assert client.post("/webhooks/stripe", json=body).status_code == 202
     capfd.readouterr()
     assert replay() == "success"
-    assert "40 to send, 4 ordering key(s), 16 at once" in "".join(capfd.readouterr())
+    assert "40 to send, 4 ordering key(s), 32 at once" in "".join(capfd.readouterr())
     bodies = [json.loads(base64.b64decode(e["body_b64"])) for e in received(stand, "new_app")]
     assert sorted(b["id"] for b in bodies) == sorted(f"evt_{i}" for i in range(40))
     for customer in ("cus_0", "cus_1", "cus_2", None):
@@ -211,13 +245,12 @@ def test_webhook_host_routed_to_the_recorder_then_to_the_new_app_then_restored(s
 
 
 REPLAY_SCRIPT = """
-import sys, boto3, httpx
+import sys, boto3
 from ferry.hooks.webhooks import replay
 s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
                   aws_access_key_id="testing", aws_secret_access_key="testing")
-with httpx.Client(timeout=10) as client:
-    replay(s3, "ferry-stand-webhooks", "events/", sys.argv[2], "new", client=client,
-           order_key=["data.object.customer"], concurrency=16)
+replay(s3, "ferry-stand-webhooks", "events/", sys.argv[2], "new", timeout_s=10,
+       order_key=["data.object.customer"], concurrency=16)
 """
 
 
