@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from ferry.hooks.webhooks import read_events
+from ferry.hooks.webhooks import read_events, recorded_events
 from stand.services import SERVICES
 from tests.integration.conftest import TEST_DAGS, aws, run_dag, twice
 
@@ -26,16 +26,22 @@ def received(stand, app: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-@pytest.fixture
-def webhooks(stand):
-    """An empty recorder bucket and apps that have received nothing."""
-    s3 = aws(stand, "s3")
+def empty_recorder_bucket(s3) -> None:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket="ferry-stand-webhooks"):
         for obj in page.get("Contents", []):
             s3.delete_object(Bucket="ferry-stand-webhooks", Key=obj["Key"])
+
+
+@pytest.fixture
+def webhooks(stand):
+    """An empty recorder bucket and apps that have received nothing; the bucket emptied again afterwards (a
+    later test's rollback would otherwise replay what this one left to the old app)."""
+    s3 = aws(stand, "s3")
+    empty_recorder_bucket(s3)
     for app in ("old_app", "new_app"):
         (stand.dir / "apps" / f"{app}.jsonl").unlink(missing_ok=True)
-    return s3
+    yield s3
+    empty_recorder_bucket(s3)
 
 
 def send(stand, n: int, start: int = 0) -> list[int]:
@@ -67,6 +73,23 @@ def test_recorder_stores_before_it_acknowledges_and_refuses_oversize(stand, webh
     assert ["stripe-signature", "t=1,v1=sig2"] in event["headers"]
     assert httpx.post(url(stand, 7) + "/webhooks/big", content=b"x" * (1024 * 1024 + 1)).status_code == 413
     assert httpx.get(url(stand, 7) + "/healthz").json()["status"] == "ok"
+
+
+def test_recorder_answers_503_while_s3_refuses_and_stores_once_it_accepts(stand, webhooks):
+    """Not stored means not acknowledged: while the bucket is gone each put is refused (S3's 404), so the
+    provider gets a 503 (and retries); once the bucket is back the same event is stored and acknowledged."""
+    webhooks.delete_bucket(Bucket="ferry-stand-webhooks")
+    try:
+        refused = httpx.post(url(stand, 7) + "/webhooks/stripe", json={"id": "evt_refused"})
+        assert refused.status_code == 503, refused.text
+        assert refused.json() == {"error": "not stored (PutFailed); retry"}
+        assert "Signature" not in refused.text and "AKIA" not in refused.text
+    finally:
+        webhooks.create_bucket(Bucket="ferry-stand-webhooks")
+    assert "Contents" not in webhooks.list_objects_v2(Bucket="ferry-stand-webhooks", Prefix="events/")
+    [seq] = send(stand, 1)
+    [recorded] = recorded_events(webhooks, "ferry-stand-webhooks", "events/")
+    assert recorded.event["seq"] == seq
 
 
 def test_events_arriving_together_are_stored_together_each_acknowledged_once_stored(stand, webhooks):
