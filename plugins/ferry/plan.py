@@ -319,7 +319,7 @@ class Webhooks(Strict):
     the first of these dotted fields found in its JSON body (the object the event is about). Events of
     different keys are replayed in parallel; an event with none of them (or no JSON body) is ordered with
     every other such event of its provider. ``[]``: one order per provider."""
-    replay_concurrency: Annotated[int, Field(ge=1, le=256)] = 16
+    replay_concurrency: Annotated[int, Field(ge=1, le=256)] = 32
     """Ordering keys replayed at once."""
 
     @model_validator(mode="after")

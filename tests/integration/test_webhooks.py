@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from ferry.hooks.webhooks import read_events
+from ferry.hooks.webhooks import read_events, recorded_events
 from stand.services import SERVICES
 from tests.integration.conftest import TEST_DAGS, aws, run_dag, twice
 
@@ -26,16 +26,22 @@ def received(stand, app: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-@pytest.fixture
-def webhooks(stand):
-    """An empty recorder bucket and apps that have received nothing."""
-    s3 = aws(stand, "s3")
+def empty_recorder_bucket(s3) -> None:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket="ferry-stand-webhooks"):
         for obj in page.get("Contents", []):
             s3.delete_object(Bucket="ferry-stand-webhooks", Key=obj["Key"])
+
+
+@pytest.fixture
+def webhooks(stand):
+    """An empty recorder bucket and apps that have received nothing; the bucket emptied again afterwards (a
+    later test's rollback would otherwise replay what this one left to the old app)."""
+    s3 = aws(stand, "s3")
+    empty_recorder_bucket(s3)
     for app in ("old_app", "new_app"):
         (stand.dir / "apps" / f"{app}.jsonl").unlink(missing_ok=True)
-    return s3
+    yield s3
+    empty_recorder_bucket(s3)
 
 
 def send(stand, n: int, start: int = 0) -> list[int]:
@@ -69,6 +75,23 @@ def test_recorder_stores_before_it_acknowledges_and_refuses_oversize(stand, webh
     assert httpx.get(url(stand, 7) + "/healthz").json()["status"] == "ok"
 
 
+def test_recorder_answers_503_while_s3_refuses_and_stores_once_it_accepts(stand, webhooks):
+    """Not stored means not acknowledged: while the bucket is gone each put is refused (S3's 404), so the
+    provider gets a 503 (and retries); once the bucket is back the same event is stored and acknowledged."""
+    webhooks.delete_bucket(Bucket="ferry-stand-webhooks")
+    try:
+        refused = httpx.post(url(stand, 7) + "/webhooks/stripe", json={"id": "evt_refused"})
+        assert refused.status_code == 503, refused.text
+        assert refused.json() == {"error": "not stored (PutFailed); retry"}
+        assert "Signature" not in refused.text and "AKIA" not in refused.text
+    finally:
+        webhooks.create_bucket(Bucket="ferry-stand-webhooks")
+    assert "Contents" not in webhooks.list_objects_v2(Bucket="ferry-stand-webhooks", Prefix="events/")
+    [seq] = send(stand, 1)
+    [recorded] = recorded_events(webhooks, "ferry-stand-webhooks", "events/")
+    assert recorded.event["seq"] == seq
+
+
 def test_events_arriving_together_are_stored_together_each_acknowledged_once_stored(stand, webhooks):
     """Twenty providers at once: events that wait while others are stored share one object (group
     commit); every acknowledged sequence is stored exactly once, and the replay sends them in order."""
@@ -94,6 +117,40 @@ def test_events_arriving_together_are_stored_together_each_acknowledged_once_sto
     assert [e["replay"] for e in received(stand, "new_app")] == [str(seq) for seq in sorted(acked)]
 
 
+def test_events_stored_while_the_replay_sends_are_sent_by_a_further_pass(stand, webhooks):
+    """A provider whose DNS cache still points at the recorder after the switch: events stored once the replay
+    has read the bucket (it is already sending) are sent by a further pass of the same task, each once, in
+    order after the others."""
+    acked: list[int] = []
+
+    def provider(n: int) -> None:
+        with httpx.Client(base_url=url(stand, 7), timeout=30) as client:
+            for i in range(25):
+                response = client.post("/webhooks/stripe", json={"id": f"p{n}-{i}"})
+                assert response.status_code == 202, response.text
+                acked.append(response.json()["recorded"])
+
+    threads = [threading.Thread(target=provider, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    late: list[int] = []
+
+    def straggler() -> None:  # starts once the replay delivers: the bucket was read before these are stored
+        deadline = time.monotonic() + 300
+        while not received(stand, "new_app") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        late.extend(send(stand, 10, start=1000))
+
+    thread = threading.Thread(target=straggler)
+    thread.start()
+    assert replay() == "success"
+    thread.join()
+    got = [e["replay"] for e in received(stand, "new_app")]
+    assert len(late) == 10 and got == [str(seq) for seq in sorted(acked + late)], (len(got), len(acked), late)
+
+
 def test_replay_in_order_once_even_when_run_twice(stand, webhooks):
     send(stand, 30)
     assert replay() == "success"
@@ -114,7 +171,7 @@ def test_replay_keeps_the_order_per_customer_and_sends_customers_in_parallel(sta
             assert client.post("/webhooks/stripe", json=body).status_code == 202
     capfd.readouterr()
     assert replay() == "success"
-    assert "40 to send, 4 ordering key(s), 16 at once" in "".join(capfd.readouterr())
+    assert "40 to send, 4 ordering key(s), 32 at once" in "".join(capfd.readouterr())
     bodies = [json.loads(base64.b64decode(e["body_b64"])) for e in received(stand, "new_app")]
     assert sorted(b["id"] for b in bodies) == sorted(f"evt_{i}" for i in range(40))
     for customer in ("cus_0", "cus_1", "cus_2", None):
@@ -211,13 +268,12 @@ def test_webhook_host_routed_to_the_recorder_then_to_the_new_app_then_restored(s
 
 
 REPLAY_SCRIPT = """
-import sys, boto3, httpx
+import sys, boto3
 from ferry.hooks.webhooks import replay
 s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
                   aws_access_key_id="testing", aws_secret_access_key="testing")
-with httpx.Client(timeout=10) as client:
-    replay(s3, "ferry-stand-webhooks", "events/", sys.argv[2], "new", client=client,
-           order_key=["data.object.customer"], concurrency=16)
+replay(s3, "ferry-stand-webhooks", "events/", sys.argv[2], "new", timeout_s=10,
+       order_key=["data.object.customer"], concurrency=16)
 """
 
 

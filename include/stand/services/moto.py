@@ -16,7 +16,7 @@ from collections.abc import Callable
 import boto3
 from botocore.config import Config
 
-from stand.core import Stand, conn_json, venv_bin, wait_for_port
+from stand.core import ROOT, Stand, conn_json, venv_bin, wait_for_port
 
 REGION = "us-east-1"
 KEY_ID, SECRET_KEY = "testing", "testing"  # moto accepts any credentials; these are not secrets
@@ -138,8 +138,12 @@ class Moto:
 
     def up(self, stand: Stand) -> None:
         if not self.healthy(stand):
+            # moto_server, with its heap frozen out of the garbage collector (see stand.services.moto_server)
             stand.start_process(
-                self.name, [venv_bin("moto_server"), "-H", "127.0.0.1", "-p", str(stand.port(self.port_offset))]
+                self.name,
+                [venv_bin("python"), "-m", "stand.services.moto_server", "-H", "127.0.0.1", "-p"]
+                + [str(stand.port(self.port_offset))],
+                env={"PYTHONPATH": str(ROOT / "include")},
             )
             wait_for_port(stand.port(self.port_offset), what=f"moto_server ({self.name})")
         if not stand.state().get(f"{self.name}_seeded"):

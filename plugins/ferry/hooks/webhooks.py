@@ -14,9 +14,9 @@ keeping the order) and is reported. Counts are reconciled: recorded = delivered 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -24,7 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
+from yarl import URL
 
 REPLAY_HEADER = "X-Ferry-Replay"
 
@@ -124,47 +125,43 @@ class MarkerCommit:
     """Delivery markers stored together: a lane hands the id of an event the application acknowledged and
     waits until it is stored; ids handed while a put is in flight go in the next object (one put for
     many events, as the recorder's group commit). So each lane's next event is sent only once the last
-    one is marked, as with one marker per event."""
+    one is marked, as with one marker per event. At most ``max_inflight`` puts at a time (one: the
+    fewest puts, each with every id waiting), each in a thread (boto3 blocks)."""
 
     def __init__(self, s3: Any, bucket: str, destination: str, max_inflight: int = 1) -> None:
         self.s3, self.bucket, self.prefix = s3, bucket, f"delivered/{destination}/"
-        self.cond = threading.Condition()
-        self.waiting: list[str] = []
-        self.stored: set[str] = set()
-        self.failed: dict[str, BaseException] = {}
+        self.waiting: list[tuple[str, asyncio.Future]] = []
         self.inflight, self.max_inflight = 0, max_inflight
 
-    def mark(self, event_id: str) -> None:
+    async def mark(self, event_id: str) -> None:
         """Return once ``event_id``'s marker is stored; raise what the put raised if it was not."""
-        with self.cond:
-            self.waiting.append(event_id)
-            while event_id not in self.stored and event_id not in self.failed:
-                if self.waiting and self.inflight < self.max_inflight:
-                    batch, self.waiting = self.waiting, []
-                    self.inflight += 1
-                    self.cond.release()
-                    try:
-                        self._put(batch)
-                    finally:
-                        self.cond.acquire()
-                        self.inflight -= 1
-                        self.cond.notify_all()
-                else:
-                    self.cond.wait()
-            if event_id in self.failed:
-                raise self.failed.pop(event_id)
-            self.stored.discard(event_id)
+        done = asyncio.get_running_loop().create_future()
+        self.waiting.append((event_id, done))
+        self._start_puts()
+        await done
 
-    def _put(self, batch: list[str]) -> None:
+    def _start_puts(self) -> None:
+        while self.waiting and self.inflight < self.max_inflight:
+            batch, self.waiting = self.waiting, []
+            self.inflight += 1
+            asyncio.get_running_loop().create_task(self._put(batch))
+
+    async def _put(self, batch: list[tuple[str, asyncio.Future]]) -> None:
         key = f"{self.prefix}batch-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.ids"
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body="\n".join(batch).encode())
+            body = "\n".join(event_id for event_id, _ in batch).encode()
+            await asyncio.to_thread(self.s3.put_object, Bucket=self.bucket, Key=key, Body=body)
         except Exception as exc:  # noqa: BLE001 - handed to each lane whose marker this was
-            with self.cond:
-                self.failed.update(dict.fromkeys(batch, exc))
-            return
-        with self.cond:
-            self.stored.update(batch)
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+        else:
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+        finally:
+            self.inflight -= 1
+            self._start_puts()
 
 
 def ordering_key(event: dict[str, Any], fields: list[str]) -> str:
@@ -190,7 +187,7 @@ def replay(
     base_url: str,
     destination: str,
     *,
-    client: httpx.Client,
+    timeout_s: float = 10.0,
     attempts: int = 6,
     backoff_s: float = 0.5,
     progress: Callable[[str], None] = print,
@@ -199,15 +196,20 @@ def replay(
     concurrency: int = 1,
     also_done_at: tuple[str, ...] = (),
     marker_puts: int = 1,
+    events: list[Recorded] | None = None,
 ) -> ReplayReport:
     """Send every event under ``prefix`` not yet delivered to ``destination``: in order within each
     ordering key (:func:`ordering_key` over ``order_key``), up to ``concurrency`` keys at once. An event
     that fails stops its key there (its later events wait, keeping the order); other keys go on.
     Events delivered to one of ``also_done_at`` count as delivered (a rollback after the cutover: what the new
-    app did with them reached the old database through the reverse replication)."""
+    app did with them reached the old database through the reverse replication). ``events``: every recorded
+    event, when the caller has just read them (:func:`recorded_events`); else they are read here.
+
+    The sending runs on one event loop (aiohttp, a kept-alive connection per key at once): a thread per key
+    and a blocking client cost about twice the CPU per event, and the replay is CPU-bound."""
     started = time.monotonic()
     report = ReplayReport(destination=destination)
-    events = recorded_events(s3, bucket, prefix)
+    events = recorded_events(s3, bucket, prefix) if events is None else events
     report.recorded = len(events)
     todo = pending_events(s3, bucket, prefix, destination, events, also_done_at)
     report.delivered_before = report.recorded - len(todo)
@@ -221,34 +223,22 @@ def replay(
         f"delivered before, {len(todo)} to send, {len(lanes)} ordering key(s), {concurrency} at once "
         f"(read in {report.read_s:.1f} s)"
     )
-    lock, last = threading.Lock(), [time.monotonic()]
-    markers = MarkerCommit(s3, bucket, destination, marker_puts)
-
-    def send_lane(lane: list[Recorded]) -> None:
-        for index, recorded in enumerate(lane):
-            event = recorded.event
-            outcome = _send(client, base_url, event, attempts, backoff_s, report, lock)
-            if outcome is not None:
-                with lock:
-                    report.failed.append(
-                        {"key": recorded.id, "seq": event["seq"], "path": event["path"], "error": outcome}
-                    )
-                    report.pending += len(lane) - index - 1
-                progress(
-                    f"stopped at event {event['seq']} ({event['path']}): {outcome}; "
-                    f"{len(lane) - index - 1} of its ordering key wait behind it"
-                )
-                return
-            markers.mark(recorded.id)
-            with lock:
-                report.delivered_now += 1
-                if time.monotonic() - last[0] >= progress_every_s:
-                    last[0] = time.monotonic()
-                    progress(f"  {report.delivered_now}/{len(todo)} sent")
-
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(lanes)))) as pool:
-        for done in [pool.submit(send_lane, lane) for lane in lanes.values()]:
-            done.result()
+    if lanes:
+        asyncio.run(
+            _send_lanes(
+                list(lanes.values()),
+                base_url,
+                MarkerCommit(s3, bucket, destination, marker_puts),
+                report,
+                timeout_s=timeout_s,
+                attempts=attempts,
+                backoff_s=backoff_s,
+                concurrency=concurrency,
+                progress=progress,
+                progress_every_s=progress_every_s,
+                total=len(todo),
+            )
+        )
     report.seconds = round(time.monotonic() - started, 3)
     progress(
         f"replay to {destination}: recorded {report.recorded} = delivered {report.delivered} "
@@ -258,33 +248,80 @@ def replay(
     return report
 
 
-def _send(
-    client: httpx.Client,
+async def _send_lanes(
+    lanes: list[list[Recorded]],
+    base_url: str,
+    markers: MarkerCommit,
+    report: ReplayReport,
+    *,
+    timeout_s: float,
+    attempts: int,
+    backoff_s: float,
+    concurrency: int,
+    progress: Callable[[str], None],
+    progress_every_s: float,
+    total: int,
+) -> None:
+    """Each lane's events one after the other (each marked before the next is sent), ``concurrency`` lanes at
+    once."""
+    slots = asyncio.Semaphore(max(1, concurrency))
+    last = [time.monotonic()]
+    connector = aiohttp.TCPConnector(limit=max(1, concurrency))
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s), auto_decompress=False
+    ) as session:
+
+        async def send_lane(lane: list[Recorded]) -> None:
+            async with slots:
+                for index, recorded in enumerate(lane):
+                    event = recorded.event
+                    outcome = await _send(session, base_url, event, attempts, backoff_s, report)
+                    if outcome is not None:
+                        report.failed.append(
+                            {"key": recorded.id, "seq": event["seq"], "path": event["path"], "error": outcome}
+                        )
+                        report.pending += len(lane) - index - 1
+                        progress(
+                            f"stopped at event {event['seq']} ({event['path']}): {outcome}; "
+                            f"{len(lane) - index - 1} of its ordering key wait behind it"
+                        )
+                        return
+                    await markers.mark(recorded.id)
+                    report.delivered_now += 1
+                    if time.monotonic() - last[0] >= progress_every_s:
+                        last[0] = time.monotonic()
+                        progress(f"  {report.delivered_now}/{total} sent")
+
+        await asyncio.gather(*(send_lane(lane) for lane in lanes))
+
+
+async def _send(
+    session: aiohttp.ClientSession,
     base_url: str,
     event: dict[str, Any],
     attempts: int,
     backoff_s: float,
     report: ReplayReport,
-    lock: threading.Lock,
 ) -> str | None:
     """Deliver one event; None when delivered, else why not."""
     headers = [(k, v) for k, v in event["headers"]] + [(REPLAY_HEADER, str(event["seq"]))]
-    url = base_url.rstrip("/") + event["path"] + (f"?{event['query']}" if event["query"] else "")
+    url = URL(base_url.rstrip("/") + event["path"] + (f"?{event['query']}" if event["query"] else ""), encoded=True)
     body = base64.b64decode(event["body_b64"])
     why = ""
     for attempt in range(attempts):
         if attempt:
-            with lock:
-                report.retries += 1
-            time.sleep(backoff_s * 2 ** (attempt - 1))
+            report.retries += 1
+            await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
         try:
-            response = client.request(event["method"], url, content=body, headers=headers)
-        except httpx.TransportError as exc:
+            async with session.request(event["method"], url, data=body, headers=headers) as response:
+                await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
             why = f"{type(exc).__name__}"
             continue
-        if response.status_code < 300:
+        if status < 300:
             return None
-        why = f"HTTP {response.status_code}"
-        if response.status_code < 500:
+        why = f"HTTP {status}"
+        if status < 500:
             return f"{why}: the application refused it; fix the cause, then replay again"
     return f"{why} after {attempts} attempts"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from contextlib import ExitStack
 from typing import Any
 
-import httpx
 import yaml
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
@@ -13,7 +12,7 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException
 from kubernetes.client.rest import ApiException
 
-from ferry.hooks.webhooks import pending_events, replay
+from ferry.hooks.webhooks import Recorded, ReplayReport, list_keys, pending_events, recorded_events, replay
 from ferry.ledger import Action, Target
 from ferry.operators.base import FerryOperator
 from ferry.operators.kube import KubeBaseOperator
@@ -50,6 +49,7 @@ class WebhooksReplayOperator(FerryOperator):
     :param backoff_s: first wait between tries, doubled each time.
     :param skip_delivered_to_new: to the old app, leave out the events the new app took (a rollback after the
         cutover: their effects reached the old database through the reverse replication).
+    :param max_passes: replays of what reached the recorder while the last one sent (see ``send_until_quiet``).
     """
 
     template_fields = ("destination",)
@@ -62,10 +62,11 @@ class WebhooksReplayOperator(FerryOperator):
         attempts: int = 6,
         backoff_s: float = 0.5,
         skip_delivered_to_new: bool = False,
+        max_passes: int = 5,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.destination = destination
+        self.destination, self.max_passes = destination, max_passes
         self.skip_delivered_to_new = skip_delivered_to_new
         self.timeout_s, self.attempts, self.backoff_s = timeout_s, attempts, backoff_s
 
@@ -78,7 +79,8 @@ class WebhooksReplayOperator(FerryOperator):
         s3 = S3Hook(aws_conn_id=self.plan.aws.conn_id).get_conn()
         target = Target.webhooks(self.destination)
         also = ("new",) if self.skip_delivered_to_new and self.destination == "old" else ()
-        waiting = pending_events(s3, hooks.recorder_bucket, hooks.recorder_prefix, self.destination, None, also)
+        events = recorded_events(s3, hooks.recorder_bucket, hooks.recorder_prefix)  # read once, for both
+        waiting = pending_events(s3, hooks.recorder_bucket, hooks.recorder_prefix, self.destination, events, also)
         if self.would(context, Action.REPLAY_WEBHOOKS, target, None, {"pending": len(waiting)}):
             return {"dry_run": True, "pending": len(waiting)}
         with ExitStack() as stack:
@@ -86,21 +88,7 @@ class WebhooksReplayOperator(FerryOperator):
                 change = stack.enter_context(
                     self.changing(context, Action.REPLAY_WEBHOOKS, target, None, {"pending": len(waiting)})
                 )
-            with httpx.Client(timeout=self.timeout_s) as client:
-                report = replay(
-                    s3,
-                    hooks.recorder_bucket,
-                    hooks.recorder_prefix,
-                    destination_url(self.plan, self.destination),
-                    self.destination,
-                    client=client,
-                    attempts=self.attempts,
-                    backoff_s=self.backoff_s,
-                    progress=self.log.info,
-                    order_key=hooks.order_key,
-                    concurrency=hooks.replay_concurrency,
-                    also_done_at=also,
-                )
+            report = self.send_until_quiet(s3, events, also)
             if waiting:
                 change.after = {
                     "delivered_now": report.delivered_now,
@@ -115,6 +103,43 @@ class WebhooksReplayOperator(FerryOperator):
                 "Fix the cause and run this task again; delivered ones are not sent twice."
             )
         return report.to_dict()
+
+    def send_until_quiet(self, s3: Any, events: list[Recorded], also: tuple[str, ...]) -> ReplayReport:
+        """Replay ``events``, then what reached the recorder meanwhile (a provider's DNS cache can still point
+        there for a TTL after the switch), until a pass finds nothing new or ``max_passes`` ran. One report for
+        them all: ``delivered_now`` counts every pass's sends."""
+        hooks = self.plan.webhooks
+        sent, report = 0, None
+        for number in range(1, self.max_passes + 1):
+            report = replay(
+                s3,
+                hooks.recorder_bucket,
+                hooks.recorder_prefix,
+                destination_url(self.plan, self.destination),
+                self.destination,
+                timeout_s=self.timeout_s,
+                attempts=self.attempts,
+                backoff_s=self.backoff_s,
+                progress=self.log.info,
+                order_key=hooks.order_key,
+                concurrency=hooks.replay_concurrency,
+                also_done_at=also,
+                events=events,
+            )
+            sent += report.delivered_now
+            read = {r.key for r in events}
+            arrived = [k for k in list_keys(s3, hooks.recorder_bucket, hooks.recorder_prefix) if k not in read]
+            if report.failed or not arrived:
+                break
+            self.log.info(
+                "Pass %d done; %d object(s) reached the recorder while it sent: sending what they hold",
+                number,
+                len(arrived),
+            )
+            events = recorded_events(s3, hooks.recorder_bucket, hooks.recorder_prefix)
+        report.delivered_now = sent
+        report.delivered_before = report.recorded - sent - len(report.failed) - report.pending
+        return report
 
 
 class WebhooksDeployRecorderOperator(KubeBaseOperator):
