@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import hashlib
 import json
 import os
 import re
@@ -139,14 +140,22 @@ async def put_object(key: str, body: bytes) -> None:
                 connector=aiohttp.TCPConnector(limit=MAX_INFLIGHT + 2), timeout=aiohttp.ClientTimeout(total=30)
             )
         )
-    headers = {"Content-Type": "application/x-ndjson"}
+    # Content-MD5, signed: S3 refuses a body that arrived other than sent (BadDigest), as boto3's checksum did.
+    headers = {
+        "Content-Type": "application/x-ndjson",
+        "Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode(),
+    }
+    params = {
+        "Bucket": BUCKET,
+        "Key": key,
+        "ContentType": headers["Content-Type"],
+        "ContentMD5": headers["Content-MD5"],
+    }
     why = ""
     for attempt in range(PUT_ATTEMPTS):
         if attempt:
             await asyncio.sleep(0.05 * 2**attempt)
-        url = s3.generate_presigned_url(
-            "put_object", Params={"Bucket": BUCKET, "Key": key, "ContentType": headers["Content-Type"]}, ExpiresIn=300
-        )
+        url = s3.generate_presigned_url("put_object", Params=params, ExpiresIn=300)
         try:
             async with _session[0].put(URL(url, encoded=True), data=body, headers=headers) as response:
                 answer = await response.read()
