@@ -83,6 +83,7 @@ class GroupCommit:
         self.inflight = 0
         self.last_start = float("-inf")
         self.timer: asyncio.TimerHandle | None = None
+        self.puts: set[asyncio.Task] = set()  # the loop holds its tasks weakly
 
     async def store(self, event: dict) -> None:
         """Return once ``event`` is stored in S3; raise what the put raised when it is not."""
@@ -102,7 +103,9 @@ class GroupCommit:
             batch, self.waiting = self.waiting[:MAX_BATCH], self.waiting[MAX_BATCH:]
             self.inflight += 1
             self.last_start = loop.time()
-            loop.create_task(self._put(batch))
+            put = loop.create_task(self._put(batch))
+            self.puts.add(put)
+            put.add_done_callback(self.puts.discard)
 
     def _tick(self) -> None:
         self.timer = None

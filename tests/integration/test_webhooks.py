@@ -57,6 +57,26 @@ def send(stand, n: int, start: int = 0) -> list[int]:
     return seqs
 
 
+def providers_at_once(stand, tag: str, providers: int = 20, each: int = 25) -> list[int]:
+    """``providers`` providers posting ``each`` webhooks at once, each its next once the last got its 202; the
+    sequences acknowledged."""
+    acked: list[int] = []
+
+    def provider(n: int) -> None:
+        with httpx.Client(base_url=url(stand, 7), timeout=30) as client:
+            for i in range(each):
+                response = client.post("/webhooks/stripe", json={"id": f"{tag}{n}-{i}"})
+                assert response.status_code == 202, response.text
+                acked.append(response.json()["recorded"])
+
+    threads = [threading.Thread(target=provider, args=(n,)) for n in range(providers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return acked
+
+
 def replay(destination: str = "new") -> str:
     return run_dag(TEST_DAGS, "ferry_test_webhooks_replay", {"destination": destination}).state
 
@@ -95,20 +115,7 @@ def test_recorder_answers_503_while_s3_refuses_and_stores_once_it_accepts(stand,
 def test_events_arriving_together_are_stored_together_each_acknowledged_once_stored(stand, webhooks):
     """Twenty providers at once: events that wait while others are stored share one object (group
     commit); every acknowledged sequence is stored exactly once, and the replay sends them in order."""
-    acked: list[int] = []
-
-    def provider(n: int) -> None:
-        with httpx.Client(base_url=url(stand, 7), timeout=30) as client:
-            for i in range(25):
-                response = client.post("/webhooks/stripe", json={"id": f"g{n}-{i}"})
-                assert response.status_code == 202, response.text
-                acked.append(response.json()["recorded"])
-
-    threads = [threading.Thread(target=provider, args=(n,)) for n in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    acked = providers_at_once(stand, "g")
     keys = [o["Key"] for o in webhooks.list_objects_v2(Bucket="ferry-stand-webhooks", Prefix="events/")["Contents"]]
     stored = [r.event["seq"] for key in keys for r in read_events(webhooks, "ferry-stand-webhooks", key)]
     assert sorted(stored) == sorted(acked) and len(acked) == 500
@@ -121,20 +128,7 @@ def test_events_stored_while_the_replay_sends_are_sent_by_a_further_pass(stand, 
     """A provider whose DNS cache still points at the recorder after the switch: events stored once the replay
     has read the bucket (it is already sending) are sent by a further pass of the same task, each once, in
     order after the others."""
-    acked: list[int] = []
-
-    def provider(n: int) -> None:
-        with httpx.Client(base_url=url(stand, 7), timeout=30) as client:
-            for i in range(25):
-                response = client.post("/webhooks/stripe", json={"id": f"p{n}-{i}"})
-                assert response.status_code == 202, response.text
-                acked.append(response.json()["recorded"])
-
-    threads = [threading.Thread(target=provider, args=(n,)) for n in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    acked = providers_at_once(stand, "p")
     late: list[int] = []
 
     def straggler() -> None:  # starts once the replay delivers: the bucket was read before these are stored

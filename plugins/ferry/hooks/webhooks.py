@@ -132,6 +132,7 @@ class MarkerCommit:
         self.s3, self.bucket, self.prefix = s3, bucket, f"delivered/{destination}/"
         self.waiting: list[tuple[str, asyncio.Future]] = []
         self.inflight, self.max_inflight = 0, max_inflight
+        self.puts: set[asyncio.Task] = set()  # the loop holds its tasks weakly
 
     async def mark(self, event_id: str) -> None:
         """Return once ``event_id``'s marker is stored; raise what the put raised if it was not."""
@@ -144,7 +145,9 @@ class MarkerCommit:
         while self.waiting and self.inflight < self.max_inflight:
             batch, self.waiting = self.waiting, []
             self.inflight += 1
-            asyncio.get_running_loop().create_task(self._put(batch))
+            put = asyncio.get_running_loop().create_task(self._put(batch))
+            self.puts.add(put)
+            put.add_done_callback(self.puts.discard)
 
     async def _put(self, batch: list[tuple[str, asyncio.Future]]) -> None:
         key = f"{self.prefix}batch-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.ids"
