@@ -71,7 +71,7 @@ class DnsProviders(threading.Thread):
                         pass
                 event_id = f"rehearsal_{i}"
                 try:
-                    if client.post(url + "/webhooks/stripe", json={"id": event_id}).status_code < 300:
+                    if client.post(url + "/webhooks/stripe", json=stripe_event(event_id, i)).status_code < 300:
                         self.acked.append(event_id)
                         i += 1
                 except httpx.TransportError:
@@ -95,11 +95,17 @@ class Providers(threading.Thread):
                 target = self.new_app if self.gates.answered("gate_point_of_no_return") else self.recorder
                 event_id = f"rehearsal_{i}"
                 try:
-                    if client.post(target + "/webhooks/stripe", json={"id": event_id}).status_code < 300:
+                    if client.post(target + "/webhooks/stripe", json=stripe_event(event_id, i)).status_code < 300:
                         self.acked.append(event_id)
                         i += 1
                 except httpx.TransportError:
                     pass
+
+
+def stripe_event(event_id: str, i: int) -> dict:
+    """A billing event about one of 50 customers, shaped as Stripe's: the replay keeps each customer's events in
+    order (the plan's ``webhooks.order_key``) and sends different customers' at once."""
+    return {"id": event_id, "type": "invoice.paid", "data": {"object": {"customer": f"cus_{i % 50}"}}}
 
 
 def http_url(conn_env: str) -> str:

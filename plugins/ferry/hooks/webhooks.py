@@ -86,10 +86,16 @@ def read_events(s3: Any, bucket: str, key: str) -> list[Recorded]:
     return [Recorded(f"{e['seq']:020d}-{instance}.json", key, e) for e in events]
 
 
-def recorded_events(s3: Any, bucket: str, prefix: str, workers: int = 16) -> list[Recorded]:
+def readers(s3: Any) -> int:
+    """Threads to read objects with: as many as the client keeps connections (botocore's default is 10; more
+    threads open connections it then discards, warning in the task log each time)."""
+    return s3.meta.config.max_pool_connections
+
+
+def recorded_events(s3: Any, bucket: str, prefix: str) -> list[Recorded]:
     """Every event recorded under ``prefix``, in received order (sequence, then recorder instance)."""
     keys = list_keys(s3, bucket, prefix)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=readers(s3)) as pool:
         found = [r for batch in pool.map(lambda k: read_events(s3, bucket, k), keys) for r in batch]
     return sorted(found, key=lambda r: (r.event["seq"], r.id))
 
@@ -115,7 +121,7 @@ def delivered_ids(s3: Any, bucket: str, destination: str) -> set[str]:
     names = [k.removeprefix(marker_prefix) for k in list_keys(s3, bucket, marker_prefix)]
     batches = [n for n in names if n.startswith("batch-") and n.endswith(".ids")]
     found = set(names) - set(batches)
-    with ThreadPoolExecutor(max_workers=16) as pool:
+    with ThreadPoolExecutor(max_workers=readers(s3)) as pool:
         for body in pool.map(lambda n: s3.get_object(Bucket=bucket, Key=marker_prefix + n)["Body"].read(), batches):
             found.update(body.decode().split())
     return found
