@@ -239,7 +239,7 @@ async def lifespan(receive, send) -> None:
 async def app(scope: dict, receive, send) -> None:
     """The ASGI application: ``GET /healthz``; POST, PUT, PATCH and DELETE on any path record a webhook.
 
-    Plain ASGI, no framework: at 1,000 webhooks/s a framework's layers cost a third of the process's CPU."""
+    Plain ASGI, no framework: at 1,000 webhooks/s Starlette's layers were about a sixth of the process's CPU (py-spy)."""
     if scope["type"] == "lifespan":
         await lifespan(receive, send)
         return
