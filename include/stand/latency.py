@@ -17,6 +17,8 @@ import gc
 import multiprocessing
 from typing import Any
 
+import uvloop
+
 
 class LatencyProxy:
     """Listen on 127.0.0.1 (a free port, or ``listen_port``) and forward to 127.0.0.1:``upstream_port``.
@@ -120,6 +122,8 @@ def _serve(upstream_port: int, delay_s: float, listen_port: int, port: Any, read
             await server.serve_forever()
 
     try:
-        asyncio.run(main())
+        # uvloop: the network this stands for costs the measured processes no CPU; on the stand's 2 shared cores
+        # the injector's own should be as small as it can be (at 100 puts/s: 5% of a core, 9% with asyncio's loop).
+        uvloop.run(main())
     finally:
         ready.set()  # a failure to listen must not leave start() waiting
