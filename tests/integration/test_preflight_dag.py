@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
 
@@ -210,3 +212,41 @@ def test_the_change_capture_can_start_on_both_sides_or_the_pre_flight_says_why(s
     finally:
         source.execute("RESET ROLE")
         source.execute("DROP ROLE ferry_weak")
+
+
+def test_the_old_sources_server_reaches_the_target_as_its_reverse_subscription_will(
+    stand, source, target, mistaken_plan, monkeypatch
+):
+    from ferry.preflight import check_reverse_replication
+
+    plan = load_plan()
+    found = check_reverse_replication(plan)
+    assert found.status == "pass", found
+    assert any(
+        f.startswith("the old source's server connected to 127.0.0.1:") and "(probe rolled back)" in f
+        for f in found.findings
+    ), found.findings
+    # The probe left nothing: no subscription on the old source, no slot on the target.
+    probe = f"{plan.reverse_subscription}_probe"
+    assert source.execute("SELECT count(*) FROM pg_subscription WHERE subname = %s", (probe,)).fetchone()[0] == 0
+    assert (
+        target.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'ferry%probe%'").fetchone()[0]
+        == 0
+    )
+
+    # The target as the old server would reach it, but on a port nobody listens on: NO-GO, naming the field, the
+    # address and the server's reason, without the connection's password.
+    conn = json.loads(os.environ["AIRFLOW_CONN_FERRY_TARGET"])
+    assert conn.get("password"), "the stand's target login has a password: the test checks it is not shown"
+    monkeypatch.setenv("AIRFLOW_CONN_FERRY_TARGET_FROM_VMS", json.dumps(conn | {"port": 9}))
+    mistaken_plan(lambda d: d["replication"]["reverse"].update(publisher_conn_id="ferry_target_from_vms"))
+    refused = check_reverse_replication(load_plan())
+    assert refused.status == "fail", refused
+    assert "its server cannot reach the target at 127.0.0.1:9 as replication.reverse.publisher_conn_id" in (
+        refused.summary
+    )
+    assert "could not connect to the publisher" in refused.summary and "security group" in refused.summary
+    assert any(f.startswith("the old source's server could NOT connect to 127.0.0.1:9") for f in refused.findings)
+    shown = " ".join([refused.summary, refused.remedy, *refused.findings])
+    assert conn["password"] not in shown
+    assert source.execute("SELECT count(*) FROM pg_subscription WHERE subname = %s", (probe,)).fetchone()[0] == 0

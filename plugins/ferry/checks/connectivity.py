@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from airflow.sdk import BaseHook
+from psycopg.conninfo import make_conninfo
 
 from ferry.capture import capture_slot
 from ferry.checks.base import CheckResult, source_hook, target_hook
-from ferry.hooks.replication import ReplicationHook
+from ferry.hooks.replication import ReplicationHook, subscription_conninfo
 from ferry.plan import Plan
 
 
@@ -243,7 +244,7 @@ def check_change_capture(plan: Plan) -> CheckResult:
 def check_reverse_replication(plan: Plan) -> CheckResult:
     """With ``replication.reverse``: before D-day, that it can be set up (the target publishes: ``wal_level`` or
     ``rds.logical_replication``, a free slot and sender; the reverse login may replicate; the old source may
-    subscribe); after the cutover, its health (subscription, apply worker, errors, lag, WAL kept on the target)."""
+    subscribe, and its server reaches the target: :func:`probe_route_to_target`); after the cutover, its health (subscription, apply worker, errors, lag, WAL kept on the target)."""
     reverse = plan.replication.reverse
     if reverse is None:
         return CheckResult(
@@ -331,10 +332,8 @@ def check_reverse_replication(plan: Plan) -> CheckResult:
         problems.append("old source: Ferry's login is not a superuser; PostgreSQL 15 and older need one to subscribe")
     if s["workers_in_use"] >= s["max_logical_replication_workers"]:
         problems.append("old source: no free logical replication worker; raise max_logical_replication_workers")
-    findings.append(
-        "the old source's own route to the target is proven by D-day's start_reverse_replication, which fails "
-        "within a minute when it does not stream, before the target takes an application write"
-    )
+    if s["superuser"] or s["server_version_num"] >= 160000:
+        problems += probe_route_to_target(plan, source, conn_id, findings)
     if problems:
         return CheckResult(
             "reverse_replication",
@@ -345,3 +344,31 @@ def check_reverse_replication(plan: Plan) -> CheckResult:
             "point of no return).",
         )
     return CheckResult("reverse_replication", "pass", "the reverse replication can be set up at the cutover", findings)
+
+
+def probe_route_to_target(plan: Plan, source: ReplicationHook, conn_id: str, findings: list[str]) -> list[str]:
+    """The old source's server connects to the target as D-day's reverse subscription will (its connection
+    string, from its own network), in a ``CREATE SUBSCRIPTION`` rolled back: nothing is left on either side.
+    Returns the problem, if any; adds the finding."""
+    try:
+        publisher = BaseHook.get_connection(conn_id)
+    except Exception:  # noqa: BLE001 - a missing connection: the connections check names it
+        return [f"{conn_id} (replication.reverse.publisher_conn_id) is not an Airflow connection"]
+    where = f"{publisher.host}:{publisher.port or 5432}"
+    conninfo = make_conninfo(
+        subscription_conninfo(publisher, plan.target.database, plan.reverse_subscription), connect_timeout=10
+    )
+    try:
+        source.probe_subscription(f"{plan.reverse_subscription}_probe", plan.reverse_publication, conninfo)
+    except Exception as exc:  # noqa: BLE001 - the server's reason is the finding
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        findings.append(f"the old source's server could NOT connect to {where} ({conn_id}): {reason}")
+        return [
+            f"old source: its server cannot reach the target at {where} as replication.reverse.publisher_conn_id "
+            f"({conn_id}) says ({reason}); give that connection the target's address as the old server reaches it, "
+            "and allow that server in the target's security group and pg_hba"
+        ]
+    findings.append(
+        f"the old source's server connected to {where} ({conn_id}) as the reverse subscription will (probe rolled back)"
+    )
+    return []

@@ -9,9 +9,23 @@ from typing import Any
 import psycopg
 from airflow.sdk import BaseHook
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from ferry.hooks.postgres import FerryPostgresHook
 from ferry.plan import Plan
+
+
+def subscription_conninfo(publisher: Any, database: str, application_name: str) -> str:
+    """The connection string a subscription reaches its publisher with (an Airflow connection's host, port and
+    login). It holds the password: it goes only into the subscriber's catalog, never a log, XCom or the ledger."""
+    return make_conninfo(
+        host=publisher.host,
+        port=publisher.port or 5432,
+        dbname=database,
+        user=publisher.login,
+        password=publisher.password or None,
+        application_name=application_name,
+    )
 
 
 class FenceBlocked(RuntimeError):
@@ -102,6 +116,21 @@ class ReplicationHook(FerryPostgresHook):
         }
         self.run_template("subscription_create_existing_slot" if existing_slot else "subscription_create", names)
         return True
+
+    def probe_subscription(self, subscription: str, publication: str, conninfo: str) -> None:
+        """Have this server connect to a publisher as a subscription with ``conninfo`` would, leaving nothing:
+        ``CREATE SUBSCRIPTION`` without a slot, in a transaction rolled back. Raises what the server raised
+        (``could not connect to the publisher: ...``) when it cannot."""
+        names = {
+            "subscription": sql.Identifier(subscription),
+            "publication": sql.Identifier(publication),
+            "conninfo": sql.Literal(conninfo),
+        }
+        with self.session(autocommit=False) as conn:
+            try:
+                self.run_template("subscription_probe", names, conn)
+            finally:
+                conn.rollback()
 
     def get_subscription_tables(self, subscription: str) -> list[dict[str, Any]]:
         """Each subscribed table and its state (``r`` once its initial copy is done)."""

@@ -9,24 +9,11 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException
-from psycopg.conninfo import make_conninfo
 
+from ferry.hooks.replication import subscription_conninfo
 from ferry.ledger import Action, Target
 from ferry.operators.base import FerryOperator
 from ferry.operators.sequences import ReplicationSyncSequencesOperator
-
-
-def subscription_conninfo(publisher: Any, database: str, application_name: str) -> str:
-    """The connection string a subscription reaches its publisher with (an Airflow connection's host, port and
-    login). It holds the password: it goes only into the subscriber's catalog, never a log, XCom or the ledger."""
-    return make_conninfo(
-        host=publisher.host,
-        port=publisher.port or 5432,
-        dbname=database,
-        user=publisher.login,
-        password=publisher.password or None,
-        application_name=application_name,
-    )
 
 
 class ReplicationCreatePublicationOperator(FerryOperator):

@@ -20,10 +20,9 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException
 
 from ferry import report
-from ferry.hooks.replication import FenceBlocked, fence_problems
+from ferry.hooks.replication import FenceBlocked, fence_problems, subscription_conninfo
 from ferry.ledger import Action, Target
 from ferry.operators.base import FerryContext, FerryOperator, pull_all
-from ferry.operators.replication import subscription_conninfo
 from ferry.sensors.replication import ReplicationCaughtUpSensor
 from ferry.triggers.replication import ReplicationCaughtUpTrigger
 
