@@ -12,10 +12,10 @@ found and, when it fails, what to do:
 | `check_source_replication_settings` | source `wal_level=logical`, free replication slots and WAL senders |
 | `check_replica_identity` | every table in scope has a primary key or a replica identity (names each offender and the `ALTER TABLE` that fixes it) |
 | `check_writers` | every login role that can write a table in scope, and where the right comes from (grant, a role's grant, PUBLIC, ownership, superuser); fails on one the fence cannot hold (a superuser or an owner), warns on `source.keep_writing` |
-| `check_schema_drift` | tables, columns and types match between source and target, once the target has a schema |
+| `check_schema_drift` | tables, columns and types match between source and target, once the target has a schema; after the cutover (reverse replication on), what the reverse replication would not carry back: a column or type changed on the new side only, a table on the target outside the reverse publication, with the fix on each side |
 | `check_replication_health` | when the subscription exists: enabled, worker running, apply errors, slot lag, WAL retained against `max_slot_wal_keep_size` |
 | `check_leftover_slots` | no replication slot of Ferry's (named after the plan) left behind on either side, with the WAL each keeps |
-| `check_reverse_replication` | with `replication.reverse`: before D-day, that it can be set up (the target publishes, the reverse login may replicate, the old source may subscribe); after the cutover, its health (apply worker, errors, lag, WAL kept on the target) |
+| `check_reverse_replication` | with `replication.reverse`: before D-day, that it can be set up (the target publishes, the reverse login may replicate, the old source may subscribe, and its own server connects to the target as the subscription will, a probe rolled back); after the cutover, its health (apply worker, errors, lag, WAL kept on the target) |
 | `check_sequences` | the sequences in scope, owned or not (they are not replicated) |
 | `go_no_go_report` | writes the go/no-go report (log and Markdown file); fails the run on NO-GO. Warnings do not fail it |
 

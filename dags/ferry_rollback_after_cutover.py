@@ -6,7 +6,10 @@ failed once the target could take writes (`ferry_rollback` refuses then, pointin
 reverse replication D-day set up (`replication.reverse` in the plan): every write the new side accepted
 since the cutover is already on its way to the old database. Three human gates, as in D-day.
 
-1. `check_reverse_replication`: refuses unless the reverse replication exists and streams (logs its lag).
+1. `check_reverse_replication`: refuses unless the reverse replication exists and streams (logs its lag), and
+   while a table created on the new side since the cutover holds rows outside the reverse publication (no
+   comparison would see them; it names the fix: the table on the old source, added to the publication, the
+   subscription refreshed).
 2. **`gate_go_no_go`**, then `route_webhooks_to_recorder` (webhooks are kept by the recorder, from the new app's
    host name too), `scale_down_new_deployments` (the new app stops writing).
 3. `fence_target`: the target refuses every application write. **The way back's write freeze starts here.**
@@ -76,7 +79,9 @@ with DAG(
     check = ReverseCheckOperator(
         task_id="check_reverse_replication",
         allow_lag=True,
-        doc_md="Refuses unless the reverse replication exists and streams; logs its lag and the WAL it keeps.",
+        refuse_rows_left_behind=True,
+        doc_md="Refuses unless the reverse replication exists and streams, and while a table created on the new "
+        "side holds rows outside the reverse publication (it names the fix); logs its lag and the WAL it keeps.",
     )
     go = gate(
         "gate_go_no_go",

@@ -250,3 +250,43 @@ def test_the_old_sources_server_reaches_the_target_as_its_reverse_subscription_w
     shown = " ".join([refused.summary, refused.remedy, *refused.findings])
     assert conn["password"] not in shown
     assert source.execute("SELECT count(*) FROM pg_subscription WHERE subname = %s", (probe,)).fetchone()[0] == 0
+
+
+def test_after_the_cutover_the_drift_check_names_what_the_reverse_replication_would_not_carry(
+    stand, source, target, target_schema
+):
+    from ferry.checks.base import target_hook
+    from ferry.plan import in_scope
+    from ferry.preflight import check_schema_drift
+
+    plan = load_plan()
+    assert check_schema_drift(plan).summary == "7 tables match on source and target"
+    # The state after the cutover: the reverse publication of the tables in scope on the target, the reverse
+    # subscription on the old source (here without a connection or slot: the check reads the catalogs).
+    tables = [t["qualified"] for t in in_scope(plan, target_hook(plan).get_tables(plan.replication.schemas))]
+    target_hook(plan).create_publication(plan.reverse_publication, tables)
+    source.execute(
+        f"CREATE SUBSCRIPTION {plan.reverse_subscription} CONNECTION 'host=127.0.0.1 port=9' "
+        f"PUBLICATION {plan.reverse_publication} WITH (connect = false, slot_name = NONE)"
+    )
+    try:
+        found = check_schema_drift(plan)
+        assert found.status == "pass", found
+        assert found.summary == "7 tables match on the old source and the target, each in the reverse publication"
+
+        # A migration run on the new side only: a column added, a table created.
+        target.execute("ALTER TABLE invoices ADD COLUMN discount numeric(12, 4)")
+        target.execute("CREATE TABLE coupons (id bigint PRIMARY KEY, code text NOT NULL)")
+        found = check_schema_drift(plan)
+        assert found.status == "fail", found
+        assert found.summary.startswith("2 schema difference(s) since the cutover that the reverse replication")
+        assert sorted(found.findings) == [
+            "public.coupons: on the target but not in the reverse publication "
+            f"{plan.reverse_publication}: its rows would stay on the new side in a rollback",
+            "public.invoices.discount: only on the target",
+        ]
+        assert f"ALTER PUBLICATION {plan.reverse_publication} ADD TABLE" in found.remedy
+        assert f"ALTER SUBSCRIPTION {plan.reverse_subscription} REFRESH PUBLICATION" in found.remedy
+    finally:
+        source.execute(f"DROP SUBSCRIPTION {plan.reverse_subscription}")
+        target.execute(f"DROP PUBLICATION {plan.reverse_publication}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -484,7 +485,7 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
 
 
 def test_rollback_after_cutover_brings_back_every_write_the_new_side_took(
-    stand, source, target, after_week_prior, stand_secrets
+    stand, source, target, after_week_prior, stand_secrets, capfd
 ):
     """D-day to the end (DNS switched, reverse replication on), the application then writes on the new side;
     ferry_rollback refuses, and ferry_rollback_after_cutover gives the service back with every one of those
@@ -551,6 +552,30 @@ def test_rollback_after_cutover_brings_back_every_write_the_new_side_took(
         assert dry.state == "success", {ti.task_id: ti.state for ti in dry.get_task_instances()}
         assert len(Ledger(plan).records()) == ledger
 
+        # A migration run on the new side only: a table created there, holding a row, outside the reverse
+        # publication. The way back would leave the row behind: the check refuses, naming the fix; nothing
+        # changes. Once fixed as it says, the row comes back with the rest.
+        target.execute("CREATE TABLE coupons (id bigint PRIMARY KEY, code text NOT NULL)")
+        target.execute("INSERT INTO coupons VALUES (1, 'NEW-SIDE')")
+        capfd.readouterr()
+        with GateAnswerer(gates):
+            blocked = run_dag(ROOT_DAGS, "ferry_rollback_after_cutover")
+        states = {ti.task_id: ti.state for ti in blocked.get_task_instances()}
+        assert blocked.state == "failed" and states["check_reverse_replication"] == "failed", states
+        said = "".join(capfd.readouterr())
+        assert "public.coupons: created on the new side since the cutover, holding rows" in said
+        assert f"ALTER SUBSCRIPTION {name} REFRESH PUBLICATION on the old source" in said
+        assert len(Ledger(plan).records()) == ledger
+        source.execute("CREATE TABLE coupons (id bigint PRIMARY KEY, code text NOT NULL)")
+        target.execute(f"ALTER PUBLICATION {plan.reverse_publication} ADD TABLE coupons")
+        source.execute(f"ALTER SUBSCRIPTION {name} REFRESH PUBLICATION")
+        deadline = time.monotonic() + 120  # its rows are copied, then it streams (the check refuses until then)
+        while source.execute(
+            "SELECT count(*) FROM pg_subscription_rel WHERE srrelid = 'coupons'::regclass AND srsubstate = 'r'"
+        ).fetchone() != (1,):
+            assert time.monotonic() < deadline, "the reverse subscription did not copy public.coupons in 120 s"
+            time.sleep(0.5)
+
         # Stopped half-way (the comparison's gate rejected): the target is fenced, the old side still fenced and
         # still receiving through the reverse replication; nothing is lost, and a new run resumes from there.
         with GateAnswerer(gates | {"gate_comparison": "Reject"}):
@@ -572,6 +597,7 @@ def test_rollback_after_cutover_brings_back_every_write_the_new_side_took(
         assert [r[0] for r in found.fetchall()] == sorted(new_ids)
         assert source.execute("SELECT name FROM customers WHERE id = 3").fetchone() == ("renamed on the new side",)
         assert source.execute("SELECT count(*) FROM page_views WHERE path = '/new-side'").fetchone() == (1,)
+        assert source.execute("SELECT id, code FROM coupons").fetchall() == [(1, "NEW-SIDE")]
         # The old side takes writes again, its sequences past the new side's; the new side takes none.
         with app_connection(stand, "source") as app:
             again = app.execute(
@@ -616,6 +642,7 @@ def test_rollback_after_cutover_brings_back_every_write_the_new_side_took(
         source.execute("DELETE FROM customers WHERE email = 'back@example.com' OR email LIKE 'new%@example.com'")
         source.execute("UPDATE customers SET name = %s WHERE id = 3", (renamed,))
         source.execute("DELETE FROM page_views WHERE path = '/new-side'")
+        source.execute("DROP TABLE IF EXISTS coupons")
         assert run_dag(TEST_DAGS, "ferry_test_vms_start").state == "success"
         ReplicationHook("ferry_source", "saas").remove_fence()
         restore_new_cluster()

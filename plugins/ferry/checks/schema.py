@@ -75,8 +75,14 @@ def schema_differences(plan: Plan) -> SchemaDifferences:
 
 
 def check_schema_drift(plan: Plan) -> CheckResult:
-    """Tables, columns and types of the scope match between source and target, once the target has a schema."""
+    """Tables, columns and types of the scope match between source and target, once the target has a schema.
+
+    While the reverse replication runs (after the cutover), the new side leads: see :func:`reverse_drift`."""
     found = schema_differences(plan)
+    if plan.replication.reverse is not None and (
+        source_hook(plan).get_subscription_status(plan.reverse_subscription) is not None
+    ):
+        return reverse_drift(plan, found)
     if not found.shared:
         return CheckResult(
             "schema_drift",
@@ -136,3 +142,52 @@ def check_sequences(plan: Plan) -> CheckResult:
             "Make sure the application has no sequence outside the plan's schemas.",
         )
     return CheckResult("sequences", "pass", f"{len(kept)} sequences in scope, all owned by a column", findings)
+
+
+def outside_reverse_publication(plan: Plan, target: ReplicationHook) -> list[str]:
+    """The tables in scope on the target (quoted, schema-qualified) that the reverse publication does not carry:
+    created on the new side since the cutover."""
+    published = set(target.get_publication_tables(plan.reverse_publication) or [])
+    return [
+        t["qualified"]
+        for t in in_scope(plan, target.get_tables(plan.replication.schemas))
+        if t["qualified"] not in published
+    ]
+
+
+def reverse_drift(plan: Plan, found: SchemaDifferences) -> CheckResult:
+    """After the cutover, with the reverse replication on: what it would not carry back to the old source.
+
+    Logical replication carries rows, not DDL. A migration run on the new side (a column added or changed) stops
+    the old source's apply worker at the first row that holds it, and a table created there is in no
+    publication: its rows would stay behind in a rollback after the cutover. Both are named, with the fix on
+    each side."""
+    publication, subscription = plan.reverse_publication, plan.reverse_subscription
+    unpublished = outside_reverse_publication(plan, target_hook(plan))
+    findings = [
+        *found.other,
+        *(f"{t}: only on the old source (dropped on the new side?)" for t in found.missing),
+        *(
+            f"{t}: on the target but not in the reverse publication {publication}: its rows would stay on the new "
+            "side in a rollback"
+            for t in unpublished
+        ),
+    ]
+    if not findings:
+        return CheckResult(
+            "schema_drift",
+            "pass",
+            f"{found.in_scope} tables match on the old source and the target, each in the reverse publication",
+        )
+    return CheckResult(
+        "schema_drift",
+        "fail",
+        f"{len(findings)} schema difference(s) since the cutover that the reverse replication does not carry: a "
+        "rollback after the cutover would stop or leave writes behind",
+        findings,
+        "The new side leads now: run each migration made on the target on the old source too, before the "
+        "application writes what it adds (the old source's apply worker stops at the first row it cannot apply). "
+        f"For a table created on the new side: create it on the old source, then ALTER PUBLICATION {publication} "
+        f"ADD TABLE <table> on the target and ALTER SUBSCRIPTION {subscription} REFRESH PUBLICATION on the old "
+        "source (it copies the table's rows, then streams them).",
+    )

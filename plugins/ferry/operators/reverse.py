@@ -20,6 +20,7 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException
 
 from ferry import report
+from ferry.checks.schema import outside_reverse_publication
 from ferry.hooks.replication import FenceBlocked, fence_problems, subscription_conninfo
 from ferry.ledger import Action, Target
 from ferry.operators.base import FerryContext, FerryOperator, pull_all
@@ -341,11 +342,14 @@ class ReverseCheckOperator(FerryOperator):
     """Refuse to start unless the reverse replication exists and streams; log its health (lag, retained WAL).
 
     :param allow_lag: pass with lag above ``replication.reverse.max_lag_bytes`` (the rollback waits for it).
+    :param refuse_rows_left_behind: refuse too while a table created on the new side since the cutover holds rows
+        outside the reverse publication (the way back would leave them there, and no comparison would see them).
     """
 
-    def __init__(self, *, allow_lag: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *, allow_lag: bool = False, refuse_rows_left_behind: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.allow_lag = allow_lag
+        self.refuse_rows_left_behind = refuse_rows_left_behind
 
     def execute(self, context: Any) -> dict[str, Any]:
         health = reverse_health(self)
@@ -364,6 +368,24 @@ class ReverseCheckOperator(FerryOperator):
         )
         if problems:
             raise AirflowFailException("; ".join(problems) + "; fix the reverse replication, then re-run")
+        if self.refuse_rows_left_behind:
+            pub, sub = self.plan.reverse_publication, self.plan.reverse_subscription
+            left = [t for t in outside_reverse_publication(self.plan, self.target) if self.target.has_rows(t)]
+            if left:
+                raise AirflowFailException(
+                    f"{', '.join(left)}: created on the new side since the cutover, holding rows, and not in the "
+                    f"reverse publication {pub}: the way back would leave those rows on the new side. Create each "
+                    f"on the old source (same columns), then ALTER PUBLICATION {pub} ADD TABLE <table> on the target "
+                    f"and ALTER SUBSCRIPTION {sub} REFRESH PUBLICATION on the old source (it copies their rows), "
+                    "then re-run. Nothing changed"
+                )
+            copying = [t["qualified"] for t in self.source.get_subscription_tables(sub) if t["state"] != "r"]
+            if copying:
+                raise AirflowFailException(
+                    f"{', '.join(copying)}: the reverse subscription {sub} is still copying their rows to the old "
+                    "source (pg_subscription_rel not ready); a comparison now would find rows missing. Re-run once "
+                    "it is done. Nothing changed"
+                )
         return health
 
 
