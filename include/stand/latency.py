@@ -75,8 +75,16 @@ def _serve(upstream_port: int, delay_s: float, listen_port: int, port: Any, read
     # Forked from its starter, it holds the starter's whole heap (boto3's models and the like): a full
     # collection would scan it all, holding every request for a fifth of a second. Nothing of it is garbage.
     gc.freeze()
+    # Each connection's task, held until it ends. The streams hold their readers only weakly, and a client's
+    # protocol lets go of its task once the client has closed: a task still relaying the server's last bytes
+    # (or waiting for it to close) was then collected midway ("Task was destroyed but it is pending").
+    handlers: set[asyncio.Task] = set()
 
     async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            handlers.add(task)
+            task.add_done_callback(handlers.discard)
         try:
             server_r, server_w = await asyncio.open_connection("127.0.0.1", upstream_port)
         except OSError:
