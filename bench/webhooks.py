@@ -224,8 +224,8 @@ def main() -> int:
         # the load generator's full collections do not count as the recorder's latency.
         gc.collect()
         gc.freeze()
-        # On uvloop, as the recorder (uvicorn's default): at 1,000 webhooks/s the load generator then takes 9% of
-        # a core, not 12%, from the 2 it shares with the recorder, moto and the injector.
+        # On uvloop, as the recorder (uvicorn's default). Under load this process took 8–10% of a core on either
+        # loop (medians sampled from /proc): it is not what limits the figures.
         killed_at = uvloop.run(
             load(
                 recorder.url(stand),

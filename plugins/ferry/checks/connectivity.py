@@ -244,7 +244,8 @@ def check_change_capture(plan: Plan) -> CheckResult:
 def check_reverse_replication(plan: Plan) -> CheckResult:
     """With ``replication.reverse``: before D-day, that it can be set up (the target publishes: ``wal_level`` or
     ``rds.logical_replication``, a free slot and sender; the reverse login may replicate; the old source may
-    subscribe, and its server reaches the target: :func:`probe_route_to_target`); after the cutover, its health (subscription, apply worker, errors, lag, WAL kept on the target)."""
+    subscribe, and its server reaches the target: :func:`probe_route_to_target`); after the cutover, its health
+    (subscription, apply worker, errors, lag, WAL kept on the target)."""
     reverse = plan.replication.reverse
     if reverse is None:
         return CheckResult(
