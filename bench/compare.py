@@ -39,7 +39,7 @@ from ferry.compare import Comparer, row_hash  # noqa: E402
 from ferry.hooks.replication import ReplicationHook  # noqa: E402
 from stand.control import down, up  # noqa: E402
 from stand.core import Stand  # noqa: E402
-from stand.services.postgres import PostgresPair  # noqa: E402
+from stand.services.postgres import LOGINS, PostgresPair  # noqa: E402
 
 RELADIFF = ROOT / ".venv-bench" / "bin" / "reladiff"
 RUNS = int(os.environ.get("FERRY_BENCH_RUNS", "3"))  # each tool's time is the median of this many runs
@@ -352,6 +352,7 @@ def main() -> int:
 
 def _build(pair: PostgresPair, stand: Stand, cluster: str, table: Table, rows: int) -> None:
     with pair.admin(stand, cluster) as conn:
+        conn.execute(f"SET ROLE {LOGINS[cluster]}")  # Ferry's login owns what it compares, as on the services
         conn.execute("CREATE SCHEMA IF NOT EXISTS bench")
         conn.execute(f"DROP TABLE IF EXISTS {table.name}")
         conn.execute(table.build.format(rows=rows))

@@ -10,6 +10,7 @@ found and, when it fails, what to do:
 | `check_plan_sections` | the plan has every section the stage needs (in a stage: fails naming the section and the tasks that need it; hourly: warns for every stage) |
 | `check_connections` | every Airflow connection the plan names answers |
 | `check_source_replication_settings` | source `wal_level=logical`, free replication slots and WAL senders |
+| `check_privileges` | Ferry's logins hold every right the plan's steps use, without superuser (SSL sessions, REPLICATION, CREATE, ownership of the tables in scope, `pg_signal_backend`, the sequences and large objects, `pg_create_subscription` on 16+, the extensions); each missing one named with its grant on DigitalOcean and RDS |
 | `check_replica_identity` | every table in scope has a primary key or a replica identity (names each offender and the `ALTER TABLE` that fixes it) |
 | `check_writers` | every login role that can write a table in scope, and where the right comes from (grant, a role's grant, PUBLIC, ownership, superuser); fails on one the fence cannot hold (a superuser or an owner), warns on `source.keep_writing` |
 | `check_schema_drift` | tables, columns and types match between source and target, once the target has a schema; after the cutover (reverse replication on), what the reverse replication would not carry back: a column or type changed on the new side only, a table on the target outside the reverse publication, with the fix on each side |

@@ -90,12 +90,20 @@ class Preflight(Strict):
     """The path on ``notify_conn_id`` to post to."""
 
 
+# The superusers a managed service keeps for itself: RDS (rdsadmin, rdsrepladmin), DigitalOcean (_dodb), Azure
+# (azuresu, azure_superuser), Cloud SQL (cloudsqladmin...). No client of the customer's logs in as them.
+PROVIDER_SUPERUSERS = ["rdsadmin", "rdsrepladmin", "_dodb", "azuresu", "azure_superuser", "cloudsqladmin"]
+
+
 class PostgresSide(Strict):
     conn_id: ConnId
     database: NonEmpty
     app_roles: list[PgIdent] = []
     """Roles the application writes through (checked to exist). The fence holds them, and every other
     role that can write a table in scope."""
+    provider_superusers: list[PgIdent] = PROVIDER_SUPERUSERS
+    """Superusers the managed service keeps for itself (no client of yours logs in as them): the fence cannot hold
+    a superuser, so the pre-flight fails on any other; these it names and leaves."""
 
     @field_validator("app_roles")
     @classmethod

@@ -20,6 +20,7 @@ from ferry.checks.connectivity import (
 )
 from ferry.checks.coverage import check_extensions, check_not_replicated, extension_findings
 from ferry.checks.plan_sections import check_plan_sections
+from ferry.checks.privileges import check_privileges
 from ferry.checks.schema import check_replica_identity, check_schema_drift, check_sequences
 from ferry.checks.writers import check_writers
 
@@ -33,6 +34,7 @@ __all__ = [
     "check_leftover_slots",
     "check_not_replicated",
     "check_plan_sections",
+    "check_privileges",
     "check_replica_identity",
     "check_replication_health",
     "check_reverse_replication",
@@ -47,6 +49,7 @@ CHECKS: dict[str, Callable[..., CheckResult]] = {
     "plan_sections": check_plan_sections,  # also given the stage it runs in
     "connections": check_connections,
     "source_replication_settings": check_source_replication_settings,
+    "privileges": check_privileges,
     "replica_identity": check_replica_identity,
     "writers": check_writers,
     "not_replicated": check_not_replicated,

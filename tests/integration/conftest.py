@@ -7,6 +7,7 @@ import os
 import shlex
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
@@ -22,7 +23,7 @@ from ferry.ledger import Ledger
 from ferry.plan import load_plan
 from stand.control import down, load, up
 from stand.core import STAND_PLAN, Stand
-from stand.services.postgres import APP_ROLE, CLUSTERS, PG_BIN, PostgresPair
+from stand.services.postgres import APP_ROLE, CLUSTERS, LOGINS, PostgresPair, client_bin
 
 TEST_DAGS = Path(__file__).parent / "dags"
 ROOT_DAGS = Path(__file__).resolve().parents[2] / "dags"
@@ -70,18 +71,37 @@ def run_dag(dag_folder: Path, dag_id: str, conf: dict | None = None):
 
 @pytest.fixture
 def target_schema(stand, source, target):
-    """The source's schema copied onto the target (what ferry_week_prior does); removed afterwards."""
+    """The source's schema copied onto the target as Ferry's login (what ferry_week_prior does); removed afterwards."""
     dump = pg_tool(stand, "pg_dump", "source", "--schema-only", "--no-owner").stdout
-    pg_tool(stand, "psql", "target", "-X", "-q", "-v", "ON_ERROR_STOP=1", input=dump)  # dumps hold psql meta-commands
+    as_ferry = f"SET ROLE {LOGINS['target']};\n"
+    pg_tool(stand, "psql", "target", "-X", "-q", "-v", "ON_ERROR_STOP=1", input=as_ferry + dump)  # psql meta-commands
     yield
     empty_public_schema(target)
+
+
+@contextmanager
+def as_ferry(conn: psycopg.Connection, side: str):
+    """Run what follows in ``conn`` (a superuser's) as Ferry's login on ``side``: what it creates, Ferry owns, as
+    when the application's migrations run as doadmin or the RDS master user."""
+    conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(LOGINS[side])))
+    try:
+        yield conn
+    finally:
+        conn.execute("RESET ROLE")
+
+
+def ferry_connection(side: str) -> psycopg.Connection:
+    """A connection as Ferry's own login on ``side`` (SSL, as its Airflow connection says), autocommit."""
+    conn = ReplicationHook(f"ferry_{side}", "saas").get_conn()
+    conn.autocommit = True
+    return conn
 
 
 def pg_tool(stand, program: str, cluster: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
     """Run a PostgreSQL client program against the stand's ``saas`` database on ``cluster`` as postgres."""
     where = ["-h", str(stand.dir / "pg" / cluster), "-p", str(stand.port(CLUSTERS[cluster])), "-U", "postgres"]
     return subprocess.run(
-        [str(PG_BIN / program), *where, *args, "saas"], check=True, capture_output=True, text=True, **kwargs
+        [str(client_bin() / program), *where, *args, "saas"], check=True, capture_output=True, text=True, **kwargs
     )
 
 

@@ -201,18 +201,18 @@ def test_review_passes_on_the_stand_and_blocks_without_logical_replication(stand
 
     rds = aws(stand, "rds")
     rds.create_db_parameter_group(
-        DBParameterGroupName="plain-pg15", DBParameterGroupFamily="postgres15", Description="x"
+        DBParameterGroupName="plain-pg17", DBParameterGroupFamily="postgres17", Description="x"
     )
-    rds.modify_db_instance(DBInstanceIdentifier="stand-saas", DBParameterGroupName="plain-pg15", ApplyImmediately=True)
+    rds.modify_db_instance(DBInstanceIdentifier="stand-saas", DBParameterGroupName="plain-pg17", ApplyImmediately=True)
     try:
-        mistaken_plan(lambda d: d["rds"].update(parameter_group="plain-pg15"))
+        mistaken_plan(lambda d: d["rds"].update(parameter_group="plain-pg17"))
         assert run_dag(TEST_DAGS, "ferry_test_aws_review").state == "failed"
-        assert "parameter group plain-pg15 lacks rds.logical_replication = 1" in "".join(capfd.readouterr())
+        assert "parameter group plain-pg17 lacks rds.logical_replication = 1" in "".join(capfd.readouterr())
     finally:
         rds.modify_db_instance(
-            DBInstanceIdentifier="stand-saas", DBParameterGroupName="stand-pg15-logical", ApplyImmediately=True
+            DBInstanceIdentifier="stand-saas", DBParameterGroupName="stand-pg17-logical", ApplyImmediately=True
         )
-        rds.delete_db_parameter_group(DBParameterGroupName="plain-pg15")
+        rds.delete_db_parameter_group(DBParameterGroupName="plain-pg17")
 
 
 def test_no_secret_of_the_plan_in_the_whole_ledger(stand, stand_secrets):

@@ -19,6 +19,7 @@ from deployment import Deployment
 from ferry.ledger import Action, Ledger
 from ferry.plan import load_plan
 from stand.services.postgres import AirflowMetadata
+from tests.integration.conftest import as_ferry
 
 STAGES = (
     "ferry_week_prior",
@@ -46,11 +47,12 @@ def deployment(stand, tmp_path_factory):
 
 @pytest.fixture
 def spread_tables(source, target):
-    for conn in (source, target):
-        conn.execute("CREATE SCHEMA spread")
-        for table in SPREAD_TABLES:
-            conn.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, v text)")
-            conn.execute(f"INSERT INTO {table} SELECT i, md5(i::text) FROM generate_series(1, 50000) i")
+    for side, conn in (("source", source), ("target", target)):
+        with as_ferry(conn, side):
+            conn.execute("CREATE SCHEMA spread")
+            for table in SPREAD_TABLES:
+                conn.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, v text)")
+                conn.execute(f"INSERT INTO {table} SELECT i, md5(i::text) FROM generate_series(1, 50000) i")
     yield SPREAD_TABLES
     for conn in (source, target):
         conn.execute("DROP SCHEMA spread CASCADE")

@@ -151,8 +151,10 @@ def test_every_writer_is_listed_with_where_its_right_comes_from(stand, source, m
         "(not in source.app_roles)" in found.findings
     )
     assert "saas_app: can write 10 table(s) in scope (grant); held by the fence" in found.findings
-    assert any(
-        f.startswith("postgres: can write 10 table(s) in scope (superuser); Ferry's own role") for f in found.findings
+    assert "doadmin: can write 10 table(s) in scope (owner); Ferry's own role: not fenced" in found.findings
+    assert (
+        "postgres: can write 10 table(s) in scope (superuser); the managed service's own superuser "
+        "(source.provider_superusers): no client of yours logs in as it" in found.findings
     )
 
     mistaken_plan(lambda d: d["source"].update(keep_writing=["saas_reports"]))
@@ -166,7 +168,7 @@ def test_every_writer_is_listed_with_where_its_right_comes_from(stand, source, m
     try:
         held = check_writers(load_plan())
     finally:
-        source.execute("ALTER TABLE page_views OWNER TO postgres")
+        source.execute("ALTER TABLE page_views OWNER TO doadmin")  # its owner, as the stand made it
         source.execute("REVOKE INSERT ON page_views FROM PUBLIC")
         source.execute("DROP ROLE ferry_cron")
     assert held.status == "fail"

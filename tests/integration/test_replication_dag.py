@@ -88,7 +88,7 @@ def test_replication_from_scratch_to_a_writable_target_under_write_load(stand, s
     fence = ledger.last("fence_source", "source:saas")
     # Every writer is held: the application and the reporting tool the plan does not list.
     assert fence.after["roles"] == ["saas_app", "saas_reports"] and fence.after["fence_lsn"]
-    assert fence.after["allowed"] == ["postgres"]
+    assert fence.after["allowed"] == ["doadmin"]
     text = json.dumps([r.__dict__ for r in ledger.records()])
     for secret in json.loads(stand.state_file.read_text())["secrets"].values():
         assert secret not in text

@@ -9,14 +9,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from airflow.sdk import BaseHook
 
 from ferry.compare import Comparer
+from ferry.hooks.postgres import subscription_conninfo
 from ferry.hooks.replication import FenceBlocked, ReplicationHook, fence_problems
 from ferry.ledger import Ledger
 from ferry.plan import load_plan
 from ferry.triggers.replication import ReplicationCaughtUpTrigger
 from stand.control import load
-from tests.integration.conftest import app_connection, empty_public_schema, run_dag
+from tests.integration.conftest import app_connection, as_ferry, empty_public_schema, ferry_connection, run_dag
 
 TEST_DAGS = Path(__file__).parent / "dags"
 SCOPE = ["public.customers", "public.events", "public.invoices", "public.page_views", "public.subscriptions"]
@@ -32,9 +34,7 @@ def replicating(stand, source, target, target_schema, hooks):
     """A live subscription of the plan's tables, its initial copy done; all of it dropped afterwards."""
     plan = load_plan()
     src, tgt = hooks
-    conninfo = (
-        f"host=127.0.0.1 port={stand.port(1)} dbname=saas user=postgres password={stand.secret('source_superuser')}"
-    )
+    conninfo = subscription_conninfo(BaseHook.get_connection("ferry_source"), "saas", plan.subscription)
     assert src.create_publication(plan.publication, SCOPE) == "created"
     assert tgt.create_subscription(plan.subscription, plan.publication, conninfo)
     deadline = time.monotonic() + 120
@@ -93,7 +93,7 @@ def test_fence_refuses_every_write_by_the_application_and_unfence_restores_the_s
     open_session.execute("BEGIN")
     open_session.execute("SELECT 1")
     try:
-        src.install_fence(SCOPE, ["postgres"])
+        src.install_fence(SCOPE, ["doadmin"])
         assert src.get_fenced_tables() == SCOPE
         with pytest.raises(psycopg.OperationalError):
             open_session.execute("SELECT 1")  # its session was ended
@@ -109,7 +109,8 @@ def test_fence_refuses_every_write_by_the_application_and_unfence_restores_the_s
             assert app.execute("SELECT count(*) FROM customers").fetchone()[0] == rows_before[0]  # reads still work
         assert source.execute(counts).fetchone() == rows_before
         # Ferry's own role is not fenced.
-        source.execute("UPDATE subscriptions SET amount = amount WHERE id = 1")
+        with ferry_connection("source") as ferry:
+            ferry.execute("UPDATE subscriptions SET amount = amount WHERE id = 1")
     finally:
         assert src.remove_fence() in ([], SCOPE)
     assert source.execute(catalog).fetchone() == before
@@ -130,7 +131,7 @@ def test_the_fence_holds_every_writer_the_plan_does_not_list(stand, source, hook
     reports = {"user": "saas_reports", "password": stand.secret("reports_role")}
     insert = "INSERT INTO events (customer_id, kind, payload) VALUES (1, 'report.exported', '{}')"
     try:
-        assert sorted(src.install_fence(SCOPE, ["postgres"])) == ["saas_app", "saas_reports"]
+        assert sorted(src.install_fence(SCOPE, ["doadmin"])) == ["saas_app", "saas_reports"]
         with (
             app_connection(stand, "source", **reports) as tool,
             pytest.raises(psycopg.errors.ReadOnlySqlTransaction) as refused,
@@ -138,7 +139,7 @@ def test_the_fence_holds_every_writer_the_plan_does_not_list(stand, source, hook
             tool.execute(insert)
         assert refused.value.sqlstate == "25006"
         src.remove_fence()
-        src.install_fence(SCOPE, ["postgres", "saas_reports"])  # the plan keeps it writing: source.keep_writing
+        src.install_fence(SCOPE, ["doadmin", "saas_reports"])  # the plan keeps it writing: source.keep_writing
         with app_connection(stand, "source", **reports) as tool:
             tool.execute(insert)
         with app_connection(stand, "source") as app, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
@@ -157,7 +158,7 @@ def test_fence_refuses_a_role_it_cannot_hold(stand, source, hooks):
     source.execute("ALTER TABLE owned_by_app OWNER TO ferry_owners")
     try:
         writers = src.get_writers([*SCOPE, "public.owned_by_app"])
-        problems = fence_problems(writers, ["postgres"])
+        problems = fence_problems(writers, ["doadmin"], ["postgres"])
         assert src.missing_roles(["saas_app", "nobody"]) == ["nobody"]
     finally:
         source.execute("DROP TABLE owned_by_app")
@@ -167,7 +168,7 @@ def test_fence_refuses_a_role_it_cannot_hold(stand, source, hooks):
     assert "ALTER ROLE ferry_admin NOSUPERUSER" in problems[0]
     assert problems[1].startswith("role ferry_owner_app owns public.owned_by_app (owner through role ferry_owners)")
     assert "transfer ownership" in problems[1]
-    assert fence_problems(writers, ["postgres", "ferry_admin", "ferry_owner_app"]) == []
+    assert fence_problems(writers, ["doadmin", "ferry_admin", "ferry_owner_app"], ["postgres"]) == []
 
 
 def fence_waits_for_a_lock(source) -> bool:
@@ -189,7 +190,7 @@ def test_fence_deadlocking_with_an_application_transaction_rolls_back_and_tries_
 
     def fence():
         try:
-            src.install_fence(SCOPE, ["postgres"])
+            src.install_fence(SCOPE, ["doadmin"])
         except BaseException as err:  # noqa: BLE001 - reported by the assertion below
             failure.append(err)
 
@@ -223,7 +224,7 @@ def test_fence_blocked_past_its_attempts_fences_nothing_and_says_why(stand, sour
     app.execute("UPDATE invoices SET tax = tax WHERE id = 1")
     try:
         with pytest.raises(FenceBlocked, match="after 2 attempts: a table stayed locked for over 200 ms"):
-            src.install_fence(SCOPE, ["postgres"], lock_timeout_ms=200, attempts=2)
+            src.install_fence(SCOPE, ["doadmin"], lock_timeout_ms=200, attempts=2)
         assert src.get_fenced_tables() == []
         app.commit()  # the application's session was not ended
     finally:
@@ -233,7 +234,7 @@ def test_fence_blocked_past_its_attempts_fences_nothing_and_says_why(stand, sour
 
 def test_unfence_waiting_on_a_reader_past_its_attempts_keeps_the_fence_and_says_why(stand, source, hooks):
     src, _ = hooks
-    src.install_fence(SCOPE, ["postgres"])
+    src.install_fence(SCOPE, ["doadmin"])
     reader = psycopg.connect(
         host=str(stand.dir / "pg" / "source"), port=stand.port(1), user="postgres", dbname="saas"
     )  # not an application role: the fence does not end its session
@@ -258,7 +259,7 @@ def test_caught_up_fires_within_a_second_of_the_target_confirming_the_fence(stan
     src, tgt = hooks
     load(stand, "start", rate=200)
     time.sleep(2)
-    src.install_fence(SCOPE, ["postgres"])
+    src.install_fence(SCOPE, ["doadmin"])
     fence_lsn = src.get_current_lsn()
     confirmed_at: list[float] = []
 
@@ -303,16 +304,24 @@ def test_caught_up_fails_at_once_when_the_subscription_is_disabled(source, targe
 
 
 def test_caught_up_waits_for_an_enabled_subscriptions_apply_worker_to_start(source, target, replicating, hooks):
-    """Enabled again twice in a row, a subscription has no apply worker for a while (PostgreSQL's launcher
-    waits wal_retrieve_retry_interval, 5 s, between starts): the wait goes on, and ends when it caught up."""
+    """An apply worker that exits just after it started (ended here, as a crash or a dropped connection would)
+    leaves its subscription enabled without a worker for a while (PostgreSQL's launcher waits
+    wal_retrieve_retry_interval, 5 s, between starts; since 16 it starts one at once after ALTER SUBSCRIPTION
+    ... ENABLE, so that alone leaves no gap): the wait goes on, and ends when it caught up."""
     plan = replicating
     src, tgt = hooks
-    running = f"SELECT pid IS NOT NULL FROM pg_stat_subscription WHERE subname = '{plan.subscription}'"
-    for _ in range(2):
-        target.execute(f"ALTER SUBSCRIPTION {plan.subscription} DISABLE")
-        while target.execute(running).fetchone()[0]:
-            time.sleep(0.05)
-        target.execute(f"ALTER SUBSCRIPTION {plan.subscription} ENABLE")
+    worker = f"SELECT pid FROM pg_stat_subscription WHERE subname = '{plan.subscription}' AND relid IS NULL"
+    target.execute(f"ALTER SUBSCRIPTION {plan.subscription} DISABLE")
+    while target.execute(worker).fetchone()[0]:
+        time.sleep(0.05)
+    target.execute(f"ALTER SUBSCRIPTION {plan.subscription} ENABLE")
+    deadline = time.monotonic() + 30
+    while not (pid := target.execute(worker).fetchone()[0]):
+        assert time.monotonic() < deadline, "the apply worker did not start after ENABLE"
+        time.sleep(0.05)
+    target.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    while target.execute(worker).fetchone()[0]:
+        time.sleep(0.05)
     source.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/while-restarting', now())")
     fence_lsn = src.get_current_lsn()
     assert tgt.get_subscription_status(plan.subscription)["worker_pid"] is None  # the launcher is waiting
@@ -353,8 +362,9 @@ def test_trigger_serializes_to_its_arguments(replicating):
 def test_a_table_added_to_the_publication_is_copied_after_a_refresh(source, target, replicating, hooks):
     plan = replicating
     src, tgt = hooks
-    for conn in (source, target):
-        conn.execute("CREATE TABLE coupons (code text PRIMARY KEY, percent int)")
+    for side, conn in (("source", source), ("target", target)):
+        with as_ferry(conn, side):
+            conn.execute("CREATE TABLE coupons (code text PRIMARY KEY, percent int)")
     source.execute("INSERT INTO coupons SELECT 'C' || i, i FROM generate_series(1, 50) i")
     try:
         assert src.create_publication(plan.publication, [*SCOPE, "public.coupons"]) == "altered"
@@ -436,8 +446,9 @@ PLANTED = [
 
 @pytest.fixture
 def compare_tables(source, target):
-    for conn in (source, target):
-        conn.execute(COMPARE_SCHEMA)
+    for side, conn in (("source", source), ("target", target)):
+        with as_ferry(conn, side):
+            conn.execute(COMPARE_SCHEMA)
     for statement in PLANTED:
         target.execute(statement)
     yield
@@ -485,8 +496,9 @@ def test_ranges_follow_the_keys_order_and_values_that_look_different_differ(sour
         INSERT INTO keys.names SELECT CASE WHEN i % 2 = 0 THEN 'a' ELSE 'B' END || lpad(i::text, 4, '0'), i
         FROM generate_series(1, 1000) i;
     """
-    for conn in (source, target):
-        conn.execute(setup)
+    for side, conn in (("source", source), ("target", target)):
+        with as_ferry(conn, side):
+            conn.execute(setup)
     target.execute("UPDATE keys.pairs SET note = 'changed' WHERE (a, b) = (150, 3)")
     target.execute("UPDATE keys.amounts SET label = 'changed' WHERE amount = 100.25")
     target.execute("""UPDATE keys.docs SET body = '{"n": 1.0}' WHERE id = 1""")
@@ -519,8 +531,9 @@ def test_counts_mode_sees_missing_and_extra_rows_only(compare_tables, hooks):
 
 
 def test_identical_tables_compare_equal(stand, source, target):
-    for conn in (source, target):
-        conn.execute(COMPARE_SCHEMA)
+    for side, conn in (("source", source), ("target", target)):
+        with as_ferry(conn, side):
+            conn.execute(COMPARE_SCHEMA)
     try:
         comparer = Comparer(
             ReplicationHook("ferry_source", "saas"), ReplicationHook("ferry_target", "saas"), chunk_rows=700
@@ -541,8 +554,9 @@ def test_identical_tables_compare_equal(stand, source, target):
 def test_schema_copy_refuses_a_target_holding_rows_and_a_rerun_changes_nothing(stand, source, target, capfd):
     try:
         # A target whose customers table already holds a row: refused, naming it.
-        target.execute("CREATE TABLE customers (id bigint PRIMARY KEY)")
-        target.execute("INSERT INTO customers VALUES (1)")
+        with as_ferry(target, "target"):
+            target.execute("CREATE TABLE customers (id bigint PRIMARY KEY)")
+            target.execute("INSERT INTO customers VALUES (1)")
         capfd.readouterr()
         run = run_dag(TEST_DAGS, "ferry_test_copy_schema")
         assert run.state == "failed"
@@ -578,11 +592,10 @@ def test_what_replication_does_not_carry_is_named_and_partitions_may_differ(
     plan = load_plan()
     src, tgt = hooks
     scope = [t["qualified"] for t in src.get_tables(["public"])]
-    target.execute("DROP TABLE usage_records_2025, usage_records_2026, usage_records_later")
-    target.execute("CREATE TABLE usage_records_all PARTITION OF usage_records DEFAULT")
-    conninfo = (
-        f"host=127.0.0.1 port={stand.port(1)} dbname=saas user=postgres password={stand.secret('source_superuser')}"
-    )
+    with as_ferry(target, "target"):
+        target.execute("DROP TABLE usage_records_2025, usage_records_2026, usage_records_later")
+        target.execute("CREATE TABLE usage_records_all PARTITION OF usage_records DEFAULT")
+    conninfo = subscription_conninfo(BaseHook.get_connection("ferry_source"), "saas", plan.subscription)
     assert src.create_publication(plan.publication, scope) == "created"
     assert src.publishes_via_root(plan.publication)
     try:

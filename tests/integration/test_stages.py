@@ -19,6 +19,7 @@ from stand.control import load
 from tests.integration.conftest import (
     ROOT_DAGS,
     TEST_DAGS,
+    as_ferry,
     aws,
     empty_public_schema,
     rerun_each_task,
@@ -116,8 +117,9 @@ def test_week_prior_brings_the_target_in_sync_and_a_rerun_changes_nothing(stand,
 
     # A table created on the source since: the stage run again creates it on the target, publishes it,
     # subscribes to it and copies its rows; run again after that, it changes nothing.
-    source.execute("CREATE TABLE gift_cards (code text PRIMARY KEY, cents int NOT NULL)")
-    source.execute("INSERT INTO gift_cards SELECT 'G' || i, i * 100 FROM generate_series(1, 40) i")
+    with as_ferry(source, "source"):  # the application's migration, run as doadmin
+        source.execute("CREATE TABLE gift_cards (code text PRIMARY KEY, cents int NOT NULL)")
+        source.execute("INSERT INTO gift_cards SELECT 'G' || i, i * 100 FROM generate_series(1, 40) i")
     try:
         # copy_schema (that table only), create_publication (altered), refresh_subscription
         assert twice("ferry_week_prior", dag_folder=ROOT_DAGS) == 3
@@ -239,7 +241,7 @@ def test_rollback_gives_the_service_back_to_the_old_side_losing_nothing(stand, s
     load(stand, "start", rate=20)
     assert run_dag(TEST_DAGS, "ferry_test_dns_route_webhooks").state == "success"
     assert run_dag(TEST_DAGS, "ferry_test_vms_stop").state == "success"
-    ReplicationHook("ferry_source", "saas").install_fence(scopes, ["postgres"])
+    ReplicationHook("ferry_source", "saas").install_fence(scopes, ["doadmin"])
     plan = load_plan()
     for side in SIDES:  # D-day's change capture, started before its live comparison
         ChangeCapture(plan, side, ReplicationHook(f"ferry_{side}", "saas"), CaptureStore(plan)).start()
@@ -314,6 +316,20 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
                 == 202
             )
         gates = {"gate_go_no_go": "Approve", "gate_comparison": "Approve", "gate_point_of_no_return": "Approve"}
+        # The subscription reaches the source as Ferry's connection says: SSL verified against the CA.
+        assert "sslmode=verify-full" in target.execute("SELECT subconninfo FROM pg_subscription").fetchone()[0]
+
+        # A right Ferry's login needs in the freeze is missing: the pre-flight names it and D-day stops there.
+        ledger = len(Ledger(load_plan()).records())
+        source.execute("REVOKE pg_signal_backend FROM doadmin")
+        try:
+            refused = run_dag(ROOT_DAGS, "ferry_d_day")
+        finally:
+            source.execute("GRANT pg_signal_backend TO doadmin")
+        states = {ti.task_id: ti.state for ti in refused.get_task_instances()}
+        assert refused.state == "failed" and states["preflight.check_privileges"] == "failed", states
+        assert states.get("start_change_capture") in (None, "upstream_failed"), states
+        assert len(Ledger(load_plan()).records()) == ledger, "D-day changed something while a right was missing"
 
         # A dry run first, with the tables to compare and a timeout from the trigger form: it changes nothing.
         ledger, dns = len(Ledger(load_plan()).records()), records(stand)
@@ -338,8 +354,9 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
         }
 
         # A table created on the source after week prior: D-day's scope step brings it in before the pre-flight.
-        source.execute("CREATE TABLE gift_cards (code text PRIMARY KEY, cents int NOT NULL)")
-        source.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON gift_cards TO saas_app")
+        with as_ferry(source, "source"):  # the application's migration, run as doadmin
+            source.execute("CREATE TABLE gift_cards (code text PRIMARY KEY, cents int NOT NULL)")
+            source.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON gift_cards TO saas_app")
         source.execute("INSERT INTO gift_cards SELECT 'G' || i, i * 100 FROM generate_series(1, 40) i")
         with GateAnswerer(gates) as answerer:
             run = run_dag(ROOT_DAGS, "ferry_d_day")
@@ -443,7 +460,8 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
         states = {ti.task_id: ti.state for ti in refused.get_task_instances()}
         assert refused.state == "failed" and states["check_reverse_replication"] == "failed", states
         assert answerer.answered == [] and states["stop_reverse_replication"] == "upstream_failed"
-        assert source.execute("SELECT count(*) FROM pg_subscription WHERE subname = %s", (name,)).fetchone() == (1,)
+        reverse = source.execute("SELECT subconninfo FROM pg_subscription WHERE subname = %s", (name,)).fetchall()
+        assert len(reverse) == 1 and "sslmode=verify-full" in reverse[0][0]  # 17 back to 16, SSL verified
         source.execute(f"ALTER SUBSCRIPTION {name} ENABLE")
         wait_until(
             lambda: (
@@ -555,8 +573,9 @@ def test_rollback_after_cutover_brings_back_every_write_the_new_side_took(
         # A migration run on the new side only: a table created there, holding a row, outside the reverse
         # publication. The way back would leave the row behind: the check refuses, naming the fix; nothing
         # changes. Once fixed as it says, the row comes back with the rest.
-        target.execute("CREATE TABLE coupons (id bigint PRIMARY KEY, code text NOT NULL)")
-        target.execute("INSERT INTO coupons VALUES (1, 'NEW-SIDE')")
+        with as_ferry(target, "target"):  # the migration run on the new side as the RDS master user
+            target.execute("CREATE TABLE coupons (id bigint PRIMARY KEY, code text NOT NULL)")
+            target.execute("INSERT INTO coupons VALUES (1, 'NEW-SIDE')")
         capfd.readouterr()
         with GateAnswerer(gates):
             blocked = run_dag(ROOT_DAGS, "ferry_rollback_after_cutover")
@@ -566,7 +585,8 @@ def test_rollback_after_cutover_brings_back_every_write_the_new_side_took(
         assert "public.coupons: created on the new side since the cutover, holding rows" in said
         assert f"ALTER SUBSCRIPTION {name} REFRESH PUBLICATION on the old source" in said
         assert len(Ledger(plan).records()) == ledger
-        source.execute("CREATE TABLE coupons (id bigint PRIMARY KEY, code text NOT NULL)")
+        with as_ferry(source, "source"):
+            source.execute("CREATE TABLE coupons (id bigint PRIMARY KEY, code text NOT NULL)")
         target.execute(f"ALTER PUBLICATION {plan.reverse_publication} ADD TABLE coupons")
         source.execute(f"ALTER SUBSCRIPTION {name} REFRESH PUBLICATION")
         deadline = time.monotonic() + 120  # its rows are copied, then it streams (the check refuses until then)

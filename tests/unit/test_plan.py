@@ -52,7 +52,7 @@ def test_unknown_key_is_named_with_the_allowed_keys():
     data["source"]["databse"] = data["source"].pop("database")
     problems = problems_of(data)
     assert "unknown key 'databse'" in problems["source.databse"]
-    assert "conn_id, database, app_roles, keep_writing" in problems["source.databse"]
+    assert "conn_id, database, app_roles, provider_superusers, keep_writing" in problems["source.databse"]
     assert "required" in problems["source.database"]
 
 

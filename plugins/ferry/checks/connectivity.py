@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from airflow.sdk import BaseHook
-from psycopg.conninfo import make_conninfo
 
 from ferry.capture import capture_slot
 from ferry.checks.base import CheckResult, source_hook, target_hook
-from ferry.hooks.replication import ReplicationHook, subscription_conninfo
+from ferry.hooks.postgres import subscription_conninfo
+from ferry.hooks.replication import ReplicationHook
 from ferry.plan import Plan
 
 
@@ -330,7 +330,13 @@ def check_reverse_replication(plan: Plan) -> CheckResult:
         f"{s['max_logical_replication_workers']}"
     )
     if not s["superuser"] and s["server_version_num"] < 160000:
-        problems.append("old source: Ferry's login is not a superuser; PostgreSQL 15 and older need one to subscribe")
+        problems.append(
+            f"old source: it runs PostgreSQL {s['server_version_num'] // 10000} and Ferry's login "
+            f"{s['login']} is not a superuser; only PostgreSQL 16 and later let a login that is not one create a "
+            "subscription (through pg_create_subscription), and a managed service gives no superuser: upgrade the "
+            "old cluster to 16 or later before D-day (DigitalOcean: Upgrade in the cluster's settings), or remove "
+            "replication.reverse from the plan (the DNS switch is then the point of no return)"
+        )
     if s["workers_in_use"] >= s["max_logical_replication_workers"]:
         problems.append("old source: no free logical replication worker; raise max_logical_replication_workers")
     if s["superuser"] or s["server_version_num"] >= 160000:
@@ -356,9 +362,7 @@ def probe_route_to_target(plan: Plan, source: ReplicationHook, conn_id: str, fin
     except Exception:  # noqa: BLE001 - a missing connection: the connections check names it
         return [f"{conn_id} (replication.reverse.publisher_conn_id) is not an Airflow connection"]
     where = f"{publisher.host}:{publisher.port or 5432}"
-    conninfo = make_conninfo(
-        subscription_conninfo(publisher, plan.target.database, plan.reverse_subscription), connect_timeout=10
-    )
+    conninfo = subscription_conninfo(publisher, plan.target.database, plan.reverse_subscription, connect_timeout=10)
     try:
         source.probe_subscription(f"{plan.reverse_subscription}_probe", plan.reverse_publication, conninfo)
     except Exception as exc:  # noqa: BLE001 - the server's reason is the finding

@@ -20,13 +20,15 @@ def check_writers(plan: Plan) -> CheckResult:
             fate = "source.keep_writing: NOT fenced, its writes after the cutover stay on the old side"
         elif w["role"] in allowed:
             fate = "Ferry's own role: not fenced"
+        elif w["superuser"] and w["role"] in plan.source.provider_superusers:
+            fate = "the managed service's own superuser (source.provider_superusers): no client of yours logs in as it"
         else:
             fate = "held by the fence" + ("" if w["role"] in listed else " (not in source.app_roles)")
         findings.append(f"{w['role']}: can write {len(w['tables'])} table(s) in scope ({'; '.join(w['via'])}); {fate}")
     problems = [
         f"role {r} named in the plan (source.app_roles or source.keep_writing) does not exist on the source"
         for r in source.missing_roles([*listed, *kept])
-    ] + fence_problems(writers, allowed)
+    ] + fence_problems(writers, allowed, plan.source.provider_superusers)
     if problems:
         return CheckResult(
             "writers",
@@ -36,7 +38,7 @@ def check_writers(plan: Plan) -> CheckResult:
             "Fix each role as its finding says (NOSUPERUSER, ownership to Ferry's role) or correct the plan's role "
             "names; a role the fence cannot hold would go on writing to the old side after the cutover.",
         )
-    held = [w["role"] for w in writers if w["role"] not in allowed]
+    held = [w["role"] for w in writers if w["role"] not in allowed and not w["superuser"]]
     if kept:
         return CheckResult(
             "writers",

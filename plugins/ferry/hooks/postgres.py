@@ -15,7 +15,8 @@ from typing import Any, Literal
 import psycopg
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 from airflow.sdk import BaseHook
-from psycopg import sql
+from psycopg import pq, sql
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from ferry.paths import SQL_DIR
@@ -28,6 +29,61 @@ PG_LIB = Path("/usr/lib/postgresql")
 def load_sql(name: str) -> str:
     """The text of ``include/sql/<name>.sql``."""
     return (SQL_DIR / f"{name}.sql").read_text()
+
+
+# Extras that say where a subscriber's server finds a file (its CA bundle), which differs from where Airflow's
+# worker finds it: used in a subscription's connection string in place of the libpq keyword they name.
+SUBSCRIBER_EXTRAS = {"subscriber_sslrootcert": "sslrootcert"}
+# Taken from the connection's own fields, never from its extras.
+CONNECTION_FIELDS = {"host", "hostaddr", "port", "user", "password", "dbname"}
+
+
+@cache
+def libpq_keywords() -> dict[str, str | None]:
+    """Every connection keyword this libpq knows, with its environment variable (``sslmode``: ``PGSSLMODE``)."""
+    return {
+        o.keyword.decode(): o.envvar.decode() if o.envvar else None
+        for o in pq.Conninfo.get_defaults()
+        if o.keyword is not None
+    }
+
+
+def libpq_params(connection: Any, database: str | None = None, **overrides: Any) -> dict[str, str]:
+    """The libpq keywords of an Airflow Postgres connection: its host, port, login, password and database
+    (``database`` when given), and every extra that libpq knows (``sslmode``, ``sslrootcert``, ``sslcert``,
+    ``sslkey``, ``target_session_attrs``...), then ``overrides``. The one way Ferry reaches a Postgres server:
+    hooks, triggers, client programs and subscriptions alike."""
+    known = libpq_keywords()
+    params: dict[str, Any] = {
+        "host": connection.host,
+        "port": connection.port or 5432,
+        "user": connection.login,
+        "password": connection.password,
+        "dbname": database or connection.schema,
+    }
+    params |= {k: v for k, v in connection.extra_dejson.items() if k in known and k not in CONNECTION_FIELDS}
+    params |= overrides
+    return {k: str(v) for k, v in params.items() if v not in (None, "")}
+
+
+def conninfo(connection: Any, database: str | None = None, **overrides: Any) -> str:
+    """:func:`libpq_params` as one connection string (it holds the password: never log it)."""
+    return make_conninfo(**libpq_params(connection, database, **overrides))
+
+
+def subscription_conninfo(publisher: Any, database: str, application_name: str, **overrides: Any) -> str:
+    """The connection string a subscription reaches its publisher with: :func:`libpq_params` of the publisher's
+    Airflow connection, SSL settings included, with the subscriber's own paths (``subscriber_sslrootcert``) where
+    the connection gives them. It holds the password (a subscription owned by a login that is not a superuser
+    must have one): it goes only into the subscriber's catalog, never a log, XCom or the ledger."""
+    extras = publisher.extra_dejson
+    own_paths = {keyword: extras[extra] for extra, keyword in SUBSCRIBER_EXTRAS.items() if extras.get(extra)}
+    return conninfo(publisher, database, application_name=application_name, **own_paths | overrides)
+
+
+def redact_conninfo(text: str, connection: Any) -> str:
+    """``text`` with the connection's password replaced (for messages that quote a connection string)."""
+    return text.replace(connection.password, "***") if connection.password else text
 
 
 class ClientProgramError(RuntimeError):
@@ -49,6 +105,11 @@ class FerryPostgresHook(PostgresHook):
             options=f"-c statement_timeout={statement_timeout_s * 1000} -c application_name=ferry",
         )
         self.database = database
+
+    def get_conn(self) -> psycopg.Connection:
+        """A connection as :func:`libpq_params` describes it (SSL settings and every libpq extra honoured)."""
+        self.conn = self._create_connection(libpq_params(self.connection, self.database, options=self.options))
+        return self.conn
 
     @classmethod
     def for_side(cls, plan: Plan, side: Literal["source", "target"]) -> Any:
@@ -226,16 +287,11 @@ class FerryPostgresHook(PostgresHook):
     # Client programs ----------------------------------------------------------------------
 
     def libpq_env(self) -> dict[str, str]:
-        """libpq environment for this connection: the password travels in PGPASSWORD, never on a command line."""
-        conn = BaseHook.get_connection(self.postgres_conn_id)
-        return {
-            "PGHOST": conn.host or "",
-            "PGPORT": str(conn.port or 5432),
-            "PGUSER": conn.login or "",
-            "PGPASSWORD": conn.password or "",
-            "PGDATABASE": self.database or conn.schema or "",
-            "PGCONNECT_TIMEOUT": "10",
-        }
+        """libpq environment for this connection (:func:`libpq_params`, SSL included): the password travels in
+        PGPASSWORD, never on a command line."""
+        params = libpq_params(BaseHook.get_connection(self.postgres_conn_id), self.database, connect_timeout=10)
+        env_names = libpq_keywords()
+        return {env_names[k]: v for k, v in params.items() if env_names.get(k)}
 
     def server_version_num(self) -> int:
         return self.fetch("replication_settings")[0]["server_version_num"]

@@ -9,23 +9,9 @@ from typing import Any
 import psycopg
 from airflow.sdk import BaseHook
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from ferry.hooks.postgres import FerryPostgresHook
 from ferry.plan import Plan
-
-
-def subscription_conninfo(publisher: Any, database: str, application_name: str) -> str:
-    """The connection string a subscription reaches its publisher with (an Airflow connection's host, port and
-    login). It holds the password: it goes only into the subscriber's catalog, never a log, XCom or the ledger."""
-    return make_conninfo(
-        host=publisher.host,
-        port=publisher.port or 5432,
-        dbname=database,
-        user=publisher.login,
-        password=publisher.password or None,
-        application_name=application_name,
-    )
 
 
 class FenceBlocked(RuntimeError):
@@ -175,7 +161,7 @@ class ReplicationHook(FerryPostgresHook):
         self, tables: list[str], allowed: list[str], lock_timeout_ms: int = 2000, attempts: int = 5
     ) -> list[str]:
         """Refuse writes to ``tables`` by every login role but ``allowed``, in one transaction, then end the
-        sessions of every role that could write them; return those roles.
+        sessions of every role (but superusers) that could write them; return those roles.
 
         Creating the triggers waits for open writing transactions (they commit before the fence or
         not at all), so every write by a fenced role commits before the fence's WAL position or is refused.
@@ -195,7 +181,9 @@ class ReplicationHook(FerryPostgresHook):
         self._locking_transaction(
             "the fence was not installed", "nothing is fenced", install, lock_timeout_ms, attempts
         )
-        held = [w["role"] for w in self.get_writers(tables) if w["role"] not in allowed]
+        # A superuser's sessions are not Ferry's to end (only a superuser may); the pre-flight refuses every
+        # superuser but the managed service's own.
+        held = [w["role"] for w in self.get_writers(tables) if w["role"] not in allowed and not w["superuser"]]
         self.terminate_sessions(held)
         return held
 
@@ -267,12 +255,13 @@ def _table_list(tables: list[str]) -> sql.Composable:
     return sql.SQL(", ").join(sql.SQL(t) for t in tables)
 
 
-def fence_problems(writers: list[dict[str, Any]], allowed: list[str]) -> list[str]:
+def fence_problems(writers: list[dict[str, Any]], allowed: list[str], provider: list[str] = ()) -> list[str]:
     """Why the fence could not hold each of ``writers`` (from :meth:`ReplicationHook.get_writers`) other
-    than ``allowed``, with the fix; empty when it can hold them all."""
+    than ``allowed`` and the managed service's own superusers (``provider``), with the fix; empty when it can
+    hold them all."""
     problems = []
     for w in writers:
-        if w["role"] in allowed:
+        if w["role"] in allowed or (w["superuser"] and w["role"] in provider):
             continue
         if w["superuser"]:
             problems.append(

@@ -34,10 +34,10 @@ class ReplicationFenceSourceOperator(FerryOperator):
         problems = [
             f"role {r} (source.app_roles or source.keep_writing) does not exist on the source"
             for r in self.source.missing_roles([*plan.source.app_roles, *plan.source.keep_writing])
-        ] + fence_problems(writers, allowed)
+        ] + fence_problems(writers, allowed, plan.source.provider_superusers)
         if problems:
             raise AirflowFailException("the fence cannot hold: " + "; ".join(problems))
-        roles = [w["role"] for w in writers if w["role"] not in allowed]
+        roles = [w["role"] for w in writers if w["role"] not in allowed and not w["superuser"]]
         recorded = self.ledger.last(Action.FENCE_SOURCE, target)
         fenced = set(self.source.get_fenced_tables())
         if recorded and recorded.done and set(tables) <= fenced:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException
 
 from ferry.ledger import Action, Target, switched_to_new_side
@@ -11,7 +12,8 @@ from ferry.operators.base import FerryOperator
 
 
 class ReplicationCopyLargeObjectsOperator(FerryOperator):
-    """Copy the source's large objects to the target with the same OIDs and owners, then verify every one.
+    """Copy the source's large objects to the target with the same OIDs and owners (Ferry's source login's become its
+    target login's), then verify every one.
 
     Runs inside the freeze (the application is stopped and fenced). Copies only those missing on the
     target or whose contents differ (md5), so a re-run copies nothing; fails naming every object that
@@ -24,6 +26,13 @@ class ReplicationCopyLargeObjectsOperator(FerryOperator):
             self.log.info("Large objects are out of scope (replication.large_objects); none copied")
             return {"copied": 0, "objects": None}
         source, target = self.source.large_object_digests(), self.target.large_object_digests()
+        # What Ferry's source login owns, its target login owns (doadmin exists on DigitalOcean only, and the
+        # reverse); every other owner (the application's roles) keeps its name.
+        logins = {
+            BaseHook.get_connection(self.plan.source.conn_id).login: BaseHook.get_connection(
+                self.plan.target.conn_id
+            ).login
+        }
         todo = [oid for oid, lo in source.items() if target.get(oid, {}).get("md5") != lo["md5"]]
         self.log.info("%d large object(s) on the source, %d to copy", len(source), len(todo))
         where = Target.target(f"{self.plan.target.database}/large_objects")
@@ -35,7 +44,8 @@ class ReplicationCopyLargeObjectsOperator(FerryOperator):
             ):
                 for i, oid in enumerate(todo, 1):
                     data = self.source.read_large_object(oid, reader)
-                    self.target.write_large_object(oid, data, source[oid]["owner"], writer)
+                    owner = source[oid]["owner"]
+                    self.target.write_large_object(oid, data, logins.get(owner, owner), writer)
                     if i % 100 == 0 or i == len(todo):  # a transaction per hundred: bounded, and progress to log
                         writer.commit()
                         self.log.info("  %d/%d copied", i, len(todo))

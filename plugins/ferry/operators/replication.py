@@ -10,7 +10,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException
 
-from ferry.hooks.replication import subscription_conninfo
+from ferry.hooks.postgres import subscription_conninfo
 from ferry.ledger import Action, Target
 from ferry.operators.base import FerryOperator
 from ferry.operators.sequences import ReplicationSyncSequencesOperator

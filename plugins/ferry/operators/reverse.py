@@ -21,7 +21,8 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from ferry import report
 from ferry.checks.schema import outside_reverse_publication
-from ferry.hooks.replication import FenceBlocked, fence_problems, subscription_conninfo
+from ferry.hooks.postgres import subscription_conninfo
+from ferry.hooks.replication import FenceBlocked, fence_problems
 from ferry.ledger import Action, Target
 from ferry.operators.base import FerryContext, FerryOperator, pull_all
 from ferry.sensors.replication import ReplicationCaughtUpSensor
@@ -237,7 +238,7 @@ class ReplicationFenceTargetOperator(FerryOperator):
         target = Target.target(plan.target.database)
         tables = self.scope_tables(self.target)
         allowed = [BaseHook.get_connection(plan.target.conn_id).login]
-        problems = fence_problems(self.target.get_writers(tables), allowed)
+        problems = fence_problems(self.target.get_writers(tables), allowed, plan.target.provider_superusers)
         if problems:
             raise AirflowFailException("the fence on the target cannot hold: " + "; ".join(problems))
         recorded = self.ledger.last(Action.FENCE_TARGET, target)

@@ -10,25 +10,19 @@ from typing import Any
 import psycopg
 from airflow.sdk import BaseHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
-from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
-from ferry.hooks.postgres import load_sql
+from ferry.hooks.postgres import conninfo, load_sql
 
 
 async def async_connect(conn_id: str, database: str) -> psycopg.AsyncConnection:
-    """An autocommit async connection for an Airflow Postgres connection."""
+    """An autocommit async connection for an Airflow Postgres connection (its SSL settings included)."""
     conn = await BaseHook.aget_connection(conn_id)
-    conninfo = make_conninfo(
-        host=conn.host,
-        port=conn.port or 5432,
-        dbname=database,
-        user=conn.login,
-        password=conn.password or None,
-        application_name="ferry-trigger",
-        connect_timeout=10,
+    return await psycopg.AsyncConnection.connect(
+        conninfo(conn, database, application_name="ferry-trigger", connect_timeout=10),
+        autocommit=True,
+        row_factory=dict_row,
     )
-    return await psycopg.AsyncConnection.connect(conninfo, autocommit=True, row_factory=dict_row)
 
 
 class ReplicationCaughtUpTrigger(BaseTrigger):

@@ -39,6 +39,8 @@ from ferry.operators.replication import (
 from ferry.operators.schema import ReplicationCopySchemaOperator
 from ferry.plan import load_plan
 from ferry.sensors.replication import ReplicationInitialCopySensor
+from stand.core import Stand
+from stand.services.postgres import PostgresPair
 
 
 def plant_differences() -> dict:
@@ -46,10 +48,8 @@ def plant_differences() -> dict:
     session_replication_role = replica, an insert, and a row of the keyless page_views; on the source,
     an update the target never applies (the subscription's replication origin advanced past it)."""
     subscription = load_plan().subscription
-    with (
-        ReplicationHook("ferry_target", "saas").session() as target,
-        ReplicationHook("ferry_source", "saas").session() as source,
-    ):
+    # The stand's superuser on the target (what Ferry's login may not do: session_replication_role, the origin).
+    with PostgresPair().admin(Stand(), "target") as target, ReplicationHook("ferry_source", "saas").session() as source:
         target.execute("UPDATE subscriptions SET amount = amount + 1 WHERE id = 4")
         target.execute("SET session_replication_role = replica")
         # The write load deletes events: take one that exists.
