@@ -81,11 +81,6 @@ def subscription_conninfo(publisher: Any, database: str, application_name: str, 
     return conninfo(publisher, database, application_name=application_name, **own_paths | overrides)
 
 
-def redact_conninfo(text: str, connection: Any) -> str:
-    """``text`` with the connection's password replaced (for messages that quote a connection string)."""
-    return text.replace(connection.password, "***") if connection.password else text
-
-
 class ClientProgramError(RuntimeError):
     """A PostgreSQL client program (pg_dump, psql) failed; the message ends with its stderr."""
 
