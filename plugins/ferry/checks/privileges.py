@@ -43,8 +43,10 @@ def check_privileges(plan: Plan) -> CheckResult:
     source, target = source_hook(plan), target_hook(plan)
     source_facts, target_facts = source.fetch_one("privileges"), target.fetch_one("privileges")
     tables = [t["qualified"] for t in in_scope(plan, source.get_tables(plan.replication.schemas))]
-    rights = source_rights(plan, source, source_facts, tables) + target_rights(
-        plan, target, target_facts, source_facts, source, tables
+    # Large objects by owner, read once: their readability on the source, their owners on the target.
+    objects = source.fetch("privileges_large_objects") if plan.replication.large_objects == "copy" else []
+    rights = source_rights(plan, source, source_facts, tables, objects) + target_rights(
+        plan, target, target_facts, source_facts, source, tables, objects
     )
     missing = [r for r in rights if not r.held]
     findings = [
@@ -115,7 +117,9 @@ def _ownership(side: str, login: str, rows: list[dict[str, Any]], what: str, nee
     )
 
 
-def source_rights(plan: Plan, source: ReplicationHook, facts: dict[str, Any], tables: list[str]) -> list[Right]:
+def source_rights(
+    plan: Plan, source: ReplicationHook, facts: dict[str, Any], tables: list[str], owners: list[dict[str, Any]]
+) -> list[Right]:
     login = facts["login"]
     objects = source.fetch(
         "privileges_tables", tables=fenced_tables(plan, source, tables), schemas=plan.replication.schemas
@@ -166,7 +170,6 @@ def source_rights(plan: Plan, source: ReplicationHook, facts: dict[str, Any], ta
         )
     )
     if plan.replication.large_objects == "copy":
-        owners = source.fetch("privileges_large_objects")
         unreadable = [f"{o['unreadable']} of {o['owner']}'s" for o in owners if o["unreadable"]]
         rights.append(
             Right(
@@ -210,6 +213,7 @@ def target_rights(
     source_facts: dict[str, Any],
     source: ReplicationHook,
     tables: list[str],
+    large_objects: list[dict[str, Any]],
 ) -> list[Right]:
     login = facts["login"]
     rights = [
@@ -272,13 +276,7 @@ def target_rights(
         )
     rights += _extension_rights(plan, target, facts, source)
     if plan.replication.large_objects == "copy":
-        owners = sorted(
-            {
-                login if o["owner"] == source_facts["login"] else o["owner"]
-                for o in source.fetch("privileges_large_objects")
-            }
-            - {login}
-        )
+        owners = sorted({login if o["owner"] == source_facts["login"] else o["owner"] for o in large_objects} - {login})
         if owners and not facts["superuser"]:
             found = target.fetch("roles_settable", roles=owners)
             lacking = [f"{r['role']}{'' if r['exists'] else ' (no such role)'}" for r in found if not r["settable"]]
