@@ -8,17 +8,20 @@ replication D-day set up: after it, a rollback can no longer bring the new side'
    replication streams within `replication.reverse.max_lag_bytes` (a broken or lagging one could lose the new
    side's last writes on the old side; fix it first).
 2. **`gate_decommission`**.
-3. `stop_reverse_replication`: the subscription on the old source, its slot and the publication on the target
-   (checked healthy again just before).
-4. `remove_source_fence`: the fence's trigger and function leave the old database.
-5. `retire_source`: the ledger records the old side as retired. `write_report`, `mark_stage_complete`.
+3. `stop_reverse_replication`: checked healthy again, then ended caught up (once the old source confirmed every
+   write the target had taken when the step began): the subscription on the old source, its slot and the
+   publication on the target.
+4. `keep_source_fenced`: the old database keeps refusing the application's writes (the fence stays; a table in
+   scope without it is fenced), so a stray client of the old side cannot write where nobody reads.
+5. `retire_source`: the ledger records the old side as retired; from then on `ferry_rollback` refuses.
+   `write_report`, `mark_stage_complete`.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import DAG
 
-from ferry.operators.fence import ReplicationUnfenceSourceOperator
+from ferry.operators.fence import ReplicationFenceSourceOperator
 from ferry.operators.gates import FerryApprovalOperator
 from ferry.operators.reverse import (
     FerryRetireSourceOperator,
@@ -49,8 +52,10 @@ with DAG(schedule=None, **stage_dag_args("ferry_decommission", __doc__, "decommi
             require="healthy",
             doc_md="Drops the reverse subscription, its slot and publication; refuses while broken or behind.",
         )
-        >> ReplicationUnfenceSourceOperator(
-            task_id="remove_source_fence", doc_md="Removes the fence's trigger and function from the old database."
+        >> ReplicationFenceSourceOperator(
+            task_id="keep_source_fenced",
+            doc_md="Keeps the old database refusing the application's writes (fences any table in scope that is "
+            "not): a stray client of the old side must not write where nobody reads.",
         )
         >> FerryRetireSourceOperator(task_id="retire_source", doc_md="Records the old side as retired.")
         >> FerryStageReportOperator(task_id="write_report", kind="decommission", doc_md="The last report.")

@@ -83,6 +83,12 @@ def after_week_prior(stand, target):
     ssm = aws(stand, "ssm")
     for p in ssm.get_parameters_by_path(Path="/stand", Recursive=True)["Parameters"]:
         ssm.delete_parameter(Name=p["Name"])
+    # A new migration begins with a new ledger: what this one did (a D-day past its cutover, a decommission) must
+    # not make the next test's rollback refuse.
+    s3, prefix = aws(stand, "s3"), f"{plan.ledger_prefix}/ledger/"
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=plan.ledger.bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            s3.delete_object(Bucket=plan.ledger.bucket, Key=obj["Key"])
 
 
 def test_week_prior_brings_the_target_in_sync_and_a_rerun_changes_nothing(stand, source, target, after_week_prior):
@@ -292,12 +298,73 @@ def test_rollback_gives_the_service_back_to_the_old_side_losing_nothing(stand, s
             apps.patch_namespaced_deployment_scale(name, "saas", {"spec": {"replicas": count}})
 
 
-def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_week_prior, stand_secrets):
+def test_rollback_refuses_once_the_new_side_took_writes_without_reverse_replication(
+    stand, source, target, after_week_prior, mistaken_plan, capfd
+):
+    """A plan without replication.reverse: D-day to the end (new deployments up, DNS switched), the application
+    writes on the new side; ferry_rollback refuses every step, naming the table that holds what the old side
+    lacks, and changes nothing."""
+    from tests.integration.conftest import GateAnswerer, app_connection
+    from tests.integration.test_aws_side import records
+
+    mistaken_plan(lambda d: d["replication"].pop("reverse"))
+    plan = load_plan()
+    original = records(stand)
+    gates = {"gate_go_no_go": "Approve", "gate_comparison": "Approve", "gate_point_of_no_return": "Approve"}
+    try:
+        assert run_dag(ROOT_DAGS, "ferry_week_prior").state == "success"
+        assert run_dag(ROOT_DAGS, "ferry_day_before").state == "success"
+        with GateAnswerer(gates):
+            run = run_dag(ROOT_DAGS, "ferry_d_day")
+        assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
+        assert source.execute("SELECT count(*) FROM pg_subscription").fetchone() == (0,)  # no reverse replication
+        with app_connection(stand, "target") as app:
+            for i in range(3):
+                app.execute(
+                    "INSERT INTO customers (email, name, country) VALUES (%s, 'new side', 'NL')",
+                    (f"ns{i}@example.com",),
+                )
+        (old,) = source.execute("SELECT count(*) FROM customers").fetchone()
+
+        ledger, dns = len(Ledger(plan).records()), records(stand)
+        capfd.readouterr()
+        refused = run_dag(ROOT_DAGS, "ferry_rollback")
+        said = "".join(capfd.readouterr())
+        states = {ti.task_id: ti.state for ti in refused.get_task_instances()}
+        assert refused.state == "failed" and set(states.values()) == {"failed", "skipped"}, states
+        assert "no reverse replication" in said and "fix forward on the new side" in said
+        assert f"public.customers: {old + 3:,} rows on the new side, {old:,} on the old" in said
+        assert len(Ledger(plan).records()) == ledger and records(stand) == dns
+        assert source.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'ferry_fence'").fetchone()[0] > 0
+    finally:
+        assert run_dag(TEST_DAGS, "ferry_test_vms_start").state == "success"  # D-day stopped the old app
+        load(stand, "stop")
+        ReplicationHook("ferry_source", "saas").remove_fence()
+        restore_new_cluster()
+        assert run_dag(TEST_DAGS, "ferry_test_dns_restore").state == "success"
+        assert records(stand) == original
+
+
+def release_after_gate(answerer, blocker, after_s: float) -> None:
+    """Commit ``blocker``'s transaction (releasing its locks) ``after_s`` after ``answerer`` answered a gate, or
+    after two minutes."""
+    deadline = time.monotonic() + 120
+    while not answerer.answered and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(after_s)
+    blocker.commit()
+    blocker.close()
+
+
+def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_week_prior, stand_secrets, capfd):
     import base64
     import json
+    import threading
 
     import httpx
+    import psycopg
 
+    from stand.services.postgres import PostgresPair
     from tests.integration.conftest import GateAnswerer, app_connection
     from tests.integration.test_aws_side import records
 
@@ -472,10 +539,21 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
             ),
             "the reverse apply worker",
         )
+        # It ends the reverse replication caught up: a write the new side took just before, held up on the old
+        # side (its apply worker waits on a lock) until the decommission's last step has begun, still arrives.
+        with app_connection(stand, "target") as app:
+            app.execute("INSERT INTO customers (email, name, country) VALUES ('last@example.com', 'L', 'NL')")
+        blocker = PostgresPair().admin(stand, "source")
+        blocker.autocommit = False
+        blocker.execute("LOCK TABLE customers IN SHARE MODE")  # the reverse apply worker's INSERT waits
         with GateAnswerer({"gate_decommission": "Approve"}) as answerer:
+            release = threading.Thread(target=release_after_gate, args=(answerer, blocker, 10), daemon=True)
+            release.start()
             retired = run_dag(ROOT_DAGS, "ferry_decommission")
+        release.join(timeout=60)
         assert retired.state == "success", {ti.task_id: ti.state for ti in retired.get_task_instances()}
         assert [task for task, _ in answerer.answered] == ["gate_decommission"]
+        assert source.execute("SELECT count(*) FROM customers WHERE email = 'last@example.com'").fetchone() == (1,)
         assert source.execute("SELECT count(*) FROM pg_subscription WHERE subname = %s", (name,)).fetchone() == (0,)
         assert target.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchone() == (
             0,
@@ -483,12 +561,24 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
         assert target.execute(
             "SELECT count(*) FROM pg_publication WHERE pubname = %s", (plan.reverse_publication,)
         ).fetchone() == (0,)
-        assert source.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'ferry_fence'").fetchone() == (0,)
-        assert {"drop_reverse_replication", "unfence_source", "retire_source"} <= {
+        # The old database keeps refusing the application's writes: nobody reads it any more.
+        with app_connection(stand, "source") as app, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            app.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/after-decommission', now())")
+        assert {"drop_reverse_replication", "retire_source"} <= {
             r.action for r in Ledger(plan).records() if r.run_id == retired.run_id
         }
         rerun = rerun_each_task(ROOT_DAGS, "ferry_decommission", {"gate_decommission": "Approve"}, ("check_reverse",))
         assert {t for t, state in rerun.items() if state != "success"} == {"check_reverse_replication"}
+
+        # After the decommission, ferry_rollback refuses every step: the old side is retired. Nothing changes.
+        ledger, dns = len(Ledger(plan).records()), records(stand)
+        capfd.readouterr()
+        refused = run_dag(ROOT_DAGS, "ferry_rollback")
+        said = "".join(capfd.readouterr())
+        states = {ti.task_id: ti.state for ti in refused.get_task_instances()}
+        assert refused.state == "failed" and set(states.values()) == {"failed", "skipped"}, states
+        assert "ferry_decommission retired the old side" in said and "fix forward on the new side" in said
+        assert len(Ledger(plan).records()) == ledger and records(stand) == dns
 
     finally:
         load(stand, "stop")
@@ -496,6 +586,7 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
         load(stand, "stop")
         ReplicationHook("ferry_source", "saas").remove_fence()
         source.execute("DELETE FROM page_views WHERE path = '/dry-run'")
+        source.execute("DELETE FROM customers WHERE email IN ('after@example.com', 'last@example.com')")
         source.execute("DROP TABLE IF EXISTS gift_cards")
         restore_new_cluster()
         assert run_dag(TEST_DAGS, "ferry_test_dns_restore").state == "success"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from collections.abc import Generator
 from contextlib import closing, contextmanager
 from functools import cache
@@ -23,6 +24,7 @@ from ferry.paths import SQL_DIR
 from ferry.plan import Plan
 
 PG_LIB = Path("/usr/lib/postgresql")
+KEPT_IDLE_S = 5.0
 
 
 @cache
@@ -100,6 +102,8 @@ class FerryPostgresHook(PostgresHook):
             options=f"-c statement_timeout={statement_timeout_s * 1000} -c application_name=ferry",
         )
         self.database = database
+        self._kept: psycopg.Connection | None = None
+        self._kept_used = 0.0
 
     def get_conn(self) -> psycopg.Connection:
         """A connection as :func:`libpq_params` describes it (SSL settings and every libpq extra honoured)."""
@@ -119,9 +123,34 @@ class FerryPostgresHook(PostgresHook):
             conn.autocommit = autocommit
             yield conn
 
+    def kept(self) -> psycopg.Connection:
+        """The hook's own autocommit session, opened on first use and shared by :meth:`fetch` and
+        :meth:`run_template` for the hook's life: a new session costs a TLS handshake and a SCRAM exchange (about
+        10 ms each side, tens of them per task, inside the write freeze too). Checked with a ``SELECT 1`` after
+        ``KEPT_IDLE_S`` unused (a server restarted, a session ended by an administrator) and opened again when
+        closed or broken. Nothing here sets session state on it; server-side prepared statements are off."""
+        kept = self._kept
+        if kept is not None and not (kept.closed or kept.broken) and time.monotonic() - self._kept_used > KEPT_IDLE_S:
+            try:
+                kept.execute("SELECT 1")
+            except psycopg.Error:
+                kept.close()
+        if kept is None or kept.closed or kept.broken:
+            kept = self._kept = self.get_conn()
+            kept.autocommit = True
+            kept.prepare_threshold = None
+        self._kept_used = time.monotonic()
+        return kept
+
+    def close(self) -> None:
+        """Close the hook's own session, if open (it is also closed with the hook)."""
+        if self._kept is not None:
+            self._kept.close()
+            self._kept = None
+
     def fetch(self, name: str, **parameters: Any) -> list[dict[str, Any]]:
-        """Run the named SQL file with ``parameters`` and return its rows as dicts."""
-        with closing(self.get_conn()) as conn, conn.cursor(row_factory=dict_row) as cur:
+        """Run the named SQL file with ``parameters`` (in the hook's own session) and return its rows as dicts."""
+        with self.kept().cursor(row_factory=dict_row) as cur:
             cur.execute(load_sql(name), parameters or None)
             return cur.fetchall()
 
@@ -139,14 +168,11 @@ class FerryPostgresHook(PostgresHook):
     ) -> list[dict[str, Any]]:
         """Run the named SQL template, its ``{placeholders}`` filled with ``identifiers``; return any rows.
 
-        Runs in ``conn`` when given, else in a connection of its own with autocommit (DDL such as
+        Runs in ``conn`` when given, else in the hook's own session, with autocommit (DDL such as
         ``CREATE SUBSCRIPTION`` cannot run inside a transaction block).
         """
         statement = sql.SQL(load_sql(name)).format(**(identifiers or {}))
-        if conn is None:
-            with self.session() as own:
-                return self.run_template(name, identifiers, own, **parameters)
-        with conn.cursor(row_factory=dict_row) as cur:
+        with (conn or self.kept()).cursor(row_factory=dict_row) as cur:
             cur.execute(statement, parameters or None)
             return cur.fetchall() if cur.description else []
 

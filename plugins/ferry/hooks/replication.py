@@ -78,9 +78,17 @@ class ReplicationHook(FerryPostgresHook):
             return None
         return self.fetch("slot_create", slot_name=slot_name)[0]["lsn"]
 
-    def drop_slot(self, slot_name: str) -> bool:
-        """Drop an inactive replication slot; False when there was none."""
-        return bool(self.fetch("slot_drop", slot_name=slot_name))
+    def drop_slot(self, slot_name: str, wait_inactive_s: float = 10) -> bool:
+        """Drop a replication slot once inactive; False when there is none, or it stays in use for
+        ``wait_inactive_s`` (a walsender outlives its subscriber's disconnection by a moment: a subscription
+        just disabled or dropped leaves its slot active for that long)."""
+        deadline = time.monotonic() + wait_inactive_s
+        while True:
+            if self.fetch("slot_drop", slot_name=slot_name):
+                return True
+            if self.get_slot_status(slot_name) is None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
 
     # Subscription (on the target) ----------------------------------------------------------
 

@@ -13,6 +13,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from ferry.guards import refuse_losing_new_side_writes
 from ferry.hooks.replication import ReplicationHook
 from ferry.ledger import Action, Ledger, LedgerRecord, Target
 from ferry.plan import Plan, in_scope, load_runtime_plan
@@ -158,8 +159,10 @@ class FerryOperator(FerryContext, BaseOperator):
     :param only_if_param: run only when the run's param of this name is true; skipped otherwise
         (ferry_rollback's ``undo_all_stages`` steps).
     :param skip_if_param: skipped when the run's param of this name is true.
-    :param refuse_while_reverse: fail, changing nothing, while reverse replication runs (ferry_rollback's steps:
-        after the cutover only ferry_rollback_after_cutover keeps the new side's writes).
+    :param refuse_while_reverse: fail, changing nothing, when the new side may hold writes this step would abandon
+        (ferry_rollback's steps): while reverse replication runs (then ferry_rollback_after_cutover keeps them),
+        after ferry_decommission, and once D-day let the application reach the promoted target without one
+        (:func:`ferry.guards.refuse_losing_new_side_writes`).
     """
 
     # Without an __init__ of its own, a mapped subclass gets inlets=None from partial() (Airflow 3.3).
@@ -182,7 +185,5 @@ class FerryOperator(FerryContext, BaseOperator):
         if self.skip_if_param and params.get(self.skip_if_param):
             raise AirflowSkipException(f"skipped: not needed when triggered with {self.skip_if_param}")
         if self.refuse_while_reverse:
-            from ferry.operators.reverse import refuse_while_reverse
-
-            refuse_while_reverse(self)
+            refuse_losing_new_side_writes(self)
         super().pre_execute(context)

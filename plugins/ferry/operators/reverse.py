@@ -21,66 +21,15 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from ferry import report
 from ferry.checks.schema import outside_reverse_publication
+from ferry.guards import reverse_health
 from ferry.hooks.postgres import subscription_conninfo
 from ferry.hooks.replication import FenceBlocked, fence_problems
 from ferry.ledger import Action, Target
-from ferry.operators.base import FerryContext, FerryOperator, pull_all
+from ferry.operators.base import FerryOperator, pull_all
 from ferry.sensors.replication import ReplicationCaughtUpSensor
 from ferry.triggers.replication import ReplicationCaughtUpTrigger
 
 TARGET_FENCE_LSN_KEY = "target_fence_lsn"
-
-
-def reverse_health(ctx: FerryContext) -> dict[str, Any] | None:
-    """The reverse replication as both sides see it, or None when there is none: the subscription on the old
-    source (enabled, apply worker, errors) and its slot on the target (active, lag, retained WAL)."""
-    plan = ctx.plan
-    name = plan.reverse_subscription
-    subscription = ctx.source.get_subscription_status(name)
-    slot = ctx.target.get_slot_status(name)
-    if subscription is None and slot is None:
-        return None
-    problems = []
-    if subscription is None:
-        problems.append(f"subscription {name} is missing on the old source while its slot stays on the target")
-    elif not subscription["enabled"]:
-        problems.append(f"subscription {name} is disabled on the old source (an apply error? read its server log)")
-    elif subscription["worker_pid"] is None:
-        problems.append(f"subscription {name} has no apply worker on the old source (it cannot reach the target?)")
-    if subscription is not None and subscription["apply_error_count"]:
-        problems.append(f"subscription {name} hit {subscription['apply_error_count']} apply error(s) on the old source")
-    if slot is None:
-        problems.append(f"slot {name} is missing on the target: the old side no longer receives the new side's writes")
-    max_lag = plan.replication.reverse.max_lag_bytes if plan.replication.reverse else 0
-    if slot is not None and slot["lag_bytes"] is not None and slot["lag_bytes"] > max_lag:
-        problems.append(
-            f"the old source is {slot['lag_bytes']} bytes behind the target (replication.reverse.max_lag_bytes "
-            f"{max_lag})"
-        )
-    return {
-        "subscription": name,
-        "enabled": None if subscription is None else subscription["enabled"],
-        "worker_running": None if subscription is None else subscription["worker_pid"] is not None,
-        "apply_errors": None if subscription is None else subscription["apply_error_count"],
-        "slot_active": None if slot is None else slot["active"],
-        "lag_bytes": None if slot is None else slot["lag_bytes"],
-        "retained_bytes": None if slot is None else slot["retained_bytes"],
-        "problems": problems,
-    }
-
-
-def refuse_while_reverse(ctx: FerryContext) -> None:
-    """Fail (changing nothing) when reverse replication runs: the target may hold writes the old side has not
-    got yet, and only ferry_rollback_after_cutover brings them back before the old side serves again."""
-    name = ctx.plan.reverse_subscription
-    if ctx.source.get_subscription_status(name) is None:
-        return
-    raise AirflowFailException(
-        f"reverse replication {name} runs (D-day got past its cutover): the new side may have taken writes that "
-        "only it brings back. This rollback would lose them, so it changes nothing. Trigger "
-        "ferry_rollback_after_cutover: it fences the target, waits until the old side has every write, compares, "
-        "then gives the service back"
-    )
 
 
 class ReplicationStartReverseOperator(FerryOperator):
@@ -164,14 +113,18 @@ class ReplicationStopReverseOperator(FerryOperator):
 
     :param require: ``caught_up`` (ferry_rollback_after_cutover): refuse unless the target is fenced and the old
         source confirmed the fence; ``healthy`` (ferry_decommission): refuse while the reverse replication is
-        broken or behind (``replication.reverse.max_lag_bytes``); ``nothing``: end it as it is.
+        broken or behind (``replication.reverse.max_lag_bytes``), then end it only once the old source confirmed
+        every write the target had taken when the step began; ``nothing``: end it as it is.
+    :param caught_up_timeout_s: with ``healthy``, the longest wait for that confirmation (then it fails, changing
+        nothing).
     """
 
-    def __init__(self, *, require: str = "nothing", **kwargs: Any) -> None:
+    def __init__(self, *, require: str = "nothing", caught_up_timeout_s: float = 300, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if require not in ("caught_up", "healthy", "nothing"):
             raise ValueError(f"require must be caught_up, healthy or nothing, not {require!r}")
         self.require = require
+        self.caught_up_timeout_s = caught_up_timeout_s
 
     def execute(self, context: Any) -> dict[str, Any]:
         plan = self.plan
@@ -195,6 +148,8 @@ class ReplicationStopReverseOperator(FerryOperator):
             )
         if not dry and health is not None and self.require == "caught_up":
             self._check_caught_up(name)
+        if not dry and health is not None and self.require == "healthy":
+            self._wait_caught_up_now(name)
         before = {"publication": pub if publication is not None else None} | (health or {})
         if self.would(context, Action.DROP_REVERSE_REPLICATION, Target.source(name), before, None):
             return {"dropped": [], "dry_run": True}
@@ -209,6 +164,26 @@ class ReplicationStopReverseOperator(FerryOperator):
                 dropped.append(f"publication {pub} (target)")
         self.log.info("Reverse replication ended: dropped %s", ", ".join(dropped) or "nothing left")
         return {"dropped": dropped}
+
+    def _wait_caught_up_now(self, name: str) -> None:
+        """Wait until the old source has confirmed everything the target had written when this step began (the
+        new side keeps serving, so what it writes later is its alone), within ``caught_up_timeout_s``."""
+        now = self.target.get_current_lsn()
+        deadline = time.monotonic() + self.caught_up_timeout_s
+        self.log.info("Ending the reverse replication caught up: waiting for the old source to confirm %s", now)
+        while True:
+            slot = self.target.fetch_one("slot_caught_up", fence_lsn=now, slot_name=name)
+            if slot is not None and slot["caught_up"]:
+                self.log.info("The old source confirmed %s (its slot at %s)", now, slot["confirmed_flush_lsn"])
+                return
+            if time.monotonic() > deadline:
+                raise AirflowFailException(
+                    f"the old source has not confirmed the target's WAL position {now} in "
+                    f"{self.caught_up_timeout_s:g} s ({'no slot' if slot is None else str(slot['behind_bytes'])} "
+                    "bytes behind): ending the reverse replication now would leave the new side's last writes off "
+                    "the old side. Look at the subscription on the old source, then re-run; nothing changed"
+                )
+            time.sleep(0.25)
 
     def _check_caught_up(self, name: str) -> None:
         fenced = self.ledger.last(Action.FENCE_TARGET, Target.target(self.plan.target.database))
@@ -402,7 +377,13 @@ class FerryRetireSourceOperator(FerryOperator):
         after = {"retired_at": datetime.now(UTC).isoformat(), "lsn": self.source.get_current_lsn()}
         if not self.would(context, Action.RETIRE_SOURCE, target, None, after):
             self.record(context, Action.RETIRE_SOURCE, target, None, after)
-            self.log.info("Old source %s retired at %s", self.plan.source.database, after["retired_at"])
+            self.log.info(
+                "Old source %s retired at %s; it stays fenced (%d tables refuse the application's writes), and "
+                "ferry_rollback refuses from now on",
+                self.plan.source.database,
+                after["retired_at"],
+                len(self.source.get_fenced_tables()),
+            )
         return after
 
 
