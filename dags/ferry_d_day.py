@@ -18,14 +18,20 @@ is undone by `ferry_rollback`; if a task fails before it, stop and trigger `ferr
    freeze.
 3. `route_webhooks_to_recorder`: billing webhooks go to the recorder (stored in S3, replayed later).
 4. `stop_vm_services`: the old app's units stopped over SSH.
-5. `fence_source_and_catch_up`: the source fenced (no role but Ferry's can write), then a wait until the
-   target confirmed the fence's WAL position (in place for a few seconds, then deferred to the triggerer).
-6. `compare_changes` (drains the capture a last time, then verifies every table, side by side:
+5. `fence_source_and_catch_up`: the source fenced (no role but Ferry's can write; the sessions of every other
+   writer ended, and those of clients sharing Ferry's own login), then a wait until the target confirmed the
+   fence's WAL position (in place for a few seconds, then deferred to the triggerer).
+6. `compare_changes` (fails first, naming it, when a table carries the fence that `list_tables` never knew:
+   created since, never published nor compared; then drains the capture a last time, and verifies every table, side by side:
    only the rows changed since its live comparison and the ranges it left open, so the freeze does
    not grow with the data; a table it cannot verify that way is compared whole, saying why: none
    normally, all with `compare_in_freeze: full`; then the report of what was verified when); beside it
-   `copy_large_objects` (replication does not carry them; verified by md5); **`gate_comparison`**.
-7. `drop_subscription_and_sync_sequences`: the subscription dropped, every sequence set past the
+   `copy_large_objects` (replication does not carry them; verified by md5); **`gate_comparison`** (its
+   question says what a narrowed comparison did not verify).
+7. `drop_subscription_and_sync_sequences`: first the last check, read from the change capture without consuming
+   it: no table in scope changed on either side since `compare_changes` (a client sharing Ferry's login, a write
+   made directly on the target while the gate waited); else it stops, naming each, the subscription still
+   there. Then the subscription dropped, every sequence set past the
    source's (one task: each boundary between tasks costs the freeze a fraction of a second); the target
    stands alone and is writable; `drop_change_capture`; `start_reverse_replication` (with `replication.reverse` in the plan: before the
    target takes its first application write, a publication and a slot on it and a subscription on the old
@@ -165,11 +171,12 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
     )
     compared = gate(
         "gate_comparison",
-        "Source and target are equal: go on?",
+        "{{ ti.xcom_pull(task_ids='compare_changes', key='verdict') or 'Source and target are equal' }}: go on?",
         "Read compare_changes' log (the comparison report). Next, the target becomes the primary.",
     )
     promote = ReplicationPromoteTargetOperator(
         task_id="drop_subscription_and_sync_sequences",
+        large_objects_task_id="copy_large_objects",
         doc_md="Drops the subscription (the target stands alone), then sets every sequence on the target past the "
         "source's: the end of the write freeze. One task: each boundary between tasks costs the freeze time.",
     )

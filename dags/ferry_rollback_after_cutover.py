@@ -13,7 +13,9 @@ since the cutover is already on its way to the old database. Three human gates, 
 2. **`gate_go_no_go`**, then `route_webhooks_to_recorder` (webhooks are kept by the recorder, from the new app's
    host name too), `scale_down_new_deployments` (the new app stops writing).
 3. `fence_target`: the target refuses every application write. **The way back's write freeze starts here.**
-4. `wait_reverse_caught_up`: deferred until the old source confirmed the target's fence position.
+4. `wait_reverse_caught_up`: deferred until the old source confirmed the target's fence position;
+   `copy_large_objects_back`: the new side's large objects to the old source (replication does not carry them),
+   verified by md5.
 5. `list_tables`, `compare_data` (every table whole, in one task: a mapped task's scheduling costs more
    than its comparison here), `compare_report`; **`gate_comparison`**.
 6. `stop_reverse_replication` (refuses unless the target is fenced and caught up), `sync_sequences_to_source`
@@ -39,12 +41,15 @@ from ferry.operators.compare import (
     ReplicationCompareReportOperator,
     ReplicationListTablesOperator,
 )
-from ferry.operators.fence import ReplicationUnfenceSourceOperator
-from ferry.operators.kube import KubeScaleDownDeploymentsOperator
-from ferry.operators.reverse import (
+from ferry.operators.fence import (
     TARGET_FENCE_LSN_KEY,
-    FerryStageReportOperator,
     ReplicationFenceTargetOperator,
+    ReplicationUnfenceSourceOperator,
+)
+from ferry.operators.kube import KubeScaleDownDeploymentsOperator
+from ferry.operators.objects import ReplicationCopyLargeObjectsOperator
+from ferry.operators.reverse import (
+    FerryStageReportOperator,
     ReplicationStopReverseOperator,
     ReverseCaughtUpSensor,
     ReverseCheckOperator,
@@ -105,6 +110,12 @@ with DAG(
         task_id="wait_reverse_caught_up",
         fence_lsn=f"{{{{ ti.xcom_pull(task_ids='fence_target', key='{TARGET_FENCE_LSN_KEY}') or '' }}}}",
         doc_md="Waits (deferred) until the old source confirmed the target's fence position.",
+    )
+    objects = ReplicationCopyLargeObjectsOperator(
+        task_id="copy_large_objects_back",
+        direction="to_source",
+        doc_md="The new side's large objects to the old source (replication does not carry them), those it removed "
+        "removed there too; every one verified by md5.",
     )
     tables = ReplicationListTablesOperator(task_id="list_tables", doc_md="The tables to compare, one mapped task each.")
     compare = ReplicationCompareAllOperator(
@@ -171,6 +182,7 @@ with DAG(
         >> scale_down
         >> fence
         >> caught_up
+        >> objects
         >> tables
         >> compare
         >> compare_report

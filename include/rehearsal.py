@@ -181,14 +181,14 @@ def migrate(folder: Path, stages: list[str] = STAGES) -> dict:
     from stand.core import Stand
 
     stand = Stand()
-    ok, timings = True, {}
+    ok, timings, states = True, {}, {}
     with live_stand(folder, http_url("AIRFLOW_CONN_NEW_APP")) as (deployment, providers):
         for dag_id in stages:
             try:
                 passed, seconds, log = run_stage(deployment, dag_id, folder)
             except StageTimeout:
                 passed, seconds, log = False, stage_deadline(dag_id), folder / f"{dag_id}.log"
-            timings[dag_id] = seconds
+            timings[dag_id], states[dag_id] = seconds, "success" if passed else "failed"
             print(f"  {dag_id}: {'succeeded' if passed else 'FAILED'} in {seconds:.1f} s (log: {log})", flush=True)
             if not passed:
                 ok = False
@@ -201,6 +201,7 @@ def migrate(folder: Path, stages: list[str] = STAGES) -> dict:
     return {
         "ok": ok,
         "timings": timings,
+        "states": states,
         "load": load_stats(stand),
         "acked": providers.acked,
         "delivered": delivered & set(providers.acked),
@@ -225,6 +226,9 @@ def main() -> int:
         print(f"  {line}")
     stats, lost, report = result["load"], result["lost_webhooks"], result["d_day_report"]
     freeze = report["freeze_window_s"] if report else None
+    failed = [stage for stage, state in result["states"].items() if state != "success"]
+    if failed:
+        print(f"\n  stages that did not succeed: {', '.join(failed)} (their logs are named above)")
     rows_lost = sum(lost_rows().values())
     print(
         f"\n  write load: {stats.get('committed', 0)} writes committed, {stats.get('refused', 0)} refused by the fence"
@@ -434,7 +438,11 @@ def lost_rows() -> dict[str, int]:
     plan, source, target = plan_and_sides()
     comparer = Comparer(source, target, concurrency=plan.thresholds.compare_concurrency)
     lost = {}
+    on_target = {t["qualified"] for t in target.get_tables(plan.replication.schemas)}
     for table in in_scope(plan, source.get_tables(plan.replication.schemas)):
+        if table["qualified"] not in on_target:  # never reached the target (a stage failed before its scope step)
+            lost[table["qualified"]] = source.count_rows(table["qualified"])
+            continue
         result = comparer.compare_table(table["qualified"], "full")
         keyless = sum(max(0, d["source"] - d["target"]) for d in result.differing_rows)
         lost[table["qualified"]] = len(result.missing_on_target) + len(result.changed) + keyless

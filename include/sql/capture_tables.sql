@@ -1,5 +1,5 @@
--- The tables of the given schemas as the change capture stream names them (a partition by its own
--- name), each with the table compared (its root) and that table's key columns (primary key, else
+-- The tables of the given schemas, and every partition of them wherever it lives, as the change capture
+-- stream names them (a partition by its own name, in its own schema), each with the table compared (its root) and that table's key columns (primary key, else
 -- replica identity index) or, without a key, all its columns; quoted as quote_ident quotes them.
 SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name,
        quote_ident(rn.nspname) || '.' || quote_ident(r.relname) AS root,
@@ -18,4 +18,4 @@ FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_class r ON r.oid = coalesce(pg_partition_root(c.oid), c.oid)
 JOIN pg_namespace rn ON rn.oid = r.relnamespace
-WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY(%(schemas)s)
+WHERE c.relkind IN ('r', 'p') AND (n.nspname = ANY(%(schemas)s) OR rn.nspname = ANY(%(schemas)s))

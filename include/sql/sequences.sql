@@ -4,6 +4,7 @@ SELECT s.schemaname AS schema,
        s.sequencename AS sequence,
        quote_ident(s.schemaname) || '.' || quote_ident(s.sequencename) AS qualified,
        s.last_value,
+       s.increment_by,
        owner_table.relname AS owner_table,
        owner_column.attname AS owner_column,
        d.deptype = 'i' AS identity

@@ -351,6 +351,40 @@ class ChangeCapture:
         counts = {t: len(c.keys) + len(c.rows) for t, c in found.items()}
         return DrainResult(self.side, upto, changes, counts, round(time.monotonic() - started, 3), state=state)
 
+    def changes_since_drain(self, scope: list[str]) -> tuple[dict[str, int], str]:
+        """The changes to tables in ``scope`` committed since the last drain, counted per table, read without
+        consuming them; and why they could not be read ('' when they could: the slot is where the last drain
+        left it). The last check before the cutover: nothing may change after the freeze's comparison."""
+        state = self.store.load(self.side)
+        if state is None:
+            return {}, f"no change capture was started on the {self.side}"
+        if state.broken:
+            return {}, state.broken
+        counts: dict[str, int] = {}
+        with self.hook.session() as conn:
+            conn.execute(load_sql("compare_session"))
+            with conn.cursor(row_factory=dict_row) as cur:
+                problem = self._problem(
+                    state, cur.execute(load_sql("capture_slot"), {"slot_name": self.slot}).fetchone()
+                )
+                if problem:
+                    return {}, problem
+                cur.execute(load_sql("capture_flush"))
+                upto = cur.execute(load_sql("capture_flush_lsn")).fetchone()["lsn"]
+                tables = _Tables(
+                    cur.execute(load_sql("capture_tables"), {"schemas": self.plan.replication.schemas}), scope
+                )
+            with conn.transaction(), conn.cursor(name="ferry_capture_check") as peek:
+                peek.itersize = 10_000
+                peek.execute(load_sql("capture_peek"), {"slot_name": self.slot, "upto": upto})
+                for _xid, data in peek:
+                    change = parse_change(data)
+                    found: dict[str, TableCapture] = {}
+                    if change is not None and tables.record(change, found):
+                        for table in found:
+                            counts[table] = counts.get(table, 0) + 1
+        return counts, ""
+
 
 class _Tables:
     """What a drain needs to know of the tables it reads changes of (``capture_tables.sql``'s rows): the

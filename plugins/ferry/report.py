@@ -276,14 +276,18 @@ def verification(results: list[dict[str, Any]], live: list[dict[str, Any]] | Non
 
 
 def render_comparison(
-    results: list[dict[str, Any]], unreported: list[str], live: list[dict[str, Any]] | None = None
+    results: list[dict[str, Any]],
+    unreported: list[str],
+    live: list[dict[str, Any]] | None = None,
+    unverified: list[str] | None = None,
 ) -> str:
-    """The data comparison as Markdown: a row per table saying what was verified when (live, while the
-    application wrote; in the freeze, by key or whole), then every difference named, then the tables
-    whose comparison ended without a result."""
-    lines = [
-        "# Ferry data comparison",
-        "",
+    """The data comparison as Markdown: what a narrowed comparison did not verify (first, in bold), a row per
+    table saying what was verified when (live, while the application wrote; in the freeze, by key or whole), then
+    every difference named, then the tables whose comparison ended without a result."""
+    lines = ["# Ferry data comparison", ""]
+    if unverified:
+        lines += ["**Not everything was verified:**", ""] + [f"- {line}" for line in unverified] + [""]
+    lines += [
         "Live: compared while the application wrote, before the fence. Freeze: `tail` verified only the rows "
         "changed since (change capture) and the ranges still differing then; `full` compared the whole table.",
         "",

@@ -138,3 +138,16 @@ def test_after_the_cutover_the_way_back_keeps_the_new_sides_writes(dagbag):
     assert "start_reverse_replication" in {
         t.task_id for t in d_day.get_task("restore_deployments").get_flat_relatives(upstream=True)
     }
+
+
+def test_every_task_id_a_task_is_wired_to_names_a_task_of_its_dag(dagbag):
+    """Operators read other tasks' results by task id (``*_task_id`` parameters): each must name a task of the same
+    DAG, or the result read is silently empty."""
+    wrong = [
+        f"{dag.dag_id}.{task.task_id}.{name} = {value!r}"
+        for dag in dagbag.dags.values()
+        for task in dag.tasks
+        for name, value in vars(task).items()
+        if name.endswith("_task_id") and isinstance(value, str) and value not in dag.task_ids
+    ]
+    assert wrong == []

@@ -236,12 +236,13 @@ class GateAnswerer:
     """Answers Airflow's human-in-the-loop gates as the UI's endpoint does: stores the response, resumes the task.
 
     :param decisions: task id of each gate -> the option an operator chooses ("Approve" or "Reject").
+    :param before: task id of a gate -> what happens while it waits, once, before it is answered.
     """
 
-    def __init__(self, decisions: dict[str, str]):
+    def __init__(self, decisions: dict[str, str], before: dict | None = None):
         import threading
 
-        self.decisions, self.answered = decisions, []
+        self.decisions, self.answered, self.before = decisions, [], dict(before or {})
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -276,6 +277,8 @@ class GateAnswerer:
             ).all()
             for detail, ti in waiting:
                 if detail.responded_at is None:
+                    if ti.task_id in self.before:
+                        self.before.pop(ti.task_id)()
                     detail.responded_by = {"id": "rehearsal", "name": "Rehearsal operator"}
                     detail.responded_at = utcnow()
                     detail.chosen_options = [self.decisions[ti.task_id]]

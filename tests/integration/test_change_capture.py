@@ -133,6 +133,32 @@ def test_a_capture_whose_slot_was_dropped_is_broken_so_the_freeze_compares_whole
     assert captures["target"].store.load("target").broken == broken
 
 
+def test_a_partition_in_a_schema_outside_the_plan_is_captured_by_its_roots_scope(source, captures):
+    """public.metrics is in scope; its partition lives in schema archive, which the plan does not name. A row
+    written there is fenced and published through its root: the capture names it under the root, and the last
+    check before the cutover counts it."""
+    from tests.integration.conftest import as_ferry
+
+    with as_ferry(source, "source"):
+        source.execute("CREATE SCHEMA archive")
+        source.execute("CREATE TABLE metrics (id bigint, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)")
+        source.execute(
+            "CREATE TABLE archive.metrics_2025 PARTITION OF metrics FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')"
+        )
+    try:
+        capture = captures["source"]
+        capture.start()
+        source.execute("INSERT INTO metrics VALUES (1, '2025-06-01')")
+        assert capture.changes_since_drain(["public.metrics"]) == ({"public.metrics": 1}, "")
+        drained = capture.drain(["public.metrics"])
+        assert drained.tables == {"public.metrics": 1}
+        assert capture.store.load("source").tables["public.metrics"].keys == {("1", "2025-06-01")}
+        assert capture.changes_since_drain(["public.metrics"]) == ({}, "")
+    finally:
+        source.execute("DROP TABLE metrics")
+        source.execute("DROP SCHEMA archive")
+
+
 def test_test_decoding_lines_are_read_with_quotes_nulls_arrays_and_partitions():
     line = (
         'table public."Odd Name": UPDATE: old-key: id[integer]:1 new-tuple: id[integer]:2 '

@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from airflow.dag_processing.dagbag import DagBag
 
 from ferry.plan import load_plan
@@ -61,6 +62,22 @@ def test_table_without_key_or_replica_identity_is_no_go_naming_it(stand, source,
     assert "1 table(s) cannot be replicated: public.legacy_audit" in report
     assert "ALTER TABLE public.legacy_audit ADD PRIMARY KEY" in report
     assert "ALTER TABLE public.legacy_audit REPLICA IDENTITY FULL" in report
+
+
+def test_a_table_with_a_unique_index_on_not_null_columns_is_told_to_use_it_as_replica_identity(stand, source):
+    from ferry.preflight import check_replica_identity
+
+    source.execute("CREATE TABLE legacy_audit (who text NOT NULL, seq int NOT NULL, what text)")
+    source.execute("CREATE UNIQUE INDEX legacy_audit_who_seq ON legacy_audit (who, seq)")
+    try:
+        found = check_replica_identity(load_plan())
+    finally:
+        source.execute("DROP TABLE legacy_audit")
+    assert found.status == "fail"
+    assert any(
+        "ALTER TABLE public.legacy_audit REPLICA IDENTITY USING INDEX legacy_audit_who_seq;" in f
+        for f in found.findings
+    ), found.findings
 
 
 def test_schema_drift_is_named_by_column_once_the_target_has_a_schema(stand, target, target_schema, dag_folder):
@@ -174,6 +191,47 @@ def test_every_writer_is_listed_with_where_its_right_comes_from(stand, source, m
     assert held.status == "fail"
     assert any("grant to PUBLIC" in f for f in held.findings if f.startswith("saas_reports:"))
     assert any(f.startswith("role ferry_cron owns public.page_views (owner)") for f in held.findings), held.findings
+
+
+def test_ferrys_own_login_in_the_plans_roles_is_refused_and_its_other_sessions_are_named(stand, source, mistaken_plan):
+    """Ferry's login passes the fence: a plan naming it among the application's roles fails the pre-flight, and a
+    client sharing it (a session of that login that is not Ferry's) is named with its pid and address."""
+    import psycopg
+
+    from tests.integration.conftest import ferry_connection
+
+    login = source.execute("SELECT rolname FROM pg_roles WHERE rolname = 'doadmin'").fetchone()[0]
+    mistaken_plan(lambda d: d["source"]["app_roles"].append(login))
+    refused = check_writers(load_plan())
+    assert refused.status == "fail"
+    assert any(f.startswith(f"{login} is Ferry's own login (connection ferry_source)") for f in refused.findings)
+
+    mistaken_plan(lambda d: d)
+    cron = ferry_connection("source")
+    cron.execute("SET application_name = 'nightly-export'")
+    try:
+        (pid,) = cron.execute("SELECT pg_backend_pid()").fetchone()
+        shared = check_writers(load_plan())
+        assert shared.status == "warn", shared
+        assert any(
+            f.startswith(
+                f"session pid {pid} logs in as Ferry's own login {login} but is not Ferry's "
+                "(application_name 'nightly-export', from 127.0.0.1"
+            )
+            for f in shared.findings
+        ), shared.findings
+        # The fence ends it (and not Ferry's own sessions): its writes would pass the fence.
+        from ferry.hooks.replication import ReplicationHook
+
+        hook = ReplicationHook("ferry_source", "saas")
+        hook.fetch("ping")  # a session of Ferry's own, kept by the hook
+        ended = hook.sessions_sharing_login(terminate=True)
+        assert [s["pid"] for s in ended] == [pid]
+        with pytest.raises(psycopg.OperationalError):
+            cron.execute("SELECT 1")
+        hook.fetch("ping")  # Ferry's own session is still there
+    finally:
+        cron.close()
 
 
 def test_a_slot_of_ferrys_left_behind_is_named_with_the_wal_it_keeps(stand, source, target):

@@ -13,13 +13,21 @@ import pytest
 from ferry.ledger import Ledger
 from ferry.plan import load_plan
 from stand.control import load, load_stats
-from tests.integration.conftest import app_connection, run_dag
+from tests.integration.conftest import app_connection, as_ferry, run_dag
 
 TEST_DAGS = Path(__file__).parent / "dags"
 
 
-def test_replication_from_scratch_to_a_writable_target_under_write_load(stand, source, target, clean_replication):
+def test_replication_from_scratch_to_a_writable_target_under_write_load(
+    stand, source, target, clean_replication, request
+):
     plan = load_plan()
+    # A sequence set with setval(..., false) on the source: never called, so no last value shows, yet its next
+    # value is 5000. The target's must follow it past.
+    with as_ferry(source, "source"):
+        source.execute("CREATE SEQUENCE ticket_seq")
+    source.execute("SELECT setval('ticket_seq', 5000, false)")
+    request.addfinalizer(lambda: source.execute("DROP SEQUENCE IF EXISTS ticket_seq"))
     load(stand, "start", rate=100)
     time.sleep(1)
     run = run_dag(TEST_DAGS, "ferry_test_replication")
@@ -57,6 +65,7 @@ def test_replication_from_scratch_to_a_writable_target_under_write_load(stand, s
         src = source.execute(f"SELECT last_value FROM {seq}").fetchone()[0]
         tgt = target.execute(f"SELECT last_value FROM {seq}").fetchone()[0]
         assert tgt == src + plan.thresholds.sequence_gap, seq
+    assert target.execute("SELECT nextval('ticket_seq')").fetchone()[0] > 5000 + plan.thresholds.sequence_gap - 1
 
     # The application writes on the target without a key conflict, through its own role.
     with app_connection(stand, "target") as app:

@@ -645,3 +645,64 @@ def test_what_replication_does_not_carry_is_named_and_partitions_may_differ(
         tgt.drop_subscription(plan.subscription, publisher_reachable=False)
         src.drop_slot(plan.subscription)
         src.drop_publication(plan.publication)
+
+
+def test_the_sequence_safety_check_covers_columns_fed_by_a_sequence_no_column_owns(stand, source, hooks):
+    """An integer column whose default calls nextval() on a sequence owned by no column is checked against its
+    sequence at the cutover, as a serial or identity column is."""
+    src, _ = hooks
+    with as_ferry(source, "source"):
+        source.execute("CREATE SEQUENCE ticket_number_seq")
+        source.execute(
+            "CREATE TABLE tickets (id bigint PRIMARY KEY, number bigint DEFAULT nextval('ticket_number_seq'))"
+        )
+    try:
+        columns = src.get_sequence_columns(["public"])
+        assert {"table": "public.tickets", "column": "number", "sequence": "public.ticket_number_seq"} in columns
+        assert {"table": "public.customers", "column": "id", "sequence": "public.customers_id_seq"} in columns
+    finally:
+        source.execute("DROP TABLE tickets")
+        source.execute("DROP SEQUENCE ticket_number_seq")
+
+
+def test_the_rehearsals_account_of_lost_rows_counts_a_table_the_target_never_got(stand, source, target_schema):
+    """A stage failed before D-day's scope step brought a new table in: the rehearsal's summary counts that
+    table's rows as lost rather than crashing on its absence from the target."""
+    from rehearsal import lost_rows
+
+    with as_ferry(source, "source"):  # the application's migration, as doadmin
+        source.execute("CREATE TABLE late_table (id int PRIMARY KEY)")
+    source.execute("INSERT INTO late_table SELECT generate_series(1, 3)")
+    try:
+        assert lost_rows()["public.late_table"] == 3
+    finally:
+        source.execute("DROP TABLE late_table")
+
+
+def test_the_targets_fence_holds_partitions_and_refuses_a_role_the_plan_names_that_does_not_exist(
+    stand, source, target, target_schema, mistaken_plan, capfd
+):
+    """The way back fences the target as D-day fences the source: every partition of a table in scope too (a
+    statement trigger on the root does not fire for a write aimed at a partition), and a role of
+    target.app_roles that does not exist stops it, changing nothing."""
+    with as_ferry(target, "target"):
+        target.execute("CREATE TABLE metrics (id bigint, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)")
+        target.execute(
+            "CREATE TABLE metrics_2025 PARTITION OF metrics FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')"
+        )
+        target.execute("GRANT INSERT ON metrics, metrics_2025 TO saas_app")
+    try:
+        mistaken_plan(lambda d: d["target"].update(app_roles=["saas_app", "saas_nobody"]))
+        capfd.readouterr()
+        refused = run_dag(TEST_DAGS, "ferry_test_fence_target")
+        assert refused.state == "failed"
+        assert "role saas_nobody (target.app_roles) does not exist on the target" in "".join(capfd.readouterr())
+        assert target.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'ferry_fence'").fetchone() == (0,)
+
+        mistaken_plan(lambda d: d["target"].update(app_roles=["saas_app"]))
+        assert run_dag(TEST_DAGS, "ferry_test_fence_target").state == "success"
+        with app_connection(stand, "target") as app, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            app.execute("INSERT INTO metrics_2025 VALUES (1, '2025-06-01')")
+    finally:
+        ReplicationHook("ferry_target", "saas").remove_fence()
+        target.execute("DROP TABLE metrics")

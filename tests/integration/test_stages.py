@@ -345,6 +345,111 @@ def test_rollback_refuses_once_the_new_side_took_writes_without_reverse_replicat
         assert records(stand) == original
 
 
+def test_a_write_past_the_fence_while_the_comparison_gate_waits_stops_the_cutover(
+    stand, source, target, after_week_prior, capfd
+):
+    """While the comparison's gate waits, a client sharing Ferry's login writes on the source (the fence lets that
+    login write) and a write is made directly on the target: the last check before the subscription's drop names
+    both, D-day stops there with the subscription in place, and ferry_rollback gives the service back. A session
+    sharing Ferry's login, open before D-day, is named by the pre-flight and ended by the fence."""
+    import psycopg
+
+    from ferry.ledger import Action
+    from tests.integration.conftest import GateAnswerer, app_connection, ferry_connection
+    from tests.integration.test_aws_side import records
+
+    plan, original = load_plan(), records(stand)
+
+    def write_past_the_fence() -> None:
+        with ferry_connection("source") as dba:
+            dba.execute("SET application_name = 'dba-script'")
+            dba.execute("INSERT INTO customers (email, name, country) VALUES ('gate@example.com', 'G', 'NL')")
+        target.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/direct-on-target', now())")
+        with app_connection(stand, "source") as app:  # the fence holds tables, not large objects
+            app.execute("SELECT lo_from_bytea(0, 'written after the copy')")
+
+    gates = {"gate_go_no_go": "Approve", "gate_comparison": "Approve", "gate_point_of_no_return": "Approve"}
+    cron = ferry_connection("source")
+    cron.execute("SET application_name = 'nightly-export'")
+    try:
+        assert run_dag(ROOT_DAGS, "ferry_week_prior").state == "success"
+        assert run_dag(ROOT_DAGS, "ferry_day_before").state == "success"
+        capfd.readouterr()
+        with GateAnswerer(gates, before={"gate_comparison": write_past_the_fence}) as answerer:
+            run = run_dag(ROOT_DAGS, "ferry_d_day")
+        said = "".join(capfd.readouterr())
+        states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+        assert [gate for gate, _ in answerer.answered] == ["gate_go_no_go", "gate_comparison"]
+        assert run.state == "failed" and states["drop_subscription_and_sync_sequences"] == "failed", states
+        assert "changed since the freeze's comparison, so never verified" in said, said[-6000:]
+        assert "source: public.customers (1 change)" in said and "target: public.page_views (1 change)" in said
+        assert "application_name 'nightly-export'" in said  # named by D-day's pre-flight
+        assert re.search(r"large objects \d+ differ between source and target", said), said[-3000:]
+        assert target.execute(
+            "SELECT count(*) FROM pg_subscription WHERE subname = %s", (plan.subscription,)
+        ).fetchone() == (1,)
+        assert not [r for r in Ledger(plan).records(action=Action.DROP_SUBSCRIPTION) if r.run_id == run.run_id]
+        with pytest.raises(psycopg.OperationalError):  # ended by the fence
+            cron.execute("SELECT 1")
+
+        # The new side never served: ferry_rollback gives the service back.
+        rolled = run_dag(ROOT_DAGS, "ferry_rollback")
+        assert rolled.state == "success", {ti.task_id: ti.state for ti in rolled.get_task_instances()}
+        assert records(stand) == original
+    finally:
+        cron.close()
+        assert run_dag(TEST_DAGS, "ferry_test_vms_start").state == "success"  # D-day stopped the old app
+        load(stand, "stop")  # the VM's load unit, started again by start_vm_services
+        source.execute("DELETE FROM customers WHERE email = 'gate@example.com'")
+        source.execute("SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE lomowner = 'saas_app'::regrole")
+        ReplicationHook("ferry_source", "saas").remove_fence()
+        restore_new_cluster()
+        assert run_dag(TEST_DAGS, "ferry_test_dns_restore").state == "success"
+
+
+def test_a_table_created_after_the_tables_were_listed_stops_the_freeze_naming_it(
+    stand, source, target, after_week_prior, capfd
+):
+    """A table created on the source while D-day's first gate waits (after list_tables): the fence covers it, but
+    it was never published, copied nor compared. The freeze stops at the comparison, naming it, before the
+    cutover; ferry_rollback gives the service back."""
+    from tests.integration.conftest import GateAnswerer
+    from tests.integration.test_aws_side import records
+
+    plan, original = load_plan(), records(stand)
+
+    def migrate() -> None:  # the application's migration, run as doadmin while the gate waits
+        with as_ferry(source, "source"):
+            source.execute("CREATE TABLE vouchers (id bigint PRIMARY KEY, code text NOT NULL)")
+        source.execute("INSERT INTO vouchers VALUES (1, 'LATE')")
+
+    gates = {"gate_go_no_go": "Approve", "gate_comparison": "Approve", "gate_point_of_no_return": "Approve"}
+    try:
+        assert run_dag(ROOT_DAGS, "ferry_week_prior").state == "success"
+        assert run_dag(ROOT_DAGS, "ferry_day_before").state == "success"
+        capfd.readouterr()
+        with GateAnswerer(gates, before={"gate_go_no_go": migrate}) as answerer:
+            run = run_dag(ROOT_DAGS, "ferry_d_day")
+        said = "".join(capfd.readouterr())
+        states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+        assert run.state == "failed" and states["compare_changes"] == "failed", states
+        assert [gate for gate, _ in answerer.answered] == ["gate_go_no_go"]
+        assert "fenced but never compared: public.vouchers" in said
+        assert target.execute(
+            "SELECT count(*) FROM pg_subscription WHERE subname = %s", (plan.subscription,)
+        ).fetchone() == (1,)
+        rolled = run_dag(ROOT_DAGS, "ferry_rollback")
+        assert rolled.state == "success", {ti.task_id: ti.state for ti in rolled.get_task_instances()}
+        assert records(stand) == original
+    finally:
+        assert run_dag(TEST_DAGS, "ferry_test_vms_start").state == "success"  # D-day stopped the old app
+        load(stand, "stop")  # the VM's load unit, started again by start_vm_services
+        source.execute("DROP TABLE IF EXISTS vouchers")
+        ReplicationHook("ferry_source", "saas").remove_fence()
+        restore_new_cluster()
+        assert run_dag(TEST_DAGS, "ferry_test_dns_restore").state == "success"
+
+
 def release_after_gate(answerer, blocker, after_s: float) -> None:
     """Commit ``blocker``'s transaction (releasing its locks) ``after_s`` after ``answerer`` answered a gate, or
     after two minutes."""
@@ -416,6 +521,11 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
             ).read_text()
         )
         assert dry_report["dry_run"] and [c["table"] for c in dry_report["comparison"]] == ["public.customers"]
+        narrowed = Path(
+            os.environ["FERRY_REPORT_DIR"], "compare", f"ferry_d_day__{re.sub(r'[^A-Za-z0-9_.-]', '_', dry.run_id)}.md"
+        ).read_text()
+        assert "**Not everything was verified:**" in narrowed, narrowed  # the form's tables narrowed it: said
+        assert "6 table(s) in scope not compared" in narrowed and "public.invoices" in narrowed
         assert {"switch_record", "stop_unit", "fence_source", "drop_subscription", "set_sequence"} <= {
             w["action"] for w in dry_report["would_change"]
         }
@@ -639,6 +749,8 @@ def test_rollback_after_cutover_brings_back_every_write_the_new_side_took(
             ]
             app.execute("UPDATE customers SET name = 'renamed on the new side' WHERE id = 3")
             app.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/new-side', now())")
+        with as_ferry(target, "target"):  # a large object made on the new side: replication does not carry it
+            (new_lo,) = target.execute("SELECT lo_from_bytea(0, 'new side')").fetchone()
         for i in range(2):  # webhooks the recorder keeps during the way back
             assert (
                 httpx.post(f"http://127.0.0.1:{stand.port(7)}/webhooks/stripe", json={"id": f"back_{i}"}).status_code
@@ -709,6 +821,7 @@ def test_rollback_after_cutover_brings_back_every_write_the_new_side_took(
         assert source.execute("SELECT name FROM customers WHERE id = 3").fetchone() == ("renamed on the new side",)
         assert source.execute("SELECT count(*) FROM page_views WHERE path = '/new-side'").fetchone() == (1,)
         assert source.execute("SELECT id, code FROM coupons").fetchall() == [(1, "NEW-SIDE")]
+        assert source.execute("SELECT lo_get(%s)", (new_lo,)).fetchone() == (b"new side",)  # its large object
         # The old side takes writes again, its sequences past the new side's; the new side takes none.
         with app_connection(stand, "source") as app:
             again = app.execute(
@@ -754,6 +867,10 @@ def test_rollback_after_cutover_brings_back_every_write_the_new_side_took(
         source.execute("UPDATE customers SET name = %s WHERE id = 3", (renamed,))
         source.execute("DELETE FROM page_views WHERE path = '/new-side'")
         source.execute("DROP TABLE IF EXISTS coupons")
+        source.execute(
+            "SELECT lo_unlink(m.oid) FROM pg_largeobject_metadata m WHERE NOT EXISTS "
+            "(SELECT 1 FROM documents d WHERE d.content = m.oid)"
+        )
         assert run_dag(TEST_DAGS, "ferry_test_vms_start").state == "success"
         ReplicationHook("ferry_source", "saas").remove_fence()
         restore_new_cluster()

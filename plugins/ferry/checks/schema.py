@@ -17,10 +17,19 @@ def check_replica_identity(plan: Plan) -> CheckResult:
     ]
     if not bad:
         return CheckResult("replica_identity", "pass", f"all {len(tables)} tables in scope can be replicated")
+    indexes: dict[str, str] = {}
+    for row in source_hook(plan).fetch("identity_indexes", tables=[t["qualified"] for t in bad]):
+        indexes.setdefault(row["qualified"], row["index"])
     findings = [
         f"{t['schema']}.{t['table']} has no primary key and no replica identity: "
-        f"ALTER TABLE {t['schema']}.{t['table']} ADD PRIMARY KEY (<key columns>); "
-        f"or, if no key exists, ALTER TABLE {t['schema']}.{t['table']} REPLICA IDENTITY FULL;"
+        + (
+            f"ALTER TABLE {t['qualified']} REPLICA IDENTITY USING INDEX {indexes[t['qualified']]}; (a unique index "
+            f"on NOT NULL columns: the key without a rewrite); or ALTER TABLE {t['schema']}.{t['table']} ADD PRIMARY "
+            "KEY (<key columns>);"
+            if t["qualified"] in indexes
+            else f"ALTER TABLE {t['schema']}.{t['table']} ADD PRIMARY KEY (<key columns>); "
+            f"or, if no key exists, ALTER TABLE {t['schema']}.{t['table']} REPLICA IDENTITY FULL;"
+        )
         for t in bad
     ]
     return CheckResult(
@@ -29,7 +38,8 @@ def check_replica_identity(plan: Plan) -> CheckResult:
         f"{len(bad)} table(s) cannot be replicated: {', '.join(t['schema'] + '.' + t['table'] for t in bad)}",
         findings,
         "Once in a publication, UPDATE and DELETE on these tables fail on the SOURCE, breaking the "
-        "application. Add a primary key (best) or set REPLICA IDENTITY FULL on each, as listed.",
+        "application. Add a primary key (best), use a unique index on NOT NULL columns as the replica identity, or "
+        "set REPLICA IDENTITY FULL on each, as listed.",
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ferry.checks.base import CheckResult, source_hook
-from ferry.hooks.replication import fence_allowed_roles, fence_problems, fenced_tables
+from ferry.hooks.replication import fence_allowed_roles, fence_problems, fenced_tables, source_login
 from ferry.plan import Plan, in_scope
 
 
@@ -25,10 +25,29 @@ def check_writers(plan: Plan) -> CheckResult:
         else:
             fate = "held by the fence" + ("" if w["role"] in listed else " (not in source.app_roles)")
         findings.append(f"{w['role']}: can write {len(w['tables'])} table(s) in scope ({'; '.join(w['via'])}); {fate}")
-    problems = [
-        f"role {r} named in the plan (source.app_roles or source.keep_writing) does not exist on the source"
-        for r in source.missing_roles([*listed, *kept])
-    ] + fence_problems(writers, allowed, plan.source.provider_superusers)
+    login = source_login(plan)
+    sharing = [r for r in (*listed, *kept) if r == login]
+    problems = (
+        [
+            f"role {r} named in the plan (source.app_roles or source.keep_writing) does not exist on the source"
+            for r in source.missing_roles([*listed, *kept])
+        ]
+        + [
+            f"{login} is Ferry's own login (connection {plan.source.conn_id}) and is named in source.app_roles or "
+            "source.keep_writing: the fence lets Ferry's login write, so the application's writes under it would "
+            "pass the fence after the freeze's comparison and be lost at the cutover. Give the application a login "
+            "of its own (CREATE ROLE ... LOGIN; GRANT its rights), or Ferry one (a new connection)"
+            for _ in sharing[:1]
+        ]
+        + fence_problems(writers, allowed, plan.source.provider_superusers)
+    )
+    shared = source.sessions_sharing_login()
+    findings += [
+        f"session pid {s['pid']} logs in as Ferry's own login {login} but is not Ferry's (application_name "
+        f"{s['application_name']!r}, from {s['client_addr'] or 'a local socket'}, since {s['backend_start']}): its "
+        "writes pass the fence; the fence ends it, and a client that shares the login must stop before D-day"
+        for s in shared
+    ]
     if problems:
         return CheckResult(
             "writers",
@@ -39,6 +58,16 @@ def check_writers(plan: Plan) -> CheckResult:
             "names; a role the fence cannot hold would go on writing to the old side after the cutover.",
         )
     held = [w["role"] for w in writers if w["role"] not in allowed and not w["superuser"]]
+    if shared:
+        return CheckResult(
+            "writers",
+            "warn",
+            f"{len(shared)} session(s) share Ferry's own login {login} without being Ferry's",
+            findings,
+            "Find each client in pg_stat_activity (pid, client address) and give it a login of its own: what it "
+            "writes passes the fence. The fence ends those sessions; one that comes back after it is caught by the "
+            "last check before the cutover, which stops D-day.",
+        )
     if kept:
         return CheckResult(
             "writers",

@@ -301,6 +301,18 @@ class FerryPostgresHook(PostgresHook):
                 for c in columns
             ]
 
+    def last_handed_out(self, sequence: dict[str, Any]) -> int | None:
+        """The last value ``sequence`` (a row of :meth:`get_sequences`) handed out, or the one before its next
+        when it was never called (never used, or ``setval(..., false)``), read from the sequence itself: the
+        value to set the other side's past. None when it cannot be read."""
+        if sequence["last_value"] is not None:
+            return sequence["last_value"]
+        rows = self.run_template("sequence_state", {"sequence": sql.SQL(sequence["qualified"])})
+        if not rows or rows[0]["last_value"] is None:
+            return None
+        state = rows[0]
+        return state["last_value"] if state["is_called"] else state["last_value"] - sequence["increment_by"]
+
     def get_sequence_columns(self, schemas: list[str]) -> list[dict[str, Any]]:
         """Integer columns fed by a sequence, with the sequence behind each."""
         return self.fetch("sequence_columns", schemas=schemas)

@@ -193,6 +193,18 @@ class ReplicationHook(FerryPostgresHook):
         # superuser but the managed service's own.
         held = [w["role"] for w in self.get_writers(tables) if w["role"] not in allowed and not w["superuser"]]
         self.terminate_sessions(held)
+        # Ferry's login may write past the fence: a client sharing it (not a session of Ferry's) is ended too.
+        shared = self.sessions_sharing_login(terminate=True)
+        if shared:
+            self.log.warning(
+                "Ended %d session(s) of Ferry's own login that are not Ferry's: %s",
+                len(shared),
+                "; ".join(
+                    f"pid {s['pid']} ({s['application_name'] or 'no application_name'}, from "
+                    f"{s['client_addr'] or 'a local socket'})"
+                    for s in shared
+                ),
+            )
         return held
 
     def remove_fence(self, lock_timeout_ms: int = 2000, attempts: int = 5) -> list[str]:
@@ -253,6 +265,11 @@ class ReplicationHook(FerryPostgresHook):
                 time.sleep(pause)
         raise AssertionError("unreachable")  # the loop returns or raises
 
+    def sessions_sharing_login(self, terminate: bool = False) -> list[dict[str, Any]]:
+        """The sessions of Ferry's own login on this database that are not Ferry's (``pid``, ``application_name``,
+        ``client_addr``, ``backend_start``, ``state``); with ``terminate``, ended."""
+        return self.fetch("sessions_sharing_login", terminate=terminate)
+
     def terminate_sessions(self, roles: list[str]) -> list[dict[str, Any]]:
         """End every session of ``roles`` on this database."""
         return self.fetch("sessions_terminate", roles=roles)
@@ -287,9 +304,14 @@ def fence_problems(writers: list[dict[str, Any]], allowed: list[str], provider: 
     return problems
 
 
+def source_login(plan: Plan) -> str:
+    """Ferry's own login on the source (its Airflow connection's)."""
+    return BaseHook.get_connection(plan.source.conn_id).login
+
+
 def fence_allowed_roles(plan: Plan) -> list[str]:
     """The roles the fence lets write: Ferry's own (the source connection's login) and ``source.keep_writing``."""
-    return sorted({BaseHook.get_connection(plan.source.conn_id).login, *plan.source.keep_writing})
+    return sorted({source_login(plan), *plan.source.keep_writing})
 
 
 def fenced_tables(plan: Plan, hook: ReplicationHook, scope: list[str]) -> list[str]:

@@ -37,6 +37,7 @@ class ReplicationListTablesOperator(FerryOperator):
             or self.param(context, "tables", None)
             or (self.plan.thresholds.compare_tables if self.plan.thresholds.compare_mode == "tables" else None)
         )
+        context["ti"].xcom_push(key="scope", value=every)  # what a narrowed comparison leaves unverified
         if not chosen:
             return every
         unqualified = {t["table"]: t["qualified"] for t in rows}
@@ -167,12 +168,16 @@ def write_comparison_report(
     expected: list[str],
     live: list[Any],
     fix: str = "",
+    unverified: list[str] | None = None,
 ) -> dict[str, Any]:
     """Write the comparison report (log and Markdown file); fail when a table differs or was not compared
-    (a dry run only warns: the source still takes writes). ``fix`` ends the failure's message."""
+    (a dry run only warns: the source still takes writes). ``fix`` ends the failure's message; ``unverified``
+    says what a narrowed comparison did not verify."""
     compared = {r["table"] for r in results}
     unreported = [t for t in expected if t not in compared]
-    path = report.write(operator.plan, "compare", context, report.render_comparison(results, unreported, live))
+    path = report.write(
+        operator.plan, "compare", context, report.render_comparison(results, unreported, live, unverified)
+    )
     differing = [r["table"] for r in results if not r["equal"]] + unreported
     if differing and operator.is_dry_run(context):
         operator.log.warning("DRY RUN: %s differ while the source takes writes; not failing", ", ".join(differing))
@@ -241,6 +246,8 @@ class ReplicationCompareChangesOperator(CaptureOperator):
     def execute(self, context: Any) -> list[str] | dict[str, Any]:
         thresholds = self.plan.thresholds
         tables = context["ti"].xcom_pull(task_ids=self.list_task_id) or []
+        scope = context["ti"].xcom_pull(task_ids=self.list_task_id, key="scope") or tables
+        self.check_fenced_tables_compared(context, tables, scope)
         drained = self.drain_captures(context)
         context["ti"].xcom_push(key="drained", value=drained)
         live_results = pull_all(context, self.live_task_id, "live")
@@ -297,6 +304,15 @@ class ReplicationCompareChangesOperator(CaptureOperator):
             _log_result(self.log, result)
         results += whole_results
         context["ti"].xcom_push(key="comparison", value=[r.to_dict() for r in results])
+        unverified = not_verified(self.plan, tables, scope)
+        context["ti"].xcom_push(
+            key="verdict",
+            value="Source and target are equal"
+            if not unverified
+            else "The tables compared are equal, but NOT everything was verified: " + "; ".join(unverified),
+        )
+        for line in unverified:
+            self.log.warning("Not verified: %s", line)
         if self.compare_whole:
             return write_comparison_report(
                 self,
@@ -305,9 +321,41 @@ class ReplicationCompareChangesOperator(CaptureOperator):
                 tables,
                 live_results,
                 "Do not cut over: run ferry_rollback, or find why the target diverged.",
+                unverified,
             )
         _fail_on_differences(self, context, results)
         return whole
+
+    def check_fenced_tables_compared(self, context: Any, tables: list[str], scope: list[str]) -> None:
+        """Fail when the source carries the fence on a table (or a partition of one) that ``list_tables`` did not
+        know: created after it, so never published, copied or compared; its rows would stay behind. Before the
+        drain, changing nothing."""
+        fenced = set(self.source.get_fenced_tables())
+        if not fenced or self.is_dry_run(context):
+            return
+        roots = {p["partition"]: p["root"] for p in self.source.get_partitions(self.plan.replication.schemas)}
+        unknown = sorted({roots.get(t, t) for t in fenced} - set(scope) - set(tables))
+        if unknown:
+            raise AirflowFailException(
+                f"fenced but never compared: {', '.join(unknown)} (created after list_tables, so not published, "
+                "copied nor compared: its rows would stay on the old side). Do not cut over: run ferry_rollback, "
+                "then D-day again (its scope step brings the table in)"
+            )
+
+
+def not_verified(plan: Plan, tables: list[str], scope: list[str]) -> list[str]:
+    """What a narrowed comparison leaves unverified, one line each; empty when every table in scope was compared
+    row by row."""
+    lines = []
+    left = [t for t in scope if t not in tables]
+    if left:
+        lines.append(
+            f"{len(left)} table(s) in scope not compared (compare_mode 'tables' or the trigger form's tables): "
+            + ", ".join(left)
+        )
+    if plan.thresholds.compare_mode == "counts":
+        lines.append("compare_mode 'counts': missing and extra rows only, not the rows' contents")
+    return lines
 
 
 class ReplicationCompareTableOperator(FerryOperator):

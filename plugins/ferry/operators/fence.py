@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException
 
 from ferry.hooks.replication import FenceBlocked, fence_allowed_roles, fence_problems, fenced_tables
@@ -12,57 +13,74 @@ from ferry.operators.base import FerryOperator
 from ferry.sensors.replication import ReplicationCaughtUpSensor
 
 FENCE_LSN_KEY = "fence_lsn"
+TARGET_FENCE_LSN_KEY = "target_fence_lsn"
 
 
-class ReplicationFenceSourceOperator(FerryOperator):
-    """Fence the source against writes by every role but Ferry's own and ``source.keep_writing``;
-    hand the fence's WAL position on.
+class ReplicationFenceOperator(FerryOperator):
+    """Fence one side against writes by every role but Ferry's own (and, on the source, ``source.keep_writing``);
+    hand the fence's WAL position on. One implementation for both directions: the source on D-day
+    (ReplicationFenceSourceOperator), the target on the way back (ReplicationFenceTargetOperator).
 
-    Afterwards no other role can INSERT, UPDATE, DELETE or TRUNCATE a table in scope, whatever its
-    transaction mode or grants (the plan's ``app_roles`` and every writer it does not list), and the
-    sessions of every role that could write are ended; replication keeps streaming.
-    The fence's LSN goes to XCom under ``fence_lsn`` (for ReplicationCaughtUpSensor) and to the ledger.
-    Inverse: ReplicationUnfenceSourceOperator.
+    Afterwards no other role can INSERT, UPDATE, DELETE or TRUNCATE a table in scope or any partition of one,
+    whatever its transaction mode or grants (the plan's ``app_roles`` and every writer it does not list); the
+    sessions of every role that could write are ended, and those of clients sharing Ferry's own login;
+    replication keeps streaming. Refuses (changing nothing) when a role named in the plan does not exist or the
+    fence cannot hold a writer; checks every table carries it after the install. The fence's LSN goes to XCom and
+    to the ledger.
+
+    :param side: ``source`` or ``target``.
     """
+
+    side = "source"
 
     def execute(self, context: Any) -> dict[str, Any]:
         plan = self.plan
-        target = Target.source(plan.source.database)
-        tables = fenced_tables(plan, self.source, self.scope_tables(self.source))
-        allowed = fence_allowed_roles(plan)
-        writers = self.source.get_writers(tables)
+        source = self.side == "source"
+        hook, where = (self.source, plan.source) if source else (self.target, plan.target)
+        target = Target.source(where.database) if source else Target.target(where.database)
+        action = Action.FENCE_SOURCE if source else Action.FENCE_TARGET
+        lsn_key = FENCE_LSN_KEY if source else TARGET_FENCE_LSN_KEY
+        tables = fenced_tables(plan, hook, self.scope_tables(hook))
+        allowed = fence_allowed_roles(plan) if source else [BaseHook.get_connection(where.conn_id).login]
+        named = [*where.app_roles, *(plan.source.keep_writing if source else [])]
+        writers = hook.get_writers(tables)
         problems = [
-            f"role {r} (source.app_roles or source.keep_writing) does not exist on the source"
-            for r in self.source.missing_roles([*plan.source.app_roles, *plan.source.keep_writing])
-        ] + fence_problems(writers, allowed, plan.source.provider_superusers)
+            f"role {r} ({self.side}.app_roles{' or source.keep_writing' if source else ''}) does not exist on the "
+            f"{self.side}"
+            for r in hook.missing_roles(named)
+        ] + fence_problems(writers, allowed, where.provider_superusers)
         if problems:
-            raise AirflowFailException("the fence cannot hold: " + "; ".join(problems))
+            raise AirflowFailException(f"the fence on the {self.side} cannot hold: " + "; ".join(problems))
         roles = [w["role"] for w in writers if w["role"] not in allowed and not w["superuser"]]
-        recorded = self.ledger.last(Action.FENCE_SOURCE, target)
-        fenced = set(self.source.get_fenced_tables())
+        recorded = self.ledger.last(action, target)
+        fenced = set(hook.get_fenced_tables())
         if recorded and recorded.done and set(tables) <= fenced:
-            self.log.info("The source is already fenced at %s; nothing to do", recorded.after["fence_lsn"])
-            context["ti"].xcom_push(key=FENCE_LSN_KEY, value=recorded.after["fence_lsn"])
+            self.log.info("The %s is already fenced at %s; nothing to do", self.side, recorded.after["fence_lsn"])
+            context["ti"].xcom_push(key=lsn_key, value=recorded.after["fence_lsn"])
             return {"fence_lsn": recorded.after["fence_lsn"], "tables": len(tables)}
         wanted = {"tables": tables, "roles": roles, "allowed": allowed}
-        if self.would(context, Action.FENCE_SOURCE, target, sorted(fenced), wanted):
+        if self.would(context, action, target, sorted(fenced), wanted):
             return {"fence_lsn": None, "tables": len(tables), "dry_run": True}
-        with self.changing(context, Action.FENCE_SOURCE, target, sorted(fenced), wanted) as c:
+        with self.changing(context, action, target, sorted(fenced), wanted) as c:
             try:
-                held = self.source.install_fence(tables, allowed)
+                held = hook.install_fence(tables, allowed)
             except FenceBlocked as err:
-                raise AirflowFailException(f"{err}; the application still writes to the source") from err
-            missing = set(tables) - set(self.source.get_fenced_tables())
+                raise AirflowFailException(f"{err}; the application still writes to the {self.side}") from err
+            missing = set(tables) - set(hook.get_fenced_tables())
             if missing:
-                raise AirflowFailException(f"fence not in place on {sorted(missing)}; run ferry_rollback to unfence")
-            fence_lsn = self.source.get_current_lsn()
-            slot = self.source.get_slot_status(plan.subscription)
+                raise AirflowFailException(
+                    f"fence not in place on {sorted(missing)} ({self.side}); run "
+                    f"{'ferry_rollback' if source else 'ferry_rollback with undo_all_stages'} to lift it"
+                )
+            fence_lsn = hook.get_current_lsn()
+            slot = hook.get_slot_status(plan.subscription if source else plan.reverse_subscription)
             lag = None if slot is None else slot["lag_bytes"]
             c.after = wanted | {"roles": held, "fence_lsn": fence_lsn, "lag_bytes_at_fence": lag}
-        context["ti"].xcom_push(key=FENCE_LSN_KEY, value=fence_lsn)
+        context["ti"].xcom_push(key=lsn_key, value=fence_lsn)
         self.log.info(
-            "Source fenced at %s: %d tables refuse writes by every role but %s (writers held: %s); "
+            "%s fenced at %s: %d tables refuse writes by every role but %s (writers held: %s); "
             "replication %s bytes behind at the fence",
+            self.side.capitalize(),
             fence_lsn,
             len(tables),
             ", ".join(allowed),
@@ -70,6 +88,20 @@ class ReplicationFenceSourceOperator(FerryOperator):
             lag,
         )
         return {"fence_lsn": fence_lsn, "tables": len(tables)}
+
+
+class ReplicationFenceSourceOperator(ReplicationFenceOperator):
+    """Fence the source (D-day): see ReplicationFenceOperator. The fence's LSN goes to XCom under ``fence_lsn``
+    (for ReplicationCaughtUpSensor). Inverse: ReplicationUnfenceSourceOperator."""
+
+    side = "source"
+
+
+class ReplicationFenceTargetOperator(ReplicationFenceOperator):
+    """Fence the target (the way back's first step on the databases): see ReplicationFenceOperator. The fence's LSN
+    goes to XCom under ``target_fence_lsn``. Inverse: ReplicationUnfenceTargetOperator."""
+
+    side = "target"
 
 
 class ReplicationUnfenceSourceOperator(FerryOperator):
@@ -106,6 +138,6 @@ class ReplicationFenceAndCatchUpOperator(ReplicationFenceSourceOperator, Replica
     template_fields = ()
 
     def execute(self, context: Any) -> dict[str, Any] | None:
-        fenced = ReplicationFenceSourceOperator.execute(self, context)
+        fenced = ReplicationFenceOperator.execute(self, context)
         self.fence_lsn = fenced["fence_lsn"] or ""
         return ReplicationCaughtUpSensor.execute(self, context)

@@ -146,13 +146,91 @@ class ReplicationPromoteTargetOperator(ReplicationDropSubscriptionOperator, Repl
     stands alone and is writable.
 
     One task, not two: each boundary between two tasks costs 0.3 to 0.6 s of scheduling, inside the freeze. Each
-    step is its own change in the ledger, with its own inverse, and a re-run does only what is left.
+    step is its own change in the ledger, with its own inverse, and a re-run does only what is left. First, the last
+    check (:meth:`check_nothing_changed_since_comparison`).
+
+    :param large_objects_task_id: the run's ReplicationCopyLargeObjectsOperator, if any: the last check then also
+        verifies that the large objects are still the same on both sides.
     """
 
+    def __init__(self, *, large_objects_task_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.large_objects_task_id = large_objects_task_id
+
     def execute(self, context: Any) -> dict[str, Any]:
+        if not self.is_dry_run(context) and self.target.get_subscription_status(self.plan.subscription) is not None:
+            self.check_nothing_changed_since_comparison()
         dropped = ReplicationDropSubscriptionOperator.execute(self, context)
         sequences = ReplicationSyncSequencesOperator.execute(self, context)
         return {**dropped, "sequences": sequences["changed"]}
+
+    def check_nothing_changed_since_comparison(self) -> None:
+        """The last check before the subscription goes: no table in scope changed on either side since the
+        freeze's comparison drained the change capture (a client sharing Ferry's login writes past the fence; a
+        write made directly on the target while the comparison's gate waited). Either would be lost or never
+        verified, so the freeze stops here, changing nothing. With ``source.keep_writing``, whose writes pass the
+        fence by the plan's choice, changes are named but do not stop it."""
+        from ferry.capture import SIDES, CaptureStore, ChangeCapture
+
+        if self.plan.thresholds.compare_in_freeze == "full":
+            self.log.info("No change capture (thresholds.compare_in_freeze is 'full'): no last check by the capture")
+            return
+        store, scope = CaptureStore(self.plan), self.scope_tables(self.source)
+        hooks = {"source": self.source, "target": self.target}
+        found, unreadable = {}, {}
+        for side in SIDES:
+            counts, problem = ChangeCapture(self.plan, side, hooks[side], store).changes_since_drain(scope)
+            found[side], unreadable[side] = counts, problem
+        changed = [
+            f"{side}: {table} ({n} change{'s' if n > 1 else ''})"
+            for side in SIDES
+            for table, n in sorted(found[side].items())
+        ]
+        if self.large_objects_task_id and self.plan.replication.large_objects != "out_of_scope":
+            # The fence holds tables, not large objects: those the copy verified must still be the source's.
+            import psycopg
+
+            from ferry.operators.objects import large_object_differences
+
+            listed = [
+                {lo["oid"]: lo["owner"] for lo in hook.get_large_objects()} for hook in (self.source, self.target)
+            ]
+            differ = sorted(set(listed[0]).symmetric_difference(listed[1]))  # made or removed since the copy
+            if not differ:
+                try:
+                    differ = large_object_differences(
+                        self.source.large_object_digests(), self.target.large_object_digests()
+                    )
+                except psycopg.errors.InsufficientPrivilege as err:
+                    changed.append(f"large objects: {err.diag.message_primary} (Ferry's login cannot read it)")
+            if differ:
+                changed.append(
+                    f"large objects {', '.join(map(str, differ[:20]))}{' ...' if len(differ) > 20 else ''} differ "
+                    "between source and target (written after copy_large_objects; clear it too)"
+                )
+        if not changed:
+            broken = {side: why for side, why in unreadable.items() if why}
+            if broken:
+                self.log.warning("Last check not possible by the capture (%s); the comparison stood as it was", broken)
+            else:
+                self.log.info(
+                    "Last check: no table in scope changed on either side since the freeze's comparison, and the "
+                    "large objects are the same on both"
+                )
+            return
+        if self.plan.source.keep_writing:
+            self.log.warning(
+                "Changed since the freeze's comparison (source.keep_writing writes past the fence): %s",
+                "; ".join(changed),
+            )
+            return
+        raise AirflowFailException(
+            "changed since the freeze's comparison, so never verified: "
+            + "; ".join(changed)
+            + ". Something writes past the fence: a client sharing Ferry's login (pg_stat_activity on the source, "
+            "application_name not 'ferry...'), or a write made directly on the target. Stop it, then clear "
+            "compare_changes (it verifies again) and this task. Nothing changed: the subscription is still there"
+        )
 
 
 class ReplicationDropOrphanSlotOperator(FerryOperator):

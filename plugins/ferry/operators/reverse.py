@@ -23,13 +23,10 @@ from ferry import report
 from ferry.checks.schema import outside_reverse_publication
 from ferry.guards import reverse_health
 from ferry.hooks.postgres import subscription_conninfo
-from ferry.hooks.replication import FenceBlocked, fence_problems
 from ferry.ledger import Action, Target
 from ferry.operators.base import FerryOperator, pull_all
 from ferry.sensors.replication import ReplicationCaughtUpSensor
 from ferry.triggers.replication import ReplicationCaughtUpTrigger
-
-TARGET_FENCE_LSN_KEY = "target_fence_lsn"
 
 
 class ReplicationStartReverseOperator(FerryOperator):
@@ -199,43 +196,6 @@ class ReplicationStopReverseOperator(FerryOperator):
                 f"({'no slot' if slot is None else str(slot['behind_bytes']) + ' bytes behind'}); "
                 "wait_reverse_caught_up runs first; nothing changed"
             )
-
-
-class ReplicationFenceTargetOperator(FerryOperator):
-    """Fence the target against writes by every role but Ferry's own (the way back's first step on the
-    databases); hand the fence's WAL position on (XCom ``target_fence_lsn``, and the ledger).
-
-    Inverse: ReplicationUnfenceTargetOperator.
-    """
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        plan = self.plan
-        target = Target.target(plan.target.database)
-        tables = self.scope_tables(self.target)
-        allowed = [BaseHook.get_connection(plan.target.conn_id).login]
-        problems = fence_problems(self.target.get_writers(tables), allowed, plan.target.provider_superusers)
-        if problems:
-            raise AirflowFailException("the fence on the target cannot hold: " + "; ".join(problems))
-        recorded = self.ledger.last(Action.FENCE_TARGET, target)
-        if recorded and recorded.done and set(tables) <= set(self.target.get_fenced_tables()):
-            self.log.info("The target is already fenced at %s; nothing to do", recorded.after["fence_lsn"])
-            context["ti"].xcom_push(key=TARGET_FENCE_LSN_KEY, value=recorded.after["fence_lsn"])
-            return {"fence_lsn": recorded.after["fence_lsn"], "tables": len(tables)}
-        wanted = {"tables": tables, "allowed": allowed}
-        if self.would(context, Action.FENCE_TARGET, target, None, wanted):
-            return {"fence_lsn": None, "dry_run": True}
-        with self.changing(context, Action.FENCE_TARGET, target, None, wanted) as change:
-            try:
-                held = self.target.install_fence(tables, allowed)
-            except FenceBlocked as err:
-                raise AirflowFailException(f"{err} (on the target); the application still writes to it") from err
-            fence_lsn = self.target.get_current_lsn()
-            change.after = wanted | {"roles": held, "fence_lsn": fence_lsn}
-        context["ti"].xcom_push(key=TARGET_FENCE_LSN_KEY, value=fence_lsn)
-        self.log.info(
-            "Target fenced at %s: %d tables refuse writes by every role but %s", fence_lsn, len(tables), allowed[0]
-        )
-        return {"fence_lsn": fence_lsn, "tables": len(tables)}
 
 
 class ReplicationUnfenceTargetOperator(FerryOperator):

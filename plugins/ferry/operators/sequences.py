@@ -32,16 +32,25 @@ class ReplicationSyncSequencesOperator(FerryOperator):
         schemas = plan.replication.schemas
         frm, to = (self.source, self.target) if self.direction == "to_target" else (self.target, self.source)
         scope = {(t["schema"], t["table"]) for t in self.scope_table_rows(frm)}
-        on_target = {s["qualified"]: s["last_value"] for s in to.get_sequences(schemas)}
+        on_target = {s["qualified"]: s for s in to.get_sequences(schemas)}
         before, wanted = {}, {}
         for seq in frm.get_sequences(schemas):
             if seq["owner_table"] is not None and (seq["schema"], seq["owner_table"]) not in scope:
                 continue
-            name, source_value, target_value = seq["qualified"], seq["last_value"], on_target.get(seq["qualified"])
-            if source_value is None and target_value is None:
-                self.log.info("%s: never used on either side; left as it is", name)
-                continue
-            value = max((source_value or 0) + plan.thresholds.sequence_gap, target_value or 0)
+            name, there = seq["qualified"], on_target.get(seq["qualified"])
+            # Never called (never used, or setval(..., false)) reads as no last value: its state says more.
+            source_value = frm.last_handed_out(seq)
+            target_value = to.last_handed_out(there) if there is not None else None
+            if source_value is None:
+                raise AirflowFailException(
+                    f"{name}: its value cannot be read on the {'source' if frm is self.source else 'target'} "
+                    "(Ferry's login needs SELECT or USAGE on it: GRANT SELECT ON SEQUENCE ...)"
+                )
+            if seq["last_value"] is None and there is not None and there["last_value"] is None:
+                if target_value is not None and target_value >= source_value:
+                    self.log.info("%s: not called yet on either side, the target's next value not behind", name)
+                    continue
+            value = max(source_value + plan.thresholds.sequence_gap, target_value or 0)
             if target_value == value:
                 self.log.info("%s: already at %d", name, value)
                 continue
@@ -59,7 +68,7 @@ class ReplicationSyncSequencesOperator(FerryOperator):
         if self.is_dry_run(context):
             return {"changed": []}
         columns = to.get_sequence_columns(schemas)
-        current = {s["qualified"]: s["last_value"] for s in to.get_sequences(schemas)}
+        current = {s["qualified"]: to.last_handed_out(s) for s in to.get_sequences(schemas)}
         problems = [
             f"{col['table']}.{col['column']}: next value {(current.get(col['sequence']) or 0) + 1} <= max {maximum}"
             for col, maximum in zip(columns, to.column_maxima(columns), strict=True)

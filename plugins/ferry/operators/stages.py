@@ -111,10 +111,10 @@ class FerryWriteReportOperator(FerryOperator):
     def __init__(
         self,
         *,
-        compare_task_id: str | None = "compare_data",
+        compare_task_id: str | None = None,
         changes_task_id: str = "compare_changes",
         live_task_id: str = "compare_live",
-        caught_up_task_id: str = "wait_replication_caught_up",
+        caught_up_task_id: str = "fence_source_and_catch_up",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
