@@ -58,13 +58,20 @@ def spread_tables(source, target):
         conn.execute("DROP SCHEMA spread CASCADE")
 
 
-def test_the_per_table_comparison_spreads_over_both_celery_workers(deployment, spread_tables):
-    state, run_id = deployment.run_stage(
-        SPREAD,
-        deadline_s=600,
-        log=deployment.log_dir / "ferry_test_compare_spread.log",
-        conf={"tables": spread_tables},
-    )
+def test_the_per_table_comparison_spreads_over_both_celery_workers(deployment, spread_tables, source):
+    """While one worker is busy with a table's comparison (held mid-query by a lock), the other takes the rest:
+    the mapped comparisons spread over both. (Unheld, a comparison of 50,000 rows ends in a fraction of a second,
+    and one worker can drain the queue alone before the other polls.)"""
+    with held_mid_comparison(deployment, source, spread_tables) as (run_id, held):
+        wait_for(
+            deployment,
+            run_id,
+            lambda ti: (
+                ti["task_id"] == "compare_data" and ti["state"] == "success" and ti["hostname"] != held["hostname"]
+            ),
+            "a comparison done by the other worker while the first is held",
+        )
+    state = deployment.wait(SPREAD, run_id, 600)
     assert state == "success", deployment.describe(SPREAD, run_id, "the run failed")
     compared = [ti for ti in deployment.task_instances(SPREAD, run_id) if ti["task_id"] == "compare_data"]
     assert len(compared) == len(spread_tables) and all(ti["state"] == "success" for ti in compared)
