@@ -13,9 +13,9 @@ since the cutover is already on its way to the old database. Three human gates, 
 2. **`gate_go_no_go`**, then `route_webhooks_to_recorder` (webhooks are kept by the recorder, from the new app's
    host name too), `scale_down_new_deployments` (the new app stops writing).
 3. `fence_target`: the target refuses every application write. **The way back's write freeze starts here.**
-4. `wait_reverse_caught_up`: deferred until the old source confirmed the target's fence position;
-   `copy_large_objects_back`: the new side's large objects to the old source (replication does not carry them),
-   verified by md5.
+4. `wait_reverse_caught_up`: deferred until the old source confirmed the target's fence position; then, beside
+   the comparison, `copy_large_objects_back`: the new side's large objects to the old source (replication does
+   not carry them), verified by md5.
 5. `list_tables`, `compare_data` (every table whole, in one task: a mapped task's scheduling costs more
    than its comparison here), `compare_report`; **`gate_comparison`**.
 6. `stop_reverse_replication` (refuses unless the target is fenced and caught up), `sync_sequences_to_source`
@@ -182,7 +182,6 @@ with DAG(
         >> scale_down
         >> fence
         >> caught_up
-        >> objects
         >> tables
         >> compare
         >> compare_report
@@ -193,3 +192,4 @@ with DAG(
         >> [ssm, vms]
     )
     [ssm, vms] >> dns_gate >> dns >> replay >> write_report
+    caught_up >> objects >> compared  # beside the comparison: one task boundary fewer in the way back's freeze

@@ -5,6 +5,7 @@ Each forward step has a named inverse and records its intent in the ledger befor
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from airflow.sdk import BaseHook
@@ -178,9 +179,12 @@ class ReplicationPromoteTargetOperator(ReplicationDropSubscriptionOperator, Repl
         store, scope = CaptureStore(self.plan), self.scope_tables(self.source)
         hooks = {"source": self.source, "target": self.target}
         found, unreadable = {}, {}
-        for side in SIDES:
-            counts, problem = ChangeCapture(self.plan, side, hooks[side], store).changes_since_drain(scope)
-            found[side], unreadable[side] = counts, problem
+        with ThreadPoolExecutor(max_workers=2) as pool:  # inside the freeze: both sides at once, a hook each
+            read = pool.map(
+                lambda side: ChangeCapture(self.plan, side, hooks[side], store).changes_since_drain(scope), SIDES
+            )
+            for side, (counts, problem) in zip(SIDES, read, strict=True):
+                found[side], unreadable[side] = counts, problem
         changed = [
             f"{side}: {table} ({n} change{'s' if n > 1 else ''})"
             for side in SIDES
@@ -192,15 +196,14 @@ class ReplicationPromoteTargetOperator(ReplicationDropSubscriptionOperator, Repl
 
             from ferry.operators.objects import large_object_differences
 
-            listed = [
-                {lo["oid"]: lo["owner"] for lo in hook.get_large_objects()} for hook in (self.source, self.target)
-            ]
-            differ = sorted(set(listed[0]).symmetric_difference(listed[1]))  # made or removed since the copy
-            if not differ:
+            with ThreadPoolExecutor(max_workers=2) as pool:  # both sides at once
+                listed = list(
+                    pool.map(lambda h: {lo["oid"]: lo["owner"] for lo in h.get_large_objects()}, hooks.values())
+                )
+                differ = sorted(set(listed[0]).symmetric_difference(listed[1]))  # made or removed since the copy
                 try:
-                    differ = large_object_differences(
-                        self.source.large_object_digests(), self.target.large_object_digests()
-                    )
+                    if not differ:
+                        differ = large_object_differences(*pool.map(lambda h: h.large_object_digests(), hooks.values()))
                 except psycopg.errors.InsufficientPrivilege as err:
                     changed.append(f"large objects: {err.diag.message_primary} (Ferry's login cannot read it)")
             if differ:
