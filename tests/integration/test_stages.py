@@ -304,19 +304,15 @@ def test_rollback_refuses_once_the_new_side_took_writes_without_reverse_replicat
     """A plan without replication.reverse: D-day to the end (new deployments up, DNS switched), the application
     writes on the new side; ferry_rollback refuses every step, naming the table that holds what the old side
     lacks, and changes nothing."""
-    from tests.integration.conftest import GateAnswerer, app_connection
+    from tests.integration.conftest import app_connection
     from tests.integration.test_aws_side import records
 
     mistaken_plan(lambda d: d["replication"].pop("reverse"))
     plan = load_plan()
     original = records(stand)
-    gates = {"gate_go_no_go": "Approve", "gate_comparison": "Approve", "gate_point_of_no_return": "Approve"}
     try:
-        assert run_dag(ROOT_DAGS, "ferry_week_prior").state == "success"
-        assert run_dag(ROOT_DAGS, "ferry_day_before").state == "success"
-        with GateAnswerer(gates):
-            run = run_dag(ROOT_DAGS, "ferry_d_day")
-        assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
+        run, states, _, _ = stages_to_d_day(capfd)
+        assert run.state == "success", states
         assert source.execute("SELECT count(*) FROM pg_subscription").fetchone() == (0,)  # no reverse replication
         with app_connection(stand, "target") as app:
             for i in range(3):
@@ -337,12 +333,35 @@ def test_rollback_refuses_once_the_new_side_took_writes_without_reverse_replicat
         assert len(Ledger(plan).records()) == ledger and records(stand) == dns
         assert source.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'ferry_fence'").fetchone()[0] > 0
     finally:
-        assert run_dag(TEST_DAGS, "ferry_test_vms_start").state == "success"  # D-day stopped the old app
-        load(stand, "stop")
-        ReplicationHook("ferry_source", "saas").remove_fence()
-        restore_new_cluster()
-        assert run_dag(TEST_DAGS, "ferry_test_dns_restore").state == "success"
+        give_the_stand_back(stand)
         assert records(stand) == original
+
+
+D_DAY_GATES = {"gate_go_no_go": "Approve", "gate_comparison": "Approve", "gate_point_of_no_return": "Approve"}
+
+
+def stages_to_d_day(capfd, before: dict | None = None):
+    """ferry_week_prior, ferry_day_before, then ferry_d_day with its gates approved (``before``: what happens while a
+    gate waits, see GateAnswerer); return D-day's run, its task states, what it printed and the gates answered."""
+    from tests.integration.conftest import GateAnswerer
+
+    assert run_dag(ROOT_DAGS, "ferry_week_prior").state == "success"
+    assert run_dag(ROOT_DAGS, "ferry_day_before").state == "success"
+    capfd.readouterr()
+    with GateAnswerer(D_DAY_GATES, before=before) as answerer:
+        run = run_dag(ROOT_DAGS, "ferry_d_day")
+    said = "".join(capfd.readouterr())
+    return run, {ti.task_id: ti.state for ti in run.get_task_instances()}, said, [g for g, _ in answerer.answered]
+
+
+def give_the_stand_back(stand) -> None:
+    """After a D-day that stopped the old app and fenced the source: the VMs' units started (the load unit with
+    them, then stopped), the fence lifted, the new cluster and DNS as before the stages."""
+    assert run_dag(TEST_DAGS, "ferry_test_vms_start").state == "success"
+    load(stand, "stop")
+    ReplicationHook("ferry_source", "saas").remove_fence()
+    restore_new_cluster()
+    assert run_dag(TEST_DAGS, "ferry_test_dns_restore").state == "success"
 
 
 def test_a_write_past_the_fence_while_the_comparison_gate_waits_stops_the_cutover(
@@ -355,7 +374,7 @@ def test_a_write_past_the_fence_while_the_comparison_gate_waits_stops_the_cutove
     import psycopg
 
     from ferry.ledger import Action
-    from tests.integration.conftest import GateAnswerer, app_connection, ferry_connection
+    from tests.integration.conftest import app_connection, ferry_connection
     from tests.integration.test_aws_side import records
 
     plan, original = load_plan(), records(stand)
@@ -368,18 +387,11 @@ def test_a_write_past_the_fence_while_the_comparison_gate_waits_stops_the_cutove
         with app_connection(stand, "source") as app:  # the fence holds tables, not large objects
             app.execute("SELECT lo_from_bytea(0, 'written after the copy')")
 
-    gates = {"gate_go_no_go": "Approve", "gate_comparison": "Approve", "gate_point_of_no_return": "Approve"}
     cron = ferry_connection("source")
     cron.execute("SET application_name = 'nightly-export'")
     try:
-        assert run_dag(ROOT_DAGS, "ferry_week_prior").state == "success"
-        assert run_dag(ROOT_DAGS, "ferry_day_before").state == "success"
-        capfd.readouterr()
-        with GateAnswerer(gates, before={"gate_comparison": write_past_the_fence}) as answerer:
-            run = run_dag(ROOT_DAGS, "ferry_d_day")
-        said = "".join(capfd.readouterr())
-        states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-        assert [gate for gate, _ in answerer.answered] == ["gate_go_no_go", "gate_comparison"]
+        run, states, said, answered = stages_to_d_day(capfd, before={"gate_comparison": write_past_the_fence})
+        assert answered == ["gate_go_no_go", "gate_comparison"]
         assert run.state == "failed" and states["drop_subscription_and_sync_sequences"] == "failed", states
         assert "changed since the freeze's comparison, so never verified" in said, said[-6000:]
         assert "source: public.customers (1 change)" in said and "target: public.page_views (1 change)" in said
@@ -398,13 +410,9 @@ def test_a_write_past_the_fence_while_the_comparison_gate_waits_stops_the_cutove
         assert records(stand) == original
     finally:
         cron.close()
-        assert run_dag(TEST_DAGS, "ferry_test_vms_start").state == "success"  # D-day stopped the old app
-        load(stand, "stop")  # the VM's load unit, started again by start_vm_services
         source.execute("DELETE FROM customers WHERE email = 'gate@example.com'")
         source.execute("SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE lomowner = 'saas_app'::regrole")
-        ReplicationHook("ferry_source", "saas").remove_fence()
-        restore_new_cluster()
-        assert run_dag(TEST_DAGS, "ferry_test_dns_restore").state == "success"
+        give_the_stand_back(stand)
 
 
 def test_a_table_created_after_the_tables_were_listed_stops_the_freeze_naming_it(
@@ -413,7 +421,6 @@ def test_a_table_created_after_the_tables_were_listed_stops_the_freeze_naming_it
     """A table created on the source while D-day's first gate waits (after list_tables): the fence covers it, but
     it was never published, copied nor compared. The freeze stops at the comparison, naming it, before the
     cutover; ferry_rollback gives the service back."""
-    from tests.integration.conftest import GateAnswerer
     from tests.integration.test_aws_side import records
 
     plan, original = load_plan(), records(stand)
@@ -423,17 +430,10 @@ def test_a_table_created_after_the_tables_were_listed_stops_the_freeze_naming_it
             source.execute("CREATE TABLE vouchers (id bigint PRIMARY KEY, code text NOT NULL)")
         source.execute("INSERT INTO vouchers VALUES (1, 'LATE')")
 
-    gates = {"gate_go_no_go": "Approve", "gate_comparison": "Approve", "gate_point_of_no_return": "Approve"}
     try:
-        assert run_dag(ROOT_DAGS, "ferry_week_prior").state == "success"
-        assert run_dag(ROOT_DAGS, "ferry_day_before").state == "success"
-        capfd.readouterr()
-        with GateAnswerer(gates, before={"gate_go_no_go": migrate}) as answerer:
-            run = run_dag(ROOT_DAGS, "ferry_d_day")
-        said = "".join(capfd.readouterr())
-        states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+        run, states, said, answered = stages_to_d_day(capfd, before={"gate_go_no_go": migrate})
         assert run.state == "failed" and states["compare_changes"] == "failed", states
-        assert [gate for gate, _ in answerer.answered] == ["gate_go_no_go"]
+        assert answered == ["gate_go_no_go"]
         assert "fenced but never compared: public.vouchers" in said
         assert target.execute(
             "SELECT count(*) FROM pg_subscription WHERE subname = %s", (plan.subscription,)
@@ -442,12 +442,8 @@ def test_a_table_created_after_the_tables_were_listed_stops_the_freeze_naming_it
         assert rolled.state == "success", {ti.task_id: ti.state for ti in rolled.get_task_instances()}
         assert records(stand) == original
     finally:
-        assert run_dag(TEST_DAGS, "ferry_test_vms_start").state == "success"  # D-day stopped the old app
-        load(stand, "stop")  # the VM's load unit, started again by start_vm_services
         source.execute("DROP TABLE IF EXISTS vouchers")
-        ReplicationHook("ferry_source", "saas").remove_fence()
-        restore_new_cluster()
-        assert run_dag(TEST_DAGS, "ferry_test_dns_restore").state == "success"
+        give_the_stand_back(stand)
 
 
 def release_after_gate(answerer, blocker, after_s: float) -> None:

@@ -8,12 +8,15 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import psycopg
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException
 
+from ferry.capture import SIDES, CaptureStore, ChangeCapture
 from ferry.hooks.postgres import subscription_conninfo
 from ferry.ledger import Action, Target
 from ferry.operators.base import FerryOperator
+from ferry.operators.objects import large_object_differences
 from ferry.operators.sequences import ReplicationSyncSequencesOperator
 
 
@@ -171,8 +174,6 @@ class ReplicationPromoteTargetOperator(ReplicationDropSubscriptionOperator, Repl
         write made directly on the target while the comparison's gate waited). Either would be lost or never
         verified, so the freeze stops here, changing nothing. With ``source.keep_writing``, whose writes pass the
         fence by the plan's choice, changes are named but do not stop it."""
-        from ferry.capture import SIDES, CaptureStore, ChangeCapture
-
         if self.plan.thresholds.compare_in_freeze == "full":
             self.log.info("No change capture (thresholds.compare_in_freeze is 'full'): no last check by the capture")
             return
@@ -192,10 +193,6 @@ class ReplicationPromoteTargetOperator(ReplicationDropSubscriptionOperator, Repl
         ]
         if self.large_objects_task_id and self.plan.replication.large_objects != "out_of_scope":
             # The fence holds tables, not large objects: those the copy verified must still be the source's.
-            import psycopg
-
-            from ferry.operators.objects import large_object_differences
-
             with ThreadPoolExecutor(max_workers=2) as pool:  # both sides at once
                 listed = list(
                     pool.map(lambda h: {lo["oid"]: lo["owner"] for lo in h.get_large_objects()}, hooks.values())
