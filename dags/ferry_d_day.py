@@ -26,8 +26,10 @@ is undone by `ferry_rollback`; if a task fails before it, stop and trigger `ferr
    only the rows changed since its live comparison and the ranges it left open, so the freeze does
    not grow with the data; a table it cannot verify that way is compared whole, saying why: none
    normally, all with `compare_in_freeze: full`; then the report of what was verified when); beside it
-   `copy_large_objects` (replication does not carry them; verified by md5); **`gate_comparison`** (its
-   question says what a narrowed comparison did not verify).
+   `copy_large_objects` (replication does not carry them; verified by md5). With
+   `thresholds.comparison_gate: person`, **`gate_comparison`** (its question says what a narrowed comparison
+   did not verify); with `auto` (the default) no person is asked inside the freeze: D-day goes on by itself
+   once every table is verified equal, and stops on any difference or any table not verified.
 7. `drop_subscription_and_sync_sequences`: first the last check, read from the change capture without consuming
    it: no table in scope changed on either side since `compare_changes` (a client sharing Ferry's login, a write
    made directly on the target while the gate waited); else it stops, naming each, the subscription still
@@ -155,21 +157,24 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         "confirmed the fence's LSN. One task: each boundary between tasks costs the freeze time. "
         "Undone by: unfence_source.",
     )
+    plan = load_plan()
+    asks_a_person = plan.thresholds.comparison_gate == "person"
     changes = ReplicationCompareChangesOperator(
         task_id="compare_changes",
         compare_whole=True,
+        no_person_after=not asks_a_person,
         doc_md="Drains the change capture a last time (up to the fence on the source, after the catch-up on the "
         "target), then verifies every table by the rows changed since its live comparison and the ranges it left "
         "open (a table nothing touched is not read); a table it cannot verify that way is compared whole, with the "
         "reason (every table with thresholds.compare_in_freeze: full). Writes the comparison report; fails on any "
-        "difference.",
+        "difference (and, with thresholds.comparison_gate: auto, on any table not verified).",
     )
     large_objects = ReplicationCopyLargeObjectsOperator(
         task_id="copy_large_objects",
         doc_md="Copies the large objects (replication does not carry them) with their OIDs, verified by md5. "
         "Undone by: remove_copied_large_objects (ferry_rollback with undo_all_stages).",
     )
-    compared = gate(
+    compared = asks_a_person and gate(
         "gate_comparison",
         "{{ ti.xcom_pull(task_ids='compare_changes', key='verdict') or 'Source and target are equal' }}: go on?",
         "Read compare_changes' log (the comparison report). Next, the target becomes the primary.",
@@ -208,7 +213,7 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         "(copying nothing), before the target's first application write. Undone by: stop_reverse_replication "
         "(ferry_rollback_after_cutover, ferry_decommission).",
     )
-    if load_plan().replication.reverse:
+    if plan.replication.reverse:
         no_return = gate(
             "gate_point_of_no_return",
             "Switch DNS to AWS?",
@@ -243,7 +248,11 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
 
     scope >> preflight >> previous >> capture >> tables
     (live >> drain_live >> go >> drain_after_gate >> webhooks >> stop >> fence >> [changes, large_objects])
-    [changes, large_objects] >> compared >> promote >> [replicas, ssm, matviews, drop_capture, reverse]
+    if compared:  # thresholds.comparison_gate: person; auto goes on once everything is verified equal
+        [changes, large_objects] >> compared >> promote
+    else:
+        [changes, large_objects] >> promote
+    promote >> [replicas, ssm, matviews, drop_capture, reverse]
     [replicas, ssm, matviews, reverse] >> scale_up >> pgbouncer
     pgbouncer >> smoke
     smoke >> no_return >> dns >> replay >> report >> done

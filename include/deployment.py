@@ -57,6 +57,21 @@ def worker_hostname() -> str:
     return os.environ.get("FERRY_WORKER_NAME") or socket.getfqdn()
 
 
+ERROR_PREFIX = "  ! "
+
+
+def _log_line(entry: Any) -> str:
+    """One structured task log entry as text; an entry carrying an exception gets a line per exception after it
+    (``  ! Type: message``), which the API's ``event`` alone leaves out."""
+    if not isinstance(entry, dict):
+        return str(entry)
+    text = entry.get("event", "")
+    for error in entry.get("error_detail") or []:
+        if isinstance(error, dict) and error.get("exc_type"):
+            text += f"\n{ERROR_PREFIX}{error['exc_type']}: {error.get('exc_value', '')}"
+    return text
+
+
 @dataclass
 class Deployment:
     """The stand's Airflow deployment. ``home`` is its AIRFLOW_HOME (logs, the generated admin password)."""
@@ -339,10 +354,23 @@ class Deployment:
             return f"(log not available: {exc})"
         content = found.get("content", "") if isinstance(found, dict) else found
         if isinstance(content, list):
-            text = "\n".join((c.get("event", "") if isinstance(c, dict) else str(c)) for c in content if c is not None)
+            text = "\n".join(_log_line(c) for c in content if c is not None)
         else:
             text = str(content)
         return "\n".join(text.splitlines()[-lines:]) if lines else text
+
+    def failures(self, dag_id: str, run_id: str) -> list[str]:
+        """Each failed task of a run, with the error its last try raised (from its log): ``task: Type: message``."""
+        found = []
+        for ti in self.task_instances(dag_id, run_id):
+            if ti["state"] != "failed":
+                continue
+            name = ti["task_id"] + (f"[{ti['map_index']}]" if ti.get("map_index", -1) >= 0 else "")
+            errors = [line.strip() for line in self.task_log(ti).splitlines() if line.startswith(ERROR_PREFIX)]
+            found.append(
+                f"{name}: {errors[-1].removeprefix(ERROR_PREFIX.strip()).strip() if errors else '(no error in its log)'}"
+            )
+        return found
 
     def wait(self, dag_id: str, run_id: str, deadline_s: float, poll_s: float = 2) -> str:
         """Wait for the run to end; its state. Past ``deadline_s``: :class:`StageTimeout`, naming what is

@@ -19,6 +19,7 @@ import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 
@@ -26,7 +27,6 @@ from deployment import Deployment, GateAnswerer, StageTimeout
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["ferry_preflight", "ferry_week_prior", "ferry_day_before", "ferry_d_day"]
-GATES = ["gate_go_no_go", "gate_comparison", "gate_point_of_no_return"]
 # Each stage's deadline at up to 2M rows (longer in proportion above): past it the run says what is still
 # running or waiting and fails; it never hangs.
 STAGE_DEADLINES_S = {
@@ -123,16 +123,34 @@ def stage_deadline(dag_id: str) -> float:
     return STAGE_DEADLINES_S.get(dag_id, 1200) * max(1.0, rows / 2_000_000)
 
 
-def run_stage(deployment: Deployment, dag_id: str, folder: Path) -> tuple[bool, float, Path]:
-    """Trigger a stage on the deployment and wait for it, within its deadline; its task logs in one file."""
+class StageRun(NamedTuple):
+    """One stage as the rehearsal ran it: whether it passed, how long it took, where its log is, and each failed
+    task with the error it raised (or why the stage did not end)."""
+
+    dag_id: str
+    passed: bool
+    seconds: float
+    log: Path
+    failures: list[str]
+
+    def line(self, failure_expected: bool = False) -> str:
+        outcome = "succeeded" if self.passed else ("stopped, as it must" if failure_expected else "FAILED")
+        said = "".join(f"\n      {f}" for f in self.failures)
+        return f"  {self.dag_id}: {outcome} in {self.seconds:.1f} s (log: {self.log}){said}"
+
+
+def run_stage(deployment: Deployment, dag_id: str, folder: Path) -> StageRun:
+    """Trigger a stage on the deployment and wait for it, within its deadline; its task logs in one file. A run
+    past its deadline is a failed stage, named with what was still running."""
     log = folder / f"{dag_id}.log"
     started = time.monotonic()
     try:
-        state, _ = deployment.run_stage(dag_id, stage_deadline(dag_id), log)
+        state, run_id = deployment.run_stage(dag_id, stage_deadline(dag_id), log)
     except StageTimeout as exc:
         print(f"  {exc}", flush=True)
-        raise
-    return state == "success", time.monotonic() - started, log
+        return StageRun(dag_id, False, time.monotonic() - started, log, [str(exc).splitlines()[0]])
+    failures = [] if state == "success" else deployment.failures(dag_id, run_id) or [f"the run ended {state}"]
+    return StageRun(dag_id, state == "success", time.monotonic() - started, log, failures)
 
 
 def rehearsal_folder(suffix: str = "") -> Path:
@@ -181,17 +199,12 @@ def migrate(folder: Path, stages: list[str] = STAGES) -> dict:
     from stand.core import Stand
 
     stand = Stand()
-    ok, timings, states = True, {}, {}
+    runs: list[StageRun] = []
     with live_stand(folder, http_url("AIRFLOW_CONN_NEW_APP")) as (deployment, providers):
         for dag_id in stages:
-            try:
-                passed, seconds, log = run_stage(deployment, dag_id, folder)
-            except StageTimeout:
-                passed, seconds, log = False, stage_deadline(dag_id), folder / f"{dag_id}.log"
-            timings[dag_id], states[dag_id] = seconds, "success" if passed else "failed"
-            print(f"  {dag_id}: {'succeeded' if passed else 'FAILED'} in {seconds:.1f} s (log: {log})", flush=True)
-            if not passed:
-                ok = False
+            runs.append(run_stage(deployment, dag_id, folder))
+            print(runs[-1].line(), flush=True)
+            if not runs[-1].passed:
                 break
             if dag_id == "ferry_week_prior":
                 print(f"  {add_table_after_week_prior()}", flush=True)
@@ -199,9 +212,10 @@ def migrate(folder: Path, stages: list[str] = STAGES) -> dict:
     delivered = received_ids(stand)
     d_day = sorted((folder / "reports" / "d_day").glob("*.json")) if (folder / "reports" / "d_day").exists() else []
     return {
-        "ok": ok,
-        "timings": timings,
-        "states": states,
+        "ok": all(r.passed for r in runs),
+        "runs": runs,
+        "timings": {r.dag_id: r.seconds for r in runs},
+        "states": {r.dag_id: "success" if r.passed else "failed" for r in runs},
         "load": load_stats(stand),
         "acked": providers.acked,
         "delivered": delivered & set(providers.acked),
@@ -218,32 +232,62 @@ def main() -> int:
     folder = rehearsal_folder()
     print(f"Rehearsal with plan {os.environ['FERRY_PLAN']}; logs and reports in {folder}")
     result = migrate(folder)
-    print("\nReports:")
-    for report in sorted((folder / "reports").rglob("*.md"), key=lambda p: p.stat().st_mtime):
-        print(f"  {report.read_text().splitlines()[0].lstrip('# ')}: {report}")
-    print("\nState of the migration:")
-    for line in migration_state():
-        print(f"  {line}")
+    lines, ok = summary(result, folder)
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
+def summary(result: dict, folder: Path) -> tuple[list[str], bool]:
+    """What the rehearsal did, whatever happened: the reports written, the state of both sides, what was compared
+    (rows and large objects the target lacks or holds otherwise), the write load, the webhooks, D-day's freeze;
+    each stage that failed with the tasks that failed and their errors. A part that cannot be read (a side down)
+    says so and the rest is still printed. Returns the lines and whether the rehearsal passed."""
+    lines = ["", "Reports:"]
+    reports = (folder / "reports").rglob("*.md") if (folder / "reports").exists() else []
+    for report in sorted(reports, key=lambda p: p.stat().st_mtime):
+        lines.append(f"  {report.read_text().splitlines()[0].lstrip('# ')}: {report}")
+    lines += ["", "State of the migration:"]
+    try:
+        lines += [f"  {line}" for line in migration_state()]
+    except Exception as exc:  # noqa: BLE001 (the account must go on: say what could not be read)
+        lines.append(f"  could not be read: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     stats, lost, report = result["load"], result["lost_webhooks"], result["d_day_report"]
     freeze = report["freeze_window_s"] if report else None
-    failed = [stage for stage, state in result["states"].items() if state != "success"]
+    failed = [r for r in result["runs"] if not r.passed]
+    for run in failed:
+        lines.append("")
+        lines.append(f"  {run.dag_id} did not succeed (log: {run.log}):")
+        lines += [f"    {f}" for f in run.failures]
+    try:
+        lost_per_table = lost_rows()
+        rows_lost = sum(lost_per_table.values())
+        compared = f"{rows_lost}" + (
+            f" ({', '.join(f'{t}: {n:,}' for t, n in lost_per_table.items() if n)})" if rows_lost else ""
+        )
+    except Exception as exc:  # noqa: BLE001
+        rows_lost, compared = (
+            None,
+            f"not compared: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+        )
+    lines += [
+        "",
+        f"  write load: {stats.get('committed', 0)} writes committed, {stats.get('refused', 0)} refused by the fence",
+        f"  rows on the source that the target lacks or holds otherwise: {compared}",
+        f"  webhooks: sent {len(result['acked'])}, delivered to the new app {len(result['delivered'])}, lost {len(lost)}",
+        f"  D-day: {result['timings'].get('ferry_d_day', 0):.1f} s in all; write freeze (fence to target writable) "
+        f"{freeze} s",
+    ]
+    ok = result["ok"] and not lost and rows_lost == 0
+    verdict = "passed" if ok else "FAILED"
     if failed:
-        print(f"\n  stages that did not succeed: {', '.join(failed)} (their logs are named above)")
-    rows_lost = sum(lost_rows().values())
-    print(
-        f"\n  write load: {stats.get('committed', 0)} writes committed, {stats.get('refused', 0)} refused by the fence"
-    )
-    print(f"  rows on the source that the target lacks or holds otherwise: {rows_lost}")
-    print(
-        f"  webhooks: sent {len(result['acked'])}, delivered to the new app {len(result['delivered'])}, lost {len(lost)}"
-    )
-    print(
-        f"  D-day: {result['timings'].get('ferry_d_day', 0):.1f} s in all; "
-        f"write freeze (fence to target writable) {freeze} s"
-    )
-    ok = result["ok"] and not lost and not rows_lost
-    print(f"\nRehearsal {'passed' if ok else 'FAILED'}; logs and reports in {folder}")
-    return 0 if ok else 1
+        first = failed[0]
+        verdict += f" at {first.dag_id}" + (f": {first.failures[0]}" if first.failures else "")
+    elif rows_lost:
+        verdict += f": {rows_lost} rows or large objects not on the target"
+    elif lost:
+        verdict += f": {len(lost)} webhooks lost"
+    lines += ["", f"Rehearsal {verdict}; logs and reports in {folder}"]
+    return lines, ok
 
 
 def rehearse_rollback_late(soak_s: float = 30) -> int:
@@ -274,18 +318,19 @@ def rehearse_rollback_late(soak_s: float = 30) -> int:
         )
         providers.start()
         for dag_id in STAGES:
-            passed[dag_id], seconds, _ = run_stage(deployment, dag_id, folder)
-            print(f"  {dag_id}: {'succeeded' if passed[dag_id] else 'FAILED'} in {seconds:.1f} s", flush=True)
-            if not passed[dag_id]:
+            run = run_stage(deployment, dag_id, folder)
+            passed[dag_id] = run.passed
+            print(run.line(), flush=True)
+            if not run.passed:
                 break
         if all(passed.values()):
             before = {t: target.run_template("table_max_id", {"table": sql.SQL(t)})[0]["max_id"] or 0 for t in tables}
             load(stand, "start", rate=50, side="target")
             print(f"  the application writes on the new side for {soak_s:.0f} s", flush=True)
             time.sleep(soak_s)
-            dag_id = "ferry_rollback_after_cutover"
-            passed[dag_id], seconds, _ = run_stage(deployment, dag_id, folder)
-            print(f"  {dag_id}: {'succeeded' if passed[dag_id] else 'FAILED'} in {seconds:.1f} s", flush=True)
+            run = run_stage(deployment, "ferry_rollback_after_cutover", folder)
+            passed[run.dag_id] = run.passed
+            print(run.line(), flush=True)
             load(stand, "stop", side="target")
         providers.stop.set()
         providers.join()
@@ -342,12 +387,9 @@ def rehearse_rollback() -> int:
     passed = {}
 
     def stage(dag_id: str, failure_expected: bool = False) -> None:
-        try:
-            passed[dag_id], seconds, _ = run_stage(deployment, dag_id, folder)
-        except StageTimeout:
-            passed[dag_id], seconds = False, stage_deadline(dag_id)
-        outcome = "succeeded" if passed[dag_id] else ("stopped, as it must" if failure_expected else "FAILED")
-        print(f"  {dag_id}: {outcome} in {seconds:.1f} s", flush=True)
+        run = run_stage(deployment, dag_id, folder)
+        passed[dag_id] = run.passed
+        print(run.line(failure_expected), flush=True)
 
     # The point of no return is never approved here, so every webhook goes to the recorder.
     with live_stand(folder, http_url("AIRFLOW_CONN_WEBHOOK_RECORDER")) as (deployment, providers):

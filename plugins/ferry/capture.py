@@ -328,7 +328,7 @@ class ChangeCapture:
             changes = 0
             with conn.transaction(), conn.cursor(name="ferry_capture") as peek:
                 peek.itersize = 10_000
-                peek.execute(load_sql("capture_peek"), {"slot_name": self.slot, "upto": upto})
+                peek.execute(load_sql("capture_peek"), {"slot_name": self.slot, "upto": upto, "only_local": "0"})
                 for _xid, data in peek:
                     change = parse_change(data)
                     if change is not None and tables.record(change, found):
@@ -354,7 +354,9 @@ class ChangeCapture:
     def changes_since_drain(self, scope: list[str]) -> tuple[dict[str, int], str]:
         """The changes to tables in ``scope`` committed since the last drain, counted per table, read without
         consuming them; and why they could not be read ('' when they could: the slot is where the last drain
-        left it). The last check before the cutover: nothing may change after the freeze's comparison."""
+        left it). The last check before the cutover: nothing may change after the freeze's comparison. Only the
+        changes made on this side count: on the target, a row its subscription applied is the source's change,
+        counted on the source."""
         state = self.store.load(self.side)
         if state is None:
             return {}, f"no change capture was started on the {self.side}"
@@ -376,7 +378,7 @@ class ChangeCapture:
                 )
             with conn.transaction(), conn.cursor(name="ferry_capture_check") as peek:
                 peek.itersize = 10_000
-                peek.execute(load_sql("capture_peek"), {"slot_name": self.slot, "upto": upto})
+                peek.execute(load_sql("capture_peek"), {"slot_name": self.slot, "upto": upto, "only_local": "1"})
                 for _xid, data in peek:
                     change = parse_change(data)
                     found: dict[str, TableCapture] = {}

@@ -350,11 +350,26 @@ class Thresholds(Strict):
     since (a logical decoding slot per side) and verifies in the write freeze only those rows and the
     ranges still unresolved; the freeze does not grow with the data. ``full``: the whole comparison runs
     in the freeze (for the cautious, and small databases)."""
+    comparison_gate: Literal["auto", "person"] = "auto"
+    """D-day's comparison in the freeze: ``auto`` goes on by itself once every table is verified equal (no person
+    inside the write freeze; the go/no-go is decided before it, and any difference stops the freeze); ``person``
+    asks at ``gate_comparison``, inside the freeze, as long as it takes to answer. A narrowed comparison
+    (``compare_mode`` counts or tables) needs ``person``."""
     compare_live_retries: Annotated[int, Field(ge=0, le=100)] = 3
     """Times a range that differs while live is compared again before it is carried into the freeze."""
     compare_live_retry_wait_s: Annotated[float, Field(ge=0, le=600)] = 2.0
     sequence_gap: Annotated[int, Field(ge=0)] = 1000
     statement_timeout_s: Annotated[int, Field(ge=1)] = 60
+
+    @model_validator(mode="after")
+    def _narrowed_needs_a_person(self) -> Thresholds:
+        if self.compare_mode != "full" and self.comparison_gate == "auto":
+            raise ValueError(
+                f"compare_mode {self.compare_mode} does not verify every row, and comparison_gate auto goes on "
+                "without a person: set comparison_gate: person (someone decides at gate_comparison), or "
+                "compare_mode: full"
+            )
+        return self
 
 
 class Plan(Strict):

@@ -89,8 +89,34 @@ def test_d_day_gates_are_approval_operators_in_runbook_order(dagbag):
 
     dag = dagbag.dags["ferry_d_day"]
     gates = [t.task_id for t in dag.topological_sort() if isinstance(t, ApprovalOperator)]
-    assert gates == ["gate_go_no_go", "gate_comparison", "gate_point_of_no_return"]
+    # thresholds.comparison_gate: auto (the default): no person inside the write freeze
+    assert gates == ["gate_go_no_go", "gate_point_of_no_return"]
     assert dag.get_task("switch_dns").upstream_task_ids == {"gate_point_of_no_return"}
+    assert dag.get_task("drop_subscription_and_sync_sequences").upstream_task_ids == {
+        "compare_changes",
+        "copy_large_objects",
+    }
+    assert dag.get_task("compare_changes").no_person_after
+
+
+def test_a_plan_asking_a_person_at_the_comparison_puts_the_gate_before_the_promotion(dag_folder, monkeypatch, tmp_path):
+    from pathlib import Path
+
+    import yaml
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    from ferry.plan import plan_source
+
+    data = yaml.safe_load(Path(plan_source()).read_text())
+    data["thresholds"]["comparison_gate"] = "person"
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("FERRY_PLAN", str(tmp_path / "plan.yaml"))
+    dag = DagBag(dag_folder=str(dag_folder)).dags["ferry_d_day"]
+    gates = [t.task_id for t in dag.topological_sort() if isinstance(t, ApprovalOperator)]
+    assert gates == ["gate_go_no_go", "gate_comparison", "gate_point_of_no_return"]
+    assert dag.get_task("gate_comparison").upstream_task_ids == {"compare_changes", "copy_large_objects"}
+    assert dag.get_task("drop_subscription_and_sync_sequences").upstream_task_ids == {"gate_comparison"}
+    assert not dag.get_task("compare_changes").no_person_after
 
 
 def test_a_stage_whose_plan_lacks_a_section_it_needs_fails_at_import_naming_it(dag_folder, tmp_path, monkeypatch):
@@ -132,7 +158,7 @@ def test_after_the_cutover_the_way_back_keeps_the_new_sides_writes(dagbag):
     assert retire.require == "healthy"
     assert "gate_decommission" in {t.task_id for t in retire.get_flat_relatives(upstream=True)}
     d_day = dagbag.dags["ferry_d_day"]
-    assert {"drop_subscription_and_sync_sequences", "gate_comparison"} <= {
+    assert {"drop_subscription_and_sync_sequences", "compare_changes"} <= {
         t.task_id for t in d_day.get_task("start_reverse_replication").get_flat_relatives(upstream=True)
     }
     assert "start_reverse_replication" in {

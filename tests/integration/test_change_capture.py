@@ -159,6 +159,50 @@ def test_a_partition_in_a_schema_outside_the_plan_is_captured_by_its_roots_scope
         source.execute("DROP SCHEMA archive")
 
 
+def test_the_last_check_excuses_keep_writing_on_the_source_only(source, target, replicating, captures, capfd):  # noqa: F811
+    """The last check before the subscription's drop (ReplicationPromoteTargetOperator), run as D-day runs it: with
+    ``source.keep_writing`` a change on the source is named in a warning and passes (the plan lets those roles
+    write past the fence; what they write stays on the old side); a change on the target still stops the freeze.
+    Without keep_writing, the same change on the source stops it."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from ferry.operators.replication import ReplicationPromoteTargetOperator
+
+    plan = replicating
+
+    def last_check(keep_writing: list[str]) -> None:
+        check = ReplicationPromoteTargetOperator(task_id="drop_subscription_and_sync_sequences")
+        source_side = plan.source.model_copy(update={"keep_writing": keep_writing})
+        check.__dict__["plan"] = plan.model_copy(update={"source": source_side})
+        check.check_nothing_changed_since_comparison()
+
+    for capture in captures.values():
+        capture.start()
+    for capture in captures.values():
+        capture.drain(SCOPE)
+    last_check([])  # nothing changed since the drain
+    last_check(["saas_reports"])
+
+    source.execute("INSERT INTO customers (email, name, country) VALUES ('kept@example.com', 'K', 'SE')")
+    wait_for(
+        lambda: target.execute("SELECT count(*) FROM customers WHERE email = 'kept@example.com'").fetchone()[0] == 1,
+        what="the row to replicate",
+    )
+    with pytest.raises(AirflowFailException, match=r"source: public\.customers \(1 change\)"):
+        last_check([])
+    capfd.readouterr()
+    last_check(["saas_reports"])
+    said = "".join(capfd.readouterr())
+    assert "source.keep_writing: saas_reports writes past the fence" in said
+    assert "source: public.customers (1 change)" in said
+
+    target.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/direct-on-target', now())")
+    with pytest.raises(AirflowFailException, match=r"target: public\.page_views \(1 change\)") as refused:
+        last_check(["saas_reports"])
+    assert "source: public.customers" not in str(refused.value)  # excused, named only in the warning
+    source.execute("DELETE FROM customers WHERE email = 'kept@example.com'")
+
+
 def test_test_decoding_lines_are_read_with_quotes_nulls_arrays_and_partitions():
     line = (
         'table public."Odd Name": UPDATE: old-key: id[integer]:1 new-tuple: id[integer]:2 '

@@ -267,6 +267,45 @@ def test_a_failed_preflight_is_posted_to_the_plans_notification_webhook(deployme
     assert not [s for s in stand_secrets if s in message]
 
 
+def test_a_stage_made_to_fail_is_accounted_for_by_the_rehearsal(deployment, source, tmp_path):
+    """The rehearsal's account when a stage fails (here the pre-flight, made to fail by a table in scope without
+    replica identity, which the target also lacks): it names the stage, the failed task and the error it raised,
+    compares what it can (the table the target lacks is counted, not a crash) and ends FAILED at that stage."""
+    from rehearsal import run_stage, summary
+
+    (tmp_path / "reports").mkdir()
+    with as_ferry(source, "source"):  # owned by Ferry's login, as the application's tables are on a managed service
+        source.execute("CREATE TABLE public.ferry_test_no_identity (v text)")
+        source.execute("INSERT INTO public.ferry_test_no_identity SELECT 'row ' || i FROM generate_series(1, 3) i")
+    try:
+        run = run_stage(deployment, "ferry_preflight", tmp_path)
+        assert not run.passed and run.log.exists()
+        failed = [f for f in run.failures if f.startswith("check_replica_identity: AirflowFailException: ")]
+        assert failed and "ferry_test_no_identity" in failed[0], run.failures
+        assert "  ! AirflowFailException: " in run.log.read_text()  # the saved log keeps the error itself
+        result = {
+            "ok": False,
+            "runs": [run],
+            "timings": {run.dag_id: run.seconds},
+            "states": {run.dag_id: "failed"},
+            "load": {},
+            "acked": [],
+            "delivered": set(),
+            "lost_webhooks": [],
+            "d_day_report": None,
+        }
+        lines, ok = summary(result, tmp_path)
+    finally:
+        source.execute("DROP TABLE public.ferry_test_no_identity")
+    said = "\n".join(lines)
+    assert not ok
+    assert "could not be read" not in said and "not compared" not in said, said
+    assert f"ferry_preflight did not succeed (log: {run.log}):" in said
+    assert failed[0] in said
+    assert "public.ferry_test_no_identity: 3" in said, said  # compared: the target never got it
+    assert f"Rehearsal FAILED at ferry_preflight: {run.failures[0]}" in said
+
+
 @pytest.fixture
 def browser():
     from selenium import webdriver

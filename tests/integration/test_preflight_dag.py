@@ -109,14 +109,14 @@ def test_replication_health_of_a_live_subscription(stand, source, target, target
         state, tasks, report = run_preflight(dag_folder)
         assert state == "success", report
         assert "| replication_health | PASS | replication is streaming |" in report
-        assert f"slot {plan.subscription}: active=True, wal_status=reserved" in report
+        assert "slot on the source: active=True, wal_status=reserved" in report
         assert "Ferry's slot ferry_stand_saas: exists" in report
 
         target.execute(f"ALTER SUBSCRIPTION {plan.subscription} DISABLE")
         state, tasks, report = run_preflight(dag_folder)
         assert state == "failed"
         assert tasks["check_replication_health"] == "failed"
-        assert "the subscription is disabled" in report
+        assert f"subscription {plan.subscription} is disabled on the target" in report
         assert f"ALTER SUBSCRIPTION {plan.subscription} ENABLE" in report
     finally:
         target.execute(f"ALTER SUBSCRIPTION {plan.subscription} DISABLE")

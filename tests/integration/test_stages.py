@@ -340,18 +340,36 @@ def test_rollback_refuses_once_the_new_side_took_writes_without_reverse_replicat
 D_DAY_GATES = {"gate_go_no_go": "Approve", "gate_comparison": "Approve", "gate_point_of_no_return": "Approve"}
 
 
-def stages_to_d_day(capfd, before: dict | None = None):
-    """ferry_week_prior, ferry_day_before, then ferry_d_day with its gates approved (``before``: what happens while a
-    gate waits, see GateAnswerer); return D-day's run, its task states, what it printed and the gates answered."""
+def stages_to_d_day(capfd, before: dict | None = None, conf: dict | None = None):
+    """ferry_week_prior, ferry_day_before, then ferry_d_day (triggered with ``conf``) with its gates approved
+    (``before``: what happens while a gate waits, see GateAnswerer); return D-day's run, its task states, what it
+    printed and the gates answered."""
     from tests.integration.conftest import GateAnswerer
 
     assert run_dag(ROOT_DAGS, "ferry_week_prior").state == "success"
     assert run_dag(ROOT_DAGS, "ferry_day_before").state == "success"
     capfd.readouterr()
     with GateAnswerer(D_DAY_GATES, before=before) as answerer:
-        run = run_dag(ROOT_DAGS, "ferry_d_day")
+        run = run_dag(ROOT_DAGS, "ferry_d_day", conf)
     said = "".join(capfd.readouterr())
     return run, {ti.task_id: ti.state for ti in run.get_task_instances()}, said, [g for g, _ in answerer.answered]
+
+
+@pytest.fixture
+def person_at_comparison(monkeypatch, tmp_path):
+    """The stand's plan with ``thresholds.comparison_gate: person``: D-day asks at gate_comparison, inside the
+    freeze (the default, ``auto``, goes on by itself once everything is verified)."""
+    import yaml
+
+    from ferry.plan import plan_source
+
+    data = yaml.safe_load(Path(plan_source()).read_text())
+    data["thresholds"]["comparison_gate"] = "person"
+    path = tmp_path / "plan.person.yaml"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("FERRY_PLAN", str(path))
+    assert load_plan().thresholds.comparison_gate == "person"
+    return path
 
 
 def give_the_stand_back(stand) -> None:
@@ -365,9 +383,9 @@ def give_the_stand_back(stand) -> None:
 
 
 def test_a_write_past_the_fence_while_the_comparison_gate_waits_stops_the_cutover(
-    stand, source, target, after_week_prior, capfd
+    stand, source, target, after_week_prior, person_at_comparison, capfd
 ):
-    """While the comparison's gate waits, a client sharing Ferry's login writes on the source (the fence lets that
+    """With a person at the comparison's gate (``thresholds.comparison_gate: person``), while it waits, a client sharing Ferry's login writes on the source (the fence lets that
     login write) and a write is made directly on the target: the last check before the subscription's drop names
     both, D-day stops there with the subscription in place, and ferry_rollback gives the service back. A session
     sharing Ferry's login, open before D-day, is named by the pre-flight and ended by the fence."""
@@ -446,13 +464,46 @@ def test_a_table_created_after_the_tables_were_listed_stops_the_freeze_naming_it
         give_the_stand_back(stand)
 
 
-def release_after_gate(answerer, blocker, after_s: float) -> None:
-    """Commit ``blocker``'s transaction (releasing its locks) ``after_s`` after ``answerer`` answered a gate, or
-    after two minutes."""
-    deadline = time.monotonic() + 120
-    while not answerer.answered and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(after_s)
+def test_with_no_person_at_the_comparison_a_narrowed_comparison_stops_the_freeze(
+    stand, source, target, after_week_prior, capfd
+):
+    """thresholds.comparison_gate: auto (the stand's plan) asks no one inside the freeze: D-day goes on by itself
+    only once every table is verified. Triggered with one table to compare, it stops at compare_changes after
+    writing its report, naming what was not verified, the subscription in place; ferry_rollback gives the
+    service back."""
+    from tests.integration.test_aws_side import records
+
+    plan, original = load_plan(), records(stand)
+    assert plan.thresholds.comparison_gate == "auto"
+    try:
+        run, states, said, answered = stages_to_d_day(capfd, conf={"tables": ["customers"]})
+        assert run.state == "failed" and states["compare_changes"] == "failed", states
+        assert states["drop_subscription_and_sync_sequences"] == "upstream_failed", states
+        assert "gate_comparison" not in states and answered == ["gate_go_no_go"]
+        assert "not everything was verified" in said and "no person is asked before the cutover" in said
+        assert "table(s) in scope not compared" in said, said[-3000:]
+        narrowed = Path(
+            os.environ["FERRY_REPORT_DIR"], "compare", f"ferry_d_day__{re.sub(r'[^A-Za-z0-9_.-]', '_', run.run_id)}.md"
+        ).read_text()
+        assert "**Not everything was verified:**" in narrowed
+        assert target.execute(
+            "SELECT count(*) FROM pg_subscription WHERE subname = %s", (plan.subscription,)
+        ).fetchone() == (1,)
+        rolled = run_dag(ROOT_DAGS, "ferry_rollback")
+        assert rolled.state == "success", {ti.task_id: ti.state for ti in rolled.get_task_instances()}
+        assert records(stand) == original
+    finally:
+        give_the_stand_back(stand)
+
+
+def release_once_waited_for(target, blocker) -> None:
+    """Commit ``blocker``'s transaction (releasing its locks) once a session on the target has asked whether a
+    subscriber confirmed a position (``slot_caught_up.sql``: the decommission's wait has begun), or after five
+    minutes."""
+    deadline = time.monotonic() + 300
+    asked = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%AS caught_up,%' AND pid <> pg_backend_pid()"
+    while target.execute(asked).fetchone()[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
     blocker.commit()
     blocker.close()
 
@@ -483,7 +534,7 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
                 httpx.post(f"http://127.0.0.1:{stand.port(7)}/webhooks/stripe", json={"id": f"dday_{i}"}).status_code
                 == 202
             )
-        gates = {"gate_go_no_go": "Approve", "gate_comparison": "Approve", "gate_point_of_no_return": "Approve"}
+        gates = {"gate_go_no_go": "Approve", "gate_point_of_no_return": "Approve"}  # none inside the freeze
         # The subscription reaches the source as Ferry's connection says: SSL verified against the CA.
         assert "sslmode=verify-full" in target.execute("SELECT subconninfo FROM pg_subscription").fetchone()[0]
 
@@ -548,13 +599,13 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
             "mark_stage_complete",
         }
         assert {t["task"] for t in report["timeline"]} >= {f"compare_live[{i}]" for i in range(8)} | {"compare_changes"}
-        # The freeze, fence to writable, is three tasks and a gate: each boundary between tasks costs it time.
+        # The freeze, fence to writable, is three tasks and no person (thresholds.comparison_gate: auto): each
+        # boundary between tasks costs it time.
         start, end = (datetime.fromisoformat(report[k]) for k in ("freeze_start", "freeze_end"))
         freeze = [t for t in report["timeline"] if start <= datetime.fromisoformat(t["start"]) <= end]
         assert {t["task"] for t in freeze} == {
             "compare_changes",
             "copy_large_objects",
-            "gate_comparison",
             "drop_subscription_and_sync_sequences",
         }, freeze
         assert all(t["seconds"] >= 0 for t in report["timeline"])
@@ -647,16 +698,22 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
         )
         # It ends the reverse replication caught up: a write the new side took just before, held up on the old
         # side (its apply worker waits on a lock) until the decommission's last step has begun, still arrives.
-        with app_connection(stand, "target") as app:
-            app.execute("INSERT INTO customers (email, name, country) VALUES ('last@example.com', 'L', 'NL')")
         blocker = PostgresPair().admin(stand, "source")
         blocker.autocommit = False
         blocker.execute("LOCK TABLE customers IN SHARE MODE")  # the reverse apply worker's INSERT waits
+        with app_connection(stand, "target") as app:
+            app.execute("INSERT INTO customers (email, name, country) VALUES ('last@example.com', 'L', 'NL')")
+        watcher = PostgresPair().admin(stand, "target")
+        release = threading.Thread(target=release_once_waited_for, args=(watcher, blocker), daemon=True)
+        release.start()
+        capfd.readouterr()
         with GateAnswerer({"gate_decommission": "Approve"}) as answerer:
-            release = threading.Thread(target=release_after_gate, args=(answerer, blocker, 10), daemon=True)
-            release.start()
             retired = run_dag(ROOT_DAGS, "ferry_decommission")
         release.join(timeout=60)
+        watcher.close()
+        said = "".join(capfd.readouterr())
+        confirmed = re.search(r"The old source confirmed \S+ \(its slot at \S+\) [^\n]*", said)
+        assert confirmed and "s of waiting" in confirmed.group(0), confirmed
         assert retired.state == "success", {ti.task_id: ti.state for ti in retired.get_task_instances()}
         assert [task for task, _ in answerer.answered] == ["gate_decommission"]
         assert source.execute("SELECT count(*) FROM customers WHERE email = 'last@example.com'").fetchone() == (1,)

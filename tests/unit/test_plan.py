@@ -62,6 +62,17 @@ def test_wrong_type_is_named():
     assert "whole number" in problems_of(data)["thresholds.max_lag_bytes"]
 
 
+def test_a_narrowed_comparison_needs_a_person_at_the_comparison_gate():
+    data = example()
+    data["thresholds"]["compare_mode"] = "counts"
+    message = problems_of(data)["thresholds"]
+    assert "compare_mode counts does not verify every row" in message and "comparison_gate: person" in message
+    data["thresholds"]["comparison_gate"] = "person"
+    assert parse_plan(yaml.safe_dump(data), "test.yaml").thresholds.comparison_gate == "person"
+    data["thresholds"]["comparison_gate"] = "bot"
+    assert "auto" in problems_of(data)["thresholds.comparison_gate"]
+
+
 def test_dns_record_outside_its_zone():
     data = example()
     data["dns"]["records"][1]["name"] = "hooks.acme.example.org"

@@ -6,6 +6,7 @@ from airflow.sdk import BaseHook
 
 from ferry.capture import capture_slot
 from ferry.checks.base import CheckResult, source_hook, target_hook
+from ferry.guards import Link, forward_link, replication_health, reverse_link
 from ferry.hooks.postgres import subscription_conninfo
 from ferry.hooks.replication import ReplicationHook
 from ferry.plan import Plan
@@ -108,59 +109,53 @@ def check_source_replication_settings(plan: Plan) -> CheckResult:
     return CheckResult("source_replication_settings", "pass", "source is ready to publish", findings)
 
 
+def _health_findings(health: dict, link: Link) -> list[str]:
+    return [
+        f"subscription {health['subscription']} on the {link.subscriber_label}: enabled={health['enabled']}, "
+        f"apply worker {'running' if health['worker_running'] else 'NOT running'}, apply errors={health['apply_errors']}",
+        f"slot on the {link.publisher_label}: "
+        + (
+            "MISSING"
+            if health["slot_active"] is None
+            else f"active={health['slot_active']}, wal_status={health['wal_status']}, lag={health['lag_bytes']} "
+            f"bytes, retained WAL={health['retained_bytes']} bytes, "
+            f"max_slot_wal_keep_size={health['max_slot_wal_keep_bytes'] or 'unlimited'}"
+        ),
+    ]
+
+
+def _health_result(name: str, health: dict, findings: list[str], remedy: str, ok: str) -> CheckResult:
+    """One verdict from :func:`replication_health`, the same rules for both directions: a problem fails, a warning
+    or lag above its threshold warns."""
+    warnings = health["warnings"] + ([health["behind"]] if health["behind"] else [])
+    if health["problems"]:
+        return CheckResult(name, "fail", "; ".join(health["problems"] + warnings), findings, remedy)
+    if warnings:
+        return CheckResult(name, "warn", "; ".join(warnings), findings, remedy)
+    return CheckResult(name, "pass", ok, findings)
+
+
 def check_replication_health(plan: Plan) -> CheckResult:
-    """When the subscription exists: enabled, worker running, no apply errors, lag and retained WAL in bounds."""
-    sub = target_hook(plan).get_subscription_status(plan.subscription)
+    """When the subscription exists: enabled, worker running, no apply errors, lag and retained WAL in bounds
+    (:func:`ferry.guards.replication_health`, as for the reverse replication)."""
+    target = target_hook(plan)
+    sub = target.get_subscription_status(plan.subscription)
     if sub is None:
         return CheckResult(
             "replication_health",
             "skip",
             f"subscription {plan.subscription} does not exist yet (ferry_week_prior creates it)",
         )
-    slot = source_hook(plan).get_slot_status(sub["slot_name"] or plan.subscription)
-    findings = [
-        f"subscription {plan.subscription}: enabled={sub['enabled']}, worker pid={sub['worker_pid']}, "
-        f"apply errors={sub['apply_error_count']}, sync errors={sub['sync_error_count']}, "
-        f"tables still copying={sub['tables_not_ready']}"
-    ]
-    problems, warnings = [], []
-    if not sub["enabled"]:
-        problems.append("the subscription is disabled")
-    elif sub["worker_pid"] is None:
-        problems.append("no apply worker is running (it exits on apply conflicts; see the target's server log)")
-    if sub["apply_error_count"]:
-        (problems if sub["worker_pid"] is None else warnings).append(
-            f"{sub['apply_error_count']} apply error(s) since the statistics were reset"
-        )
-    if slot is None:
-        problems.append(f"slot {sub['slot_name']} is missing on the source")
-    else:
-        findings.append(
-            f"slot {slot['slot_name']}: active={slot['active']}, wal_status={slot['wal_status']}, "
-            f"lag={slot['lag_bytes']} bytes, retained WAL={slot['retained_bytes']} bytes, "
-            f"max_slot_wal_keep_size={slot['max_slot_wal_keep_bytes'] or 'unlimited'}"
-        )
-        if slot["wal_status"] == "lost":
-            problems.append("the slot has lost WAL it needed: the subscription must be rebuilt")
-        if slot["lag_bytes"] is not None and slot["lag_bytes"] > plan.thresholds.max_lag_bytes:
-            warnings.append(
-                f"lag {slot['lag_bytes']} bytes above thresholds.max_lag_bytes={plan.thresholds.max_lag_bytes}"
-            )
-        limit = slot["max_slot_wal_keep_bytes"]
-        if limit and slot["retained_bytes"] > limit * plan.thresholds.wal_retained_warn_ratio:
-            problems.append(
-                f"the slot retains {slot['retained_bytes']} bytes of WAL, near max_slot_wal_keep_size ({limit}); "
-                "the source will invalidate it"
-            )
+    link = forward_link(plan, source_hook(plan), target)
+    health = replication_health(link)
+    findings = _health_findings(health, link)
+    findings[0] += f", sync errors={sub['sync_error_count']}, tables still copying={sub['tables_not_ready']}"
     remedy = (
-        "Read the target's server log for the apply error; fix the conflicting row on the target, then "
-        f"ALTER SUBSCRIPTION {plan.subscription} ENABLE. If the slot was lost, drop and recreate the subscription."
+        "Read the target's server log for the apply error; fix its cause on the target (a conflicting row, a "
+        f"missing column or partition), then ALTER SUBSCRIPTION {plan.subscription} ENABLE. If the slot lost WAL, "
+        "drop and recreate the subscription."
     )
-    if problems:
-        return CheckResult("replication_health", "fail", "; ".join(problems + warnings), findings, remedy)
-    if warnings:
-        return CheckResult("replication_health", "warn", "; ".join(warnings), findings, remedy)
-    return CheckResult("replication_health", "pass", "replication is streaming", findings)
+    return _health_result("replication_health", health, findings, remedy, "replication is streaming")
 
 
 def check_leftover_slots(plan: Plan) -> CheckResult:
@@ -255,48 +250,19 @@ def check_reverse_replication(plan: Plan) -> CheckResult:
         )
     name = plan.reverse_subscription
     source, target = source_hook(plan), target_hook(plan)
-    sub = source.get_subscription_status(name)
-    if sub is not None:
-        slot = target.get_slot_status(name)
-        findings = [
-            f"subscription {name} on the old source: enabled={sub['enabled']}, worker pid={sub['worker_pid']}, "
-            f"apply errors={sub['apply_error_count']}",
-            "slot on the target: "
-            + (
-                "MISSING"
-                if slot is None
-                else f"active={slot['active']}, lag={slot['lag_bytes']} bytes, WAL kept={slot['retained_bytes']} "
-                f"bytes, wal_status={slot['wal_status']}"
-            ),
-        ]
-        problems = []
-        if not sub["enabled"]:
-            problems.append("the reverse subscription is disabled")
-        elif sub["worker_pid"] is None:
-            problems.append("the reverse subscription has no apply worker (it cannot reach the target, or exits)")
-        if sub["apply_error_count"]:
-            problems.append(
-                f"{sub['apply_error_count']} apply error(s) on the old source (a schema change on the new side?)"
-            )
-        if slot is None or slot["wal_status"] == "lost":
-            problems.append("its slot on the target is missing or lost WAL: the old side no longer gets every write")
+    if source.get_subscription_status(name) is not None:
+        link = reverse_link(plan, source, target)
+        health = replication_health(link)
         remedy = (
             "Read the old source's server log; fix the cause (replay a schema change made on the new side on the old "
             f"one too), then ALTER SUBSCRIPTION {name} ENABLE. Until then a rollback after the cutover would lose writes."
         )
-        if problems:
-            return CheckResult("reverse_replication", "fail", "; ".join(problems), findings, remedy)
-        if slot["lag_bytes"] is not None and slot["lag_bytes"] > reverse.max_lag_bytes:
-            return CheckResult(
-                "reverse_replication",
-                "warn",
-                f"the old source is {slot['lag_bytes']} bytes behind (replication.reverse.max_lag_bytes "
-                f"{reverse.max_lag_bytes}); the WAL it keeps on the target grows",
-                findings,
-                remedy,
-            )
-        return CheckResult(
-            "reverse_replication", "pass", "the reverse replication streams the new side's writes back", findings
+        return _health_result(
+            "reverse_replication",
+            health,
+            _health_findings(health, link),
+            remedy,
+            "the reverse replication streams the new side's writes back",
         )
     findings, problems = [], []
     t = target.get_replication_settings()

@@ -230,6 +230,9 @@ class ReplicationCompareChangesOperator(CaptureOperator):
     :param list_task_id: the tables to compare (ReplicationListTablesOperator).
     :param live_task_id: the mapped live comparison.
     :param compare_whole: compare here what cannot be verified by its changes, and write the report.
+    :param no_person_after: no person is asked after this comparison (D-day with ``thresholds.comparison_gate:
+        auto``): it fails, after its report, unless everything was verified, so a narrowed comparison (the
+        trigger form's tables, say) never reaches the cutover unanswered.
     """
 
     def __init__(
@@ -238,10 +241,12 @@ class ReplicationCompareChangesOperator(CaptureOperator):
         list_task_id: str = "list_tables",
         live_task_id: str = "compare_live",
         compare_whole: bool = False,
+        no_person_after: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.list_task_id, self.live_task_id, self.compare_whole = list_task_id, live_task_id, compare_whole
+        self.no_person_after = no_person_after
 
     def execute(self, context: Any) -> list[str] | dict[str, Any]:
         thresholds = self.plan.thresholds
@@ -314,7 +319,7 @@ class ReplicationCompareChangesOperator(CaptureOperator):
         for line in unverified:
             self.log.warning("Not verified: %s", line)
         if self.compare_whole:
-            return write_comparison_report(
+            summary = write_comparison_report(
                 self,
                 context,
                 [r.to_dict() for r in results],
@@ -323,8 +328,24 @@ class ReplicationCompareChangesOperator(CaptureOperator):
                 "Do not cut over: run ferry_rollback, or find why the target diverged.",
                 unverified,
             )
-        _fail_on_differences(self, context, results)
-        return whole
+        else:
+            _fail_on_differences(self, context, results)
+        if unverified and self.no_person_after and self.is_dry_run(context):
+            self.log.warning(
+                "DRY RUN: a real run stops here, since not everything was verified and no person is asked before "
+                "the cutover (thresholds.comparison_gate: auto)"
+            )
+        elif unverified and self.no_person_after:
+            raise AirflowFailException(
+                "the tables compared are equal, but not everything was verified ("
+                + "; ".join(unverified)
+                + "), and no person is asked before the cutover (thresholds.comparison_gate: auto). The freeze "
+                "stops here with the subscription in place: run ferry_rollback, then D-day again comparing every "
+                "table; or set thresholds.comparison_gate: person to decide at gate_comparison"
+            )
+        if not unverified and self.no_person_after:
+            self.log.info("Every table verified equal: going on by itself (thresholds.comparison_gate: auto)")
+        return summary if self.compare_whole else whole
 
     def check_fenced_tables_compared(self, context: Any, tables: list[str], scope: list[str]) -> None:
         """Fail when the source carries the fence on a table (or a partition of one) that ``list_tables`` did not

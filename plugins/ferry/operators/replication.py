@@ -173,7 +173,8 @@ class ReplicationPromoteTargetOperator(ReplicationDropSubscriptionOperator, Repl
         freeze's comparison drained the change capture (a client sharing Ferry's login writes past the fence; a
         write made directly on the target while the comparison's gate waited). Either would be lost or never
         verified, so the freeze stops here, changing nothing. With ``source.keep_writing``, whose writes pass the
-        fence by the plan's choice, changes are named but do not stop it."""
+        fence by the plan's choice, changes on the source are named but do not stop it; changes on the target and
+        large objects that differ still do."""
         if self.plan.thresholds.compare_in_freeze == "full":
             self.log.info("No change capture (thresholds.compare_in_freeze is 'full'): no last check by the capture")
             return
@@ -191,6 +192,12 @@ class ReplicationPromoteTargetOperator(ReplicationDropSubscriptionOperator, Repl
             for side in SIDES
             for table, n in sorted(found[side].items())
         ]
+        kept = []
+        if self.plan.source.keep_writing:
+            # The plan lets those roles write to the old side past the fence, and what they write stays there: the
+            # source's changes are named, not refused. Nothing excuses a change on the target.
+            kept = [c for c in changed if c.startswith("source: ")]
+            changed = [c for c in changed if c not in kept]
         if self.large_objects_task_id and self.plan.replication.large_objects != "out_of_scope":
             # The fence holds tables, not large objects: those the copy verified must still be the source's.
             with ThreadPoolExecutor(max_workers=2) as pool:  # both sides at once
@@ -208,6 +215,13 @@ class ReplicationPromoteTargetOperator(ReplicationDropSubscriptionOperator, Repl
                     f"large objects {', '.join(map(str, differ[:20]))}{' ...' if len(differ) > 20 else ''} differ "
                     "between source and target (written after copy_large_objects; clear it too)"
                 )
+        if kept:
+            self.log.warning(
+                "Changed on the source since the freeze's comparison (source.keep_writing: %s writes past the fence, "
+                "and what it writes stays on the old side): %s",
+                ", ".join(self.plan.source.keep_writing),
+                "; ".join(kept),
+            )
         if not changed:
             broken = {side: why for side, why in unreadable.items() if why}
             if broken:
@@ -217,12 +231,6 @@ class ReplicationPromoteTargetOperator(ReplicationDropSubscriptionOperator, Repl
                     "Last check: no table in scope changed on either side since the freeze's comparison, and the "
                     "large objects are the same on both"
                 )
-            return
-        if self.plan.source.keep_writing:
-            self.log.warning(
-                "Changed since the freeze's comparison (source.keep_writing writes past the fence): %s",
-                "; ".join(changed),
-            )
             return
         raise AirflowFailException(
             "changed since the freeze's comparison, so never verified: "

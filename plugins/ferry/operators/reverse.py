@@ -21,12 +21,11 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from ferry import report
 from ferry.checks.schema import outside_reverse_publication
-from ferry.guards import reverse_health
+from ferry.guards import confirmed, reverse_health, reverse_link, wait_confirmed
 from ferry.hooks.postgres import subscription_conninfo
 from ferry.ledger import Action, Target
 from ferry.operators.base import FerryOperator, pull_all
 from ferry.sensors.replication import ReplicationCaughtUpSensor
-from ferry.triggers.replication import ReplicationCaughtUpTrigger
 
 
 class ReplicationStartReverseOperator(FerryOperator):
@@ -136,17 +135,16 @@ class ReplicationStopReverseOperator(FerryOperator):
             self.log.info(
                 "DRY RUN: a real run first requires the reverse replication %s", self.require.replace("_", " ")
             )
-        if not dry and health is not None and self.require == "healthy" and health["problems"]:
+        refusals = [] if health is None else health["problems"] + ([health["behind"]] if health["behind"] else [])
+        if not dry and self.require == "healthy" and refusals:
             raise AirflowFailException(
                 "the reverse replication is not healthy, so ending it now could lose the new side's last writes on "
-                "the old side: "
-                + "; ".join(health["problems"])
-                + ". Fix it and wait until it catches up; nothing changed"
+                "the old side: " + "; ".join(refusals) + ". Fix it and wait until it catches up; nothing changed"
             )
         if not dry and health is not None and self.require == "caught_up":
-            self._check_caught_up(name)
+            self._check_caught_up()
         if not dry and health is not None and self.require == "healthy":
-            self._wait_caught_up_now(name)
+            self._wait_caught_up_now()
         before = {"publication": pub if publication is not None else None} | (health or {})
         if self.would(context, Action.DROP_REVERSE_REPLICATION, Target.source(name), before, None):
             return {"dropped": [], "dry_run": True}
@@ -162,34 +160,35 @@ class ReplicationStopReverseOperator(FerryOperator):
         self.log.info("Reverse replication ended: dropped %s", ", ".join(dropped) or "nothing left")
         return {"dropped": dropped}
 
-    def _wait_caught_up_now(self, name: str) -> None:
+    def _wait_caught_up_now(self) -> None:
         """Wait until the old source has confirmed everything the target had written when this step began (the
         new side keeps serving, so what it writes later is its alone), within ``caught_up_timeout_s``."""
+        link = reverse_link(self.plan, self.source, self.target)
         now = self.target.get_current_lsn()
-        deadline = time.monotonic() + self.caught_up_timeout_s
         self.log.info("Ending the reverse replication caught up: waiting for the old source to confirm %s", now)
-        while True:
-            slot = self.target.fetch_one("slot_caught_up", fence_lsn=now, slot_name=name)
-            if slot is not None and slot["caught_up"]:
-                self.log.info("The old source confirmed %s (its slot at %s)", now, slot["confirmed_flush_lsn"])
-                return
-            if time.monotonic() > deadline:
-                raise AirflowFailException(
-                    f"the old source has not confirmed the target's WAL position {now} in "
-                    f"{self.caught_up_timeout_s:g} s ({'no slot' if slot is None else str(slot['behind_bytes'])} "
-                    "bytes behind): ending the reverse replication now would leave the new side's last writes off "
-                    "the old side. Look at the subscription on the old source, then re-run; nothing changed"
-                )
-            time.sleep(0.25)
+        slot, waited = wait_confirmed(link, now, self.caught_up_timeout_s)
+        if slot is None or not slot["caught_up"]:
+            raise AirflowFailException(
+                f"the old source has not confirmed the target's WAL position {now} in {waited:.0f} s "
+                f"({'no slot' if slot is None else str(slot['behind_bytes'])} bytes behind): ending the reverse "
+                "replication now would leave the new side's last writes off the old side. Look at the subscription "
+                "on the old source, then re-run; nothing changed"
+            )
+        self.log.info(
+            "The old source confirmed %s (its slot at %s) %s",
+            now,
+            slot["confirmed_flush_lsn"],
+            f"after {waited:.1f} s of waiting" if waited else "at the first look",
+        )
 
-    def _check_caught_up(self, name: str) -> None:
+    def _check_caught_up(self) -> None:
         fenced = self.ledger.last(Action.FENCE_TARGET, Target.target(self.plan.target.database))
         if fenced is None or not fenced.done or not self.target.get_fenced_tables():
             raise AirflowFailException(
                 "the target is not fenced: it may still take writes the old side would never get. fence_target "
                 "runs first; nothing changed"
             )
-        slot = self.target.fetch_one("slot_caught_up", fence_lsn=fenced.after["fence_lsn"], slot_name=name)
+        slot = confirmed(reverse_link(self.plan, self.source, self.target), fenced.after["fence_lsn"])
         if slot is None or not slot["caught_up"]:
             raise AirflowFailException(
                 f"the old source has not confirmed the target's fence at {fenced.after['fence_lsn']} "
@@ -216,62 +215,15 @@ class ReplicationUnfenceTargetOperator(FerryOperator):
 
 
 class ReverseCaughtUpSensor(ReplicationCaughtUpSensor):
-    """Wait (deferred) until the old source has confirmed everything the target wrote before its fence.
-
-    The forward catch-up wait turned around: the target's slot against the target's fence LSN, the old
-    source's subscription checked for errors. Fails at once when the subscription is gone, disabled or hits
-    apply errors.
+    """Wait (deferred) until the old source has confirmed everything the target wrote before its fence: the
+    catch-up wait of ReplicationCaughtUpSensor in the reverse direction (the target's slot against the target's
+    fence LSN, the old source's subscription checked for errors).
 
     :param fence_lsn: the target's fence position (templated); empty: the last one the ledger recorded.
     :param timeout_s: the longest wait (the run's ``catch_up_timeout_s`` param overrides it).
     """
 
-    confirmer = "old source"
-
-    def execute(self, context: Any) -> dict[str, Any] | None:
-        plan = self.plan
-        name = plan.reverse_subscription
-        if self.is_dry_run(context):
-            self.log.info("DRY RUN, not waiting: reverse replication now %s", reverse_health(self))
-            return None
-        status = self.source.get_subscription_status(name)
-        fenced = self.ledger.last(Action.FENCE_TARGET, Target.target(plan.target.database))
-        if status is None:
-            dropped = self.ledger.last(Action.DROP_REVERSE_REPLICATION, Target.source(name))
-            if dropped and dropped.done and fenced and fenced.done and dropped.at > fenced.at:
-                self.log.info("Caught up earlier: the reverse replication was ended after the target's fence")
-                return {"status": "success", "fence_lsn": fenced.after["fence_lsn"], "waited_s": None}
-            raise AirflowFailException(
-                f"subscription {name} does not exist on the old source: there is no reverse replication to wait for"
-            )
-        if not status["enabled"]:
-            raise AirflowFailException(
-                f"subscription {name} is disabled on the old source; read its server log, fix the cause, then "
-                f"ALTER SUBSCRIPTION {name} ENABLE"
-            )
-        fence_lsn = self.fence_lsn
-        if not fence_lsn:
-            if fenced is None or not fenced.done:
-                raise AirflowFailException("no fence on the target in the ledger: fence_target runs first")
-            fence_lsn = fenced.after["fence_lsn"]
-        self.log.info("Waiting for the old source to confirm the target's fence at %s", fence_lsn)
-        return self.wait_for_fence(
-            context,
-            self.target,
-            ReplicationCaughtUpTrigger(
-                source_conn_id=plan.target.conn_id,
-                source_database=plan.target.database,
-                target_conn_id=plan.source.conn_id,
-                target_database=plan.source.database,
-                subscription=name,
-                fence_lsn=fence_lsn,
-                baseline_apply_errors=status["apply_error_count"],
-                poll_interval=self.poll_interval,
-                worker_grace_s=self.worker_grace_s,
-                publisher_label="target",
-                subscriber_label="old source",
-            ),
-        )
+    direction = "reverse"
 
 
 class ReverseCheckOperator(FerryOperator):
@@ -294,7 +246,9 @@ class ReverseCheckOperator(FerryOperator):
                 f"no reverse replication ({self.plan.reverse_subscription}) between the target and the old source: "
                 "D-day sets it up when the plan has replication.reverse. Before D-day's cutover, use ferry_rollback"
             )
-        problems = [p for p in health["problems"] if not (self.allow_lag and "bytes behind" in p)]
+        problems = health["problems"] + ([health["behind"]] if health["behind"] and not self.allow_lag else [])
+        for warning in health["warnings"] + ([health["behind"]] if health["behind"] and self.allow_lag else []):
+            self.log.warning("%s", warning)
         self.log.info(
             "Reverse replication %s: apply worker %s, %s bytes behind, %s bytes of WAL kept on the target",
             health["subscription"],

@@ -1,4 +1,4 @@
-"""Waits of Postgres logical replication: the initial copy, and catching up to the fence."""
+"""Waits of Postgres logical replication: the initial copy, and catching up to the fence (either direction)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from ferry.guards import Link, forward_link, replication_health, reverse_link, wait_confirmed
 from ferry.ledger import Action, Target
 from ferry.operators.base import FerryContext, FerryOperator
 from ferry.triggers.replication import ReplicationCaughtUpTrigger
@@ -57,7 +58,9 @@ class ReplicationInitialCopySensor(FerryContext, BaseSensorOperator):
 
 
 class ReplicationCaughtUpSensor(FerryOperator):
-    """Wait (deferred) until the target has confirmed everything the source wrote before the fence.
+    """Wait (deferred) until the subscriber has confirmed everything its publisher wrote before the fence. One wait
+    for both directions (``direction``): forward, the target confirming the source's fence (D-day); reverse, the
+    old source confirming the target's (ReverseCaughtUpSensor, the way back).
 
     Fails at once with the reason when the subscription is gone or disabled, or hits apply errors, instead
     of waiting for the timeout. An enabled subscription whose apply worker is not running (yet) is given
@@ -74,7 +77,13 @@ class ReplicationCaughtUpSensor(FerryOperator):
     """
 
     template_fields = ("fence_lsn",)
-    confirmer = "target"
+    direction = "forward"
+    #: what each direction says when its subscription does not exist
+    MISSING = {
+        "forward": "ferry_week_prior creates it: run that stage first",
+        "reverse": "there is no reverse replication to wait for (D-day sets it up when the plan has "
+        "replication.reverse)",
+    }
 
     def __init__(
         self,
@@ -93,86 +102,85 @@ class ReplicationCaughtUpSensor(FerryOperator):
         self.inline_wait_s = inline_wait_s
         self.worker_grace_s = worker_grace_s
 
+    @property
+    def link(self) -> Link:
+        make = forward_link if self.direction == "forward" else reverse_link
+        return make(self.plan, self.source, self.target)
+
     def execute(self, context: Any) -> dict[str, Any] | None:
-        plan = self.plan
+        plan, link = self.plan, self.link
+        name, publisher, subscriber = link.subscription, link.publisher_label, link.subscriber_label
         fence_lsn = self.fence_lsn
         if self.is_dry_run(context):
-            lag = self.source.get_slot_status(plan.subscription)
             self.log.info(
-                "DRY RUN, not waiting: would wait until the target confirms the fence position; replication lag now %s",
-                "no slot" if lag is None else f"{lag['lag_bytes']} bytes",
+                "DRY RUN, not waiting: would wait until the %s confirms the %s's fence; replication now %s",
+                subscriber,
+                publisher,
+                replication_health(link),
             )
             return None
-        status = self.target.get_subscription_status(plan.subscription)
+        status = link.subscriber.get_subscription_status(name)
         # The ledger only when the fence's XCom is missing or the subscription is gone (it is read from S3).
         fenced = (
-            self.ledger.last(Action.FENCE_SOURCE, Target.source(plan.source.database))
-            if status is None or not fence_lsn
-            else None
+            self.ledger.last(link.fence_action, link.fence_target(plan)) if status is None or not fence_lsn else None
         )
         if status is None:
-            dropped = self.ledger.last(Action.DROP_SUBSCRIPTION, Target.target(plan.subscription))
-            if dropped and fenced and fenced.done and dropped.at > fenced.at:
-                self.log.info("Caught up earlier: the subscription was dropped after the fence (%s)", dropped.at)
+            dropped = self.ledger.last(link.drop_action, link.drop_target)
+            if dropped and dropped.done and fenced and fenced.done and dropped.at > fenced.at:
+                self.log.info("Caught up earlier: the replication was ended after the fence (%s)", dropped.at)
                 return {"status": "success", "fence_lsn": fence_lsn or fenced.after["fence_lsn"], "waited_s": None}
-        if status is None:
             raise AirflowFailException(
-                f"subscription {plan.subscription} does not exist on the target; it cannot catch up. "
-                "ferry_week_prior creates it: run that stage first"
+                f"subscription {name} does not exist on the {subscriber}; it cannot catch up. {self.MISSING[link.direction]}"
             )
         if not status["enabled"]:
             raise AirflowFailException(
-                f"subscription {plan.subscription} is disabled; it cannot catch up. Read the target's server log "
-                "(an apply error disables it when disable_on_error is on), fix the cause, then "
-                f"ALTER SUBSCRIPTION {plan.subscription} ENABLE"
+                f"subscription {name} is disabled on the {subscriber}; it cannot catch up. Read the {subscriber}'s "
+                "server log (an apply error disables it when disable_on_error is on), fix the cause, then "
+                f"ALTER SUBSCRIPTION {name} ENABLE"
             )
         if status["worker_pid"] is None:
             self.log.info(
                 "Subscription %s has no apply worker right now; PostgreSQL starts it again (waiting up to %.0f s)",
-                plan.subscription,
+                name,
                 self.worker_grace_s,
             )
         if not fence_lsn:
             if fenced is None or not fenced.done:
-                raise AirflowFailException("no fence recorded in the ledger: fence the source first")
+                raise AirflowFailException(f"no fence of the {publisher} in the ledger: fence the {publisher} first")
             fence_lsn = fenced.after["fence_lsn"]
-        self.log.info("Waiting for the target to confirm the fence at %s", fence_lsn)
+        self.log.info("Waiting for the %s to confirm the %s's fence at %s", subscriber, publisher, fence_lsn)
+        publisher_at, subscriber_at = getattr(plan, link.publisher_side), getattr(plan, link.subscriber_side)
         return self.wait_for_fence(
             context,
-            self.source,
+            link,
             ReplicationCaughtUpTrigger(
-                source_conn_id=plan.source.conn_id,
-                source_database=plan.source.database,
-                target_conn_id=plan.target.conn_id,
-                target_database=plan.target.database,
-                subscription=plan.subscription,
+                source_conn_id=publisher_at.conn_id,
+                source_database=publisher_at.database,
+                target_conn_id=subscriber_at.conn_id,
+                target_database=subscriber_at.database,
+                subscription=name,
                 fence_lsn=fence_lsn,
                 baseline_apply_errors=status["apply_error_count"],
                 poll_interval=self.poll_interval,
                 worker_grace_s=self.worker_grace_s,
+                publisher_label=publisher,
+                subscriber_label=subscriber,
             ),
         )
 
-    def wait_for_fence(
-        self, context: Any, publisher: Any, trigger: ReplicationCaughtUpTrigger
-    ) -> dict[str, Any] | None:
+    def wait_for_fence(self, context: Any, link: Link, trigger: ReplicationCaughtUpTrigger) -> dict[str, Any] | None:
         """Poll the publisher's slot in place for ``inline_wait_s``; then defer to ``trigger``."""
-        fence_lsn, slot_name = trigger.fence_lsn, trigger.subscription
-        started, deadline = time.monotonic(), time.monotonic() + self.inline_wait_s
-        while True:
-            slot = publisher.fetch_one("slot_caught_up", fence_lsn=fence_lsn, slot_name=slot_name)
-            if slot is not None and slot["caught_up"]:
-                event = {
-                    "status": "success",
-                    "fence_lsn": fence_lsn,
-                    "confirmed_flush_lsn": slot["confirmed_flush_lsn"],
-                    "waited_s": round(time.monotonic() - started, 3),
-                    "at": time.time(),
-                }
-                return self.execute_complete(context, event)
-            if slot is None or time.monotonic() >= deadline:
-                break  # the trigger says why (a slot gone) or waits on (deferred: no worker slot held)
-            time.sleep(self.poll_interval)
+        slot, waited = wait_confirmed(link, trigger.fence_lsn, self.inline_wait_s, self.poll_interval)
+        if slot is not None and slot["caught_up"]:
+            event = {
+                "status": "success",
+                "fence_lsn": trigger.fence_lsn,
+                "confirmed_flush_lsn": slot["confirmed_flush_lsn"],
+                "waited_s": round(waited, 3),
+                "at": time.time(),
+            }
+            return self.execute_complete(context, event)
+        # The trigger says why (a slot gone) or waits on (deferred: no worker slot held).
         self.log.info("Not caught up within %.1f s: deferring the wait to the triggerer", self.inline_wait_s)
         self.defer(
             trigger=trigger,
@@ -186,7 +194,7 @@ class ReplicationCaughtUpSensor(FerryOperator):
             raise AirflowFailException(event["message"])
         self.log.info(
             "Caught up: the %s confirmed %s (the fence %s) after %.2f s",
-            self.confirmer,
+            self.link.subscriber_label,
             event["confirmed_flush_lsn"],
             event["fence_lsn"],
             event["waited_s"] if event["waited_s"] is not None else 0.0,
