@@ -38,6 +38,7 @@ class Action(StrEnum):
     """Every kind of change Ferry records."""
 
     COPY_SCHEMA = "copy_schema"
+    CARRY_SCHEMA_CHANGE = "carry_schema_change"
     DROP_COPIED_SCHEMA = "drop_copied_schema"
     CREATE_PUBLICATION = "create_publication"
     DROP_PUBLICATION = "drop_publication"

@@ -160,6 +160,12 @@ class Replication(Strict):
     reverse: ReverseReplication | None = None
     """Set up reverse replication at the cutover (see :class:`ReverseReplication`); omitted: the DNS switch
     is the point of no return."""
+    ddl: Literal["carry", "refuse"] = "carry"
+    """Schema changes made on the source during the replication window (logical replication carries rows, not
+    DDL). ``carry``: ``ferry_schema_watch`` makes the target match, each statement in the ledger, and names what it
+    cannot carry safely; ``refuse``: it fails at the first change, naming it, for teams that freeze migrations."""
+    ddl_watch_interval_s: Annotated[int, Field(ge=10, le=3600)] = 60
+    """How often ``ferry_schema_watch`` compares the schemas while the forward replication runs."""
     large_objects: Literal["copy", "out_of_scope"] = "copy"
     """Large objects (not replicated): D-day copies them inside the freeze and verifies them, or leaves
     them behind when they are out of scope."""

@@ -312,6 +312,48 @@ def test_the_old_sources_server_reaches_the_target_as_its_reverse_subscription_w
     assert source.execute("SELECT count(*) FROM pg_subscription WHERE subname = %s", (probe,)).fetchone()[0] == 0
 
 
+def test_schema_drift_names_each_difference_with_the_statement_that_fixes_it(stand, target, target_schema):
+    """Differences planted on the target's copy of the schema, one of each kind: a column renamed, a default, an
+    index dropped, a check constraint only there, a partition missing. Each is named with its statement; run on
+    the target, as Ferry's login, in the order given, those statements make the schemas equal again."""
+    from ferry.preflight import check_schema_drift
+    from tests.integration.conftest import as_ferry
+
+    plan = load_plan()
+    with as_ferry(target, "target"):
+        target.execute("ALTER TABLE customers RENAME COLUMN name TO full_name")
+        target.execute("ALTER TABLE invoices ALTER COLUMN paid SET DEFAULT true")
+        target.execute("DROP INDEX events_customer_id_idx")
+        target.execute("ALTER TABLE invoices ADD CONSTRAINT amount_positive CHECK (amount >= 0)")
+        target.execute("DROP TABLE usage_records_2026")
+    found = check_schema_drift(plan)
+    assert found.status == "fail", found
+    fixes = {f.split("; on the target: ")[0]: f.split("; on the target: ")[1] for f in found.findings}
+    assert fixes == {
+        "public.customers.name (text): renamed on the source from full_name": "ALTER TABLE public.customers RENAME "
+        "COLUMN full_name TO name",
+        "public.invoices.paid: default false on the source, true on the target": "ALTER TABLE public.invoices ALTER "
+        "COLUMN paid SET DEFAULT false",
+        "public.events: index events_customer_id_idx missing on the target": "CREATE INDEX CONCURRENTLY "
+        "events_customer_id_idx ON public.events USING btree (customer_id)",
+        "public.invoices: constraint amount_positive (CHECK ((amount >= (0)::numeric))) only on the target": "ALTER "
+        "TABLE public.invoices DROP CONSTRAINT amount_positive",
+        "public.usage_records: partition public.usage_records_2026 (FOR VALUES FROM ('2026-01-01 00:00:00+00') TO "
+        "('2027-01-01 00:00:00+00')) has no partition of the same bounds on the target: its rows stop the "
+        "subscription's apply": "CREATE TABLE public.usage_records_2026 PARTITION OF public.usage_records FOR "
+        "VALUES FROM ('2026-01-01 00:00:00+00') TO ('2027-01-01 00:00:00+00')",
+    }, found.findings
+    assert "in the order listed" in found.remedy
+    from ferry.checks.schema import schema_differences
+
+    with as_ferry(target, "target"):
+        for difference in schema_differences(plan).fixes:
+            for statement in difference.statements:
+                target.execute(statement)
+    found = check_schema_drift(plan)
+    assert found.status == "pass", found.findings
+
+
 def test_after_the_cutover_the_drift_check_names_what_the_reverse_replication_would_not_carry(
     stand, source, target, target_schema
 ):

@@ -706,3 +706,106 @@ def test_the_targets_fence_holds_partitions_and_refuses_a_role_the_plan_names_th
     finally:
         ReplicationHook("ferry_target", "saas").remove_fence()
         target.execute("DROP TABLE metrics")
+
+
+def test_the_schema_watch_carries_the_sources_migrations_and_the_apply_resumes(
+    stand, source, target, replicating, hooks, monkeypatch, tmp_path, capfd
+):
+    """The application's migrations run on the source while the replication runs: a column added with a default
+    and written (the subscription's apply stops at that row: the target lacks the column), an index, a numeric
+    widened. With replication.ddl: refuse, ferry_schema_watch fails naming each, changing nothing; with carry, it
+    makes the target match (in the ledger), the apply resumes by itself and the row arrives. Then the column is
+    renamed, then dropped, on the source: each carried the same way, the schemas equal at the end."""
+    import yaml
+
+    from ferry.ledger import Action
+    from ferry.plan import plan_source
+    from ferry.preflight import check_schema_drift
+
+    plan = replicating
+    _, tgt = hooks
+    root_dags = Path(__file__).parents[2] / "dags"
+    carry_plan = plan_source()
+
+    def apply_errors() -> int:
+        return tgt.get_subscription_status(plan.subscription)["apply_error_count"]
+
+    def watch() -> tuple[str, str]:
+        capfd.readouterr()
+        run = run_dag(root_dags, "ferry_schema_watch")
+        return run.state, "".join(capfd.readouterr())
+
+    def arrived(where: str) -> bool:
+        return target.execute(f"SELECT count(*) FROM customers WHERE {where}").fetchone()[0] == 1
+
+    try:
+        errors = apply_errors()
+        with as_ferry(source, "source"):  # the application's migration, run as doadmin
+            source.execute("ALTER TABLE customers ADD COLUMN note text NOT NULL DEFAULT 'none'")
+            source.execute("CREATE INDEX customers_created_at_idx ON customers (created_at)")
+            source.execute("ALTER TABLE invoices ALTER COLUMN tax TYPE numeric(14, 4)")
+        source.execute(
+            "INSERT INTO customers (email, name, country, note) VALUES ('ddl@example.com', 'D', 'FR', 'carried')"
+        )
+        deadline = time.monotonic() + 60
+        while apply_errors() == errors:  # the apply stops at the row: the target lacks the column
+            assert time.monotonic() < deadline, "the subscription's apply did not stop on the missing column"
+            time.sleep(0.5)
+        assert not arrived("email = 'ddl@example.com'")
+
+        refusing = yaml.safe_load(Path(carry_plan).read_text())
+        refusing["replication"]["ddl"] = "refuse"
+        (tmp_path / "refuse.yaml").write_text(yaml.safe_dump(refusing))
+        monkeypatch.setenv("FERRY_PLAN", str(tmp_path / "refuse.yaml"))
+        state, said = watch()
+        assert state == "failed"
+        assert "replication.ddl: refuse" in said
+        assert (
+            "public.customers.note (text): missing on the target; on the target: ALTER TABLE public.customers ADD "
+            "COLUMN note text DEFAULT 'none'::text NOT NULL" in said
+        )
+        assert not target.execute(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'customers'::regclass AND attname = 'note'"
+        ).fetchone()[0]
+
+        monkeypatch.setenv("FERRY_PLAN", carry_plan)
+        before = len(Ledger(plan).records(action=Action.CARRY_SCHEMA_CHANGE))
+        state, said = watch()
+        assert state == "success", said[-3000:]
+        assert "Carried to the target: public.customers.note (text): missing on the target" in said
+        assert "Carried to the target: public.customers: index customers_created_at_idx missing on the target" in said
+        assert "Carried to the target: public.invoices.tax: numeric(14,4) on the source, numeric(12,4)" in said
+        assert len(Ledger(plan).records(action=Action.CARRY_SCHEMA_CHANGE)) == before + 3
+        deadline = time.monotonic() + 60
+        while not arrived("email = 'ddl@example.com' AND note = 'carried'"):  # the apply resumed by itself
+            assert time.monotonic() < deadline, "the row did not arrive once the column was carried"
+            time.sleep(0.5)
+        assert check_schema_drift(plan).status == "pass"
+
+        with as_ferry(source, "source"):
+            source.execute("ALTER TABLE customers RENAME COLUMN note TO remark")
+        source.execute(
+            "INSERT INTO customers (email, name, country, remark) VALUES ('ddl2@example.com', 'E', 'FR', 'renamed')"
+        )
+        state, said = watch()
+        assert state == "success" and "renamed on the source from note" in said, said[-3000:]
+        deadline = time.monotonic() + 60
+        while not arrived("email = 'ddl2@example.com' AND remark = 'renamed'"):
+            assert time.monotonic() < deadline, "the row did not arrive once the rename was carried"
+            time.sleep(0.5)
+
+        with as_ferry(source, "source"):
+            source.execute("ALTER TABLE customers DROP COLUMN remark")
+        state, said = watch()
+        assert state == "success" and "public.customers.remark: only on the target" in said, said[-3000:]
+        assert check_schema_drift(plan).status == "pass"
+        state, said = watch()  # nothing left to carry: a re-run changes nothing
+        assert state == "success" and "are equal" in said
+        assert len(Ledger(plan).records(action=Action.CARRY_SCHEMA_CHANGE)) == before + 5
+    finally:
+        with as_ferry(source, "source"):
+            source.execute("ALTER TABLE customers DROP COLUMN IF EXISTS note")
+            source.execute("ALTER TABLE customers DROP COLUMN IF EXISTS remark")
+            source.execute("DROP INDEX IF EXISTS customers_created_at_idx")
+            source.execute("ALTER TABLE invoices ALTER COLUMN tax TYPE numeric(12, 4)")
+        source.execute("DELETE FROM customers WHERE email IN ('ddl@example.com', 'ddl2@example.com')")

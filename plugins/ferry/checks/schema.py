@@ -7,6 +7,7 @@ import dataclasses
 from ferry.checks.base import CheckResult, source_hook, target_hook
 from ferry.hooks.replication import ReplicationHook
 from ferry.plan import Plan, in_scope
+from ferry.schemas import Difference, differences, read_shape
 
 
 def check_replica_identity(plan: Plan) -> CheckResult:
@@ -51,41 +52,27 @@ class SchemaDifferences:
     shared: int
     missing: list[str]
     """Tables in scope (quoted, schema-qualified) the target lacks: added to the source since the copy."""
-    other: list[str]
-    """Every other difference (columns, types), as findings."""
+    fixes: list[Difference]
+    """Every other difference (columns, types, nullability, defaults, constraints, indexes, partitions), each with
+    the statement that makes the target match."""
+
+    @property
+    def other(self) -> list[str]:
+        """Those differences in words."""
+        return [d.what for d in self.fixes]
 
 
 def schema_differences(plan: Plan) -> SchemaDifferences:
-    """Tables, columns and types of the scope, source against target."""
-    schemas = plan.replication.schemas
-    rows = in_scope(plan, source_hook(plan).get_tables(schemas))
-    qualified = {(t["schema"], t["table"]): t["qualified"] for t in rows}
-
-    def shape(hook: ReplicationHook) -> dict[tuple[str, str], dict[str, str]]:
-        tables: dict[tuple[str, str], dict[str, str]] = {}
-        for c in hook.get_columns(schemas):
-            tables.setdefault((c["schema"], c["table"]), {})[c["column"]] = c["type"]
-        return tables
-
-    source = {k: v for k, v in shape(source_hook(plan)).items() if k in qualified}
-    target = shape(target_hook(plan))
-    missing, other = [], []
-    for key in sorted(source):
-        name = ".".join(key)
-        if key not in target:
-            missing.append(qualified[key])
-            continue
-        for column, type_ in source[key].items():
-            if column not in target[key]:
-                other.append(f"{name}.{column} ({type_}): missing on the target")
-            elif target[key][column] != type_:
-                other.append(f"{name}.{column}: {type_} on the source, {target[key][column]} on the target")
-        other += [f"{name}.{c}: only on the target" for c in target[key] if c not in source[key]]
-    return SchemaDifferences(len(source), len(set(source) & set(target)), missing, other)
+    """The schema of the tables in scope, source against target (:mod:`ferry.schemas`)."""
+    source = read_shape(plan, source_hook(plan))
+    target = read_shape(plan, target_hook(plan), set(source.tables))
+    missing, fixes = differences(source, target)
+    return SchemaDifferences(len(source.tables), len(set(source.tables) & set(target.tables)), missing, fixes)
 
 
 def check_schema_drift(plan: Plan) -> CheckResult:
-    """Tables, columns and types of the scope match between source and target, once the target has a schema.
+    """The schema of the tables in scope matches between source and target (columns with their types,
+    nullability and defaults; constraints; indexes; partitions), once the target has a schema.
 
     While the reverse replication runs (after the cutover), the new side leads: see :func:`reverse_drift`."""
     found = schema_differences(plan)
@@ -99,14 +86,16 @@ def check_schema_drift(plan: Plan) -> CheckResult:
             "skip",
             "the target has none of the tables in scope yet; ferry_week_prior copies the schema",
         )
-    if found.other:
+    if found.fixes:
         return CheckResult(
             "schema_drift",
             "fail",
-            f"{len(found.other) + len(found.missing)} difference(s) between source and target schemas",
-            [*found.other, *(f"{t}: missing on the target" for t in found.missing)],
-            "Apply the source's migrations to the target (or copy the schema again with ferry_week_prior "
-            "while the target holds no rows) so that every table, column and type matches.",
+            f"{len(found.fixes) + len(found.missing)} difference(s) between source and target schemas",
+            [*(d.finding() for d in found.fixes), *(f"{t}: missing on the target" for t in found.missing)],
+            "Logical replication carries rows, not schema changes: run each statement listed on the target, as "
+            "Ferry's login, in the order listed (a missing column or partition first: until then the subscription's "
+            "apply stops at the first row that needs it; then ALTER SUBSCRIPTION ... ENABLE if it was disabled). "
+            "Or copy the schema again with ferry_week_prior while the target holds no rows.",
         )
     if found.missing:
         return CheckResult(

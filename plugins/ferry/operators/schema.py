@@ -44,8 +44,9 @@ class ReplicationCopySchemaOperator(FerryOperator):
         if found.other:
             raise AirflowFailException(
                 "The target already has part of the schema, and it differs from the source: "
-                + "; ".join(found.other[:20])
-                + ". Drop those objects on the target (it must hold no rows yet) or apply the missing migrations."
+                + "; ".join(d.finding() for d in found.fixes[:20])
+                + ". Run those statements on the target, or drop those objects there (it must hold no rows yet) "
+                "and run this again."
             )
         if matches:
             self.log.info("The target already has the source's schema (%d tables); nothing to do", found.shared)
@@ -128,3 +129,76 @@ class ReplicationDropCopiedSchemaOperator(FerryOperator):
             self.target.drop_tables(present)
         self.log.info("Dropped the %d tables Ferry copied to the target: %s", len(present), ", ".join(present))
         return present
+
+
+class ReplicationCarrySchemaOperator(FerryOperator):
+    """Carry the source's schema changes to the target while the forward replication runs (``ferry_schema_watch``):
+    logical replication carries rows, not DDL, and a column, a renamed column or a partition the target lacks stops
+    the subscription's apply at the first row that needs it.
+
+    Reads both schemas (:mod:`ferry.schemas`); with ``replication.ddl: carry`` runs each difference's statements on
+    the target, in the order the apply needs them (partitions, renamed and new columns first; what the source
+    dropped last), each recorded in the ledger first (target side only: nothing to undo on the source). Without a
+    statement timeout (an index built concurrently, a column widened, may take long) and with a 10 s lock timeout
+    (the apply worker holds its locks briefly: a failed attempt is retried at the next run). What it does not carry
+    by itself (a type change that is not a widening) and tables added to the source (D-day's scope step or
+    ``ferry_week_prior`` bring them) are named with their statements; the first fails the run. With ``refuse``, any
+    difference fails it, naming each, changing nothing. Outside the replication window (no forward subscription)
+    it does nothing.
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from ferry.schemas import in_carrying_order
+
+        plan = self.plan
+        if self.target.get_subscription_status(plan.subscription) is None:
+            self.log.info(
+                "No forward replication (%s) on the target: before ferry_week_prior or after the cutover, nothing to "
+                "watch",
+                plan.subscription,
+            )
+            return {"watching": False, "carried": []}
+        found = schema_differences(plan)
+        if found.missing:
+            self.log.warning(
+                "Tables in scope added to the source since the schema copy (not carried here: D-day's scope step, or "
+                "ferry_week_prior run again, creates, publishes and subscribes them): %s",
+                ", ".join(found.missing),
+            )
+        if not found.fixes:
+            self.log.info("The schemas of the %d tables in scope both sides have are equal", found.shared)
+            return {"watching": True, "carried": []}
+        if plan.replication.ddl == "refuse":
+            raise AirflowFailException(
+                f"the source's schema changed during the replication window and the plan refuses schema changes "
+                f"(replication.ddl: refuse): {'; '.join(d.finding() for d in found.fixes)}. Undo the migration on the "
+                "source, or run those statements on the target yourself, or set replication.ddl: carry"
+            )
+        carried, left = [], []
+        for difference in in_carrying_order(found.fixes):
+            if difference.unsafe:
+                left.append(difference)
+                continue
+            target = Target.target(f"{plan.target.database}/schema/{difference.table}")
+            if self.would(context, Action.CARRY_SCHEMA_CHANGE, target, difference.what, difference.fix):
+                continue
+            with self.changing(context, Action.CARRY_SCHEMA_CHANGE, target, difference.what, difference.fix):
+                with self.target.session() as conn:
+                    conn.execute("SET statement_timeout = 0")
+                    conn.execute("SET lock_timeout = '10s'")
+                    for statement in difference.statements:
+                        conn.execute(statement)
+            self.log.info("Carried to the target: %s (%s)", difference.what, difference.fix)
+            carried.append(difference.what)
+        if self.is_dry_run(context):
+            return {"watching": True, "carried": [], "dry_run": True}
+        still = schema_differences(plan).fixes
+        if left or still:
+            raise AirflowFailException(
+                f"carried {len(carried)} schema change(s) to the target; not carried: "
+                + "; ".join(f"{d.finding()} ({d.unsafe})" if d.unsafe else d.finding() for d in (left or still))
+                + ". Run each statement on the target once it is safe for your data (the subscription's apply waits "
+                "meanwhile if its rows need it), then this DAG again"
+            )
+        self.log.info("The target's schema matches the source's again: %d change(s) carried", len(carried))
+        return {"watching": True, "carried": carried}

@@ -1,0 +1,306 @@
+"""The schema of the tables in scope, read from each side's catalogs, and how the target's differs from the
+source's: each difference named, with the statement that makes the target match, to run on the target.
+
+Compared per table in scope: columns (type, nullability, default; a column renamed on the source is told from
+one dropped and one added when exactly one of each has the same type and the same place), indexes no constraint
+owns, constraints (primary keys, unique, check, foreign keys, exclusion), and partitions (a source partition
+whose bounds no target partition of the same root has: rows of those bounds would find no partition there; a
+target partitioned otherwise, with bounds the source lacks, is left to ``check_not_replicated``).
+Logical replication carries rows, not these: the pre-flight's ``schema_drift`` fails on any of them before D-day.
+Read in UTC on both sides (bounds and defaults holding timestamps), so that the text compares.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg.rows import dict_row
+
+from ferry.hooks.postgres import load_sql
+from ferry.plan import Plan, in_scope
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One way the target's schema differs from the source's."""
+
+    table: str  # quoted, schema-qualified
+    what: str  # what differs, in words
+    fix: str  # the statement(s) to run on the target, in order, separated by "; "
+    kind: str = "other"  # what it changes: partition, column, rename, type, constraint, index, drop
+    unsafe: str = ""  # why ferry_schema_watch does not run the fix by itself ("" when it does)
+
+    @property
+    def statements(self) -> list[str]:
+        """The fix, one statement each (``CONCURRENTLY`` cannot share a statement string with another)."""
+        return [part for part in self.fix.split("; ") if part]
+
+    def finding(self) -> str:
+        return f"{self.what}; on the target: {self.fix}"
+
+
+@dataclass
+class Shape:
+    """One side's schema of the tables in scope."""
+
+    tables: dict[tuple[str, str], str] = field(default_factory=dict)  # (schema, table) -> quoted name
+    columns: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    indexes: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
+    constraints: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
+    partitions: dict[str, dict[str, str]] = field(default_factory=dict)  # root -> bounds -> partition
+
+
+CATALOGS = ("tables", "columns", "indexes", "constraints", "partitions")
+
+
+def read_catalogs(hook: Any, schemas: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each catalog query of :data:`CATALOGS` for ``schemas``, in one session of its own whose TimeZone is UTC:
+    partition bounds and defaults holding timestamps then read the same on both sides whatever each server's
+    setting (the hook's kept session is left as it is)."""
+    with hook.session() as conn, conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("SET TimeZone = 'UTC'")
+        found = {}
+        for name in CATALOGS:
+            cur.execute(load_sql(name), {"schemas": schemas})
+            found[name] = cur.fetchall()
+        return found
+
+
+def read_shape(plan: Plan, hook: Any, scope: set[tuple[str, str]] | None = None) -> Shape:
+    """The schema of the tables in scope on the server of ``hook`` (``scope``: these tables, else the plan's)."""
+    found = read_catalogs(hook, plan.replication.schemas)
+    rows = found["tables"]
+    wanted = scope if scope is not None else {(t["schema"], t["table"]) for t in in_scope(plan, rows)}
+    shape = Shape(
+        tables={(t["schema"], t["table"]): t["qualified"] for t in rows if (t["schema"], t["table"]) in wanted}
+    )
+    for c in found["columns"]:
+        if (c["schema"], c["table"]) in shape.tables:
+            shape.columns.setdefault((c["schema"], c["table"]), []).append(c)
+    for i in found["indexes"]:
+        if (i["schema"], i["table"]) in shape.tables:
+            shape.indexes.setdefault((i["schema"], i["table"]), {})[i["index"]] = i
+    for k in found["constraints"]:
+        if (k["schema"], k["table"]) in shape.tables:
+            shape.constraints.setdefault((k["schema"], k["table"]), {})[k["constraint"]] = k
+    roots = set(shape.tables.values())
+    for p in found["partitions"]:
+        if p["root"] in roots:
+            shape.partitions.setdefault(p["root"], {})[p["bounds"]] = p["partition"]
+    return shape
+
+
+def _add_column(table: str, c: dict[str, Any]) -> str:
+    default = f" DEFAULT {c['default']}" if c["default"] is not None and not c["generated"] else ""
+    generated = f" GENERATED ALWAYS AS ({c['default']}) STORED" if c["generated"] else ""
+    return f"ALTER TABLE {table} ADD COLUMN {c['quoted']} {c['type']}{default}{generated}" + (
+        " NOT NULL" if c["not_null"] else ""
+    )
+
+
+def _columns(name: str, table: str, source: list[dict], target: list[dict]) -> list[Difference]:
+    found: list[Difference] = []
+    on_source, on_target = {c["column"]: c for c in source}, {c["column"]: c for c in target}
+    added = [c for c in source if c["column"] not in on_target]
+    dropped = [c for c in target if c["column"] not in on_source]
+    if len(added) == 1 and len(dropped) == 1:
+        new, old = added[0], dropped[0]
+        if new["type"] == old["type"] and new["position"] == old["position"]:
+            found.append(
+                Difference(
+                    table,
+                    f"{name}.{new['column']} ({new['type']}): renamed on the source from {old['column']}",
+                    f"ALTER TABLE {table} RENAME COLUMN {old['quoted']} TO {new['quoted']}",
+                    "rename",
+                )
+            )
+            on_target[new["column"]] = {**old, "column": new["column"], "quoted": new["quoted"]}
+            added, dropped = [], []
+    for c in added:
+        found.append(
+            Difference(
+                table, f"{name}.{c['column']} ({c['type']}): missing on the target", _add_column(table, c), "column"
+            )
+        )
+    for c in dropped:
+        found.append(
+            Difference(
+                table,
+                f"{name}.{c['column']}: only on the target",
+                f"ALTER TABLE {table} DROP COLUMN {c['quoted']}",
+                "drop",
+            )
+        )
+    for c in source:
+        t = on_target.get(c["column"])
+        if t is None:
+            continue
+        column = f"ALTER TABLE {table} ALTER COLUMN {c['quoted']}"
+        if t["type"] != c["type"]:
+            found.append(
+                Difference(
+                    table,
+                    f"{name}.{c['column']}: {c['type']} on the source, {t['type']} on the target",
+                    f"{column} TYPE {c['type']}",
+                    "type",
+                    "" if widens(t["type"], c["type"]) else "not a widening: the target's values may not convert",
+                )
+            )
+        if t["not_null"] != c["not_null"]:
+            found.append(
+                Difference(
+                    table,
+                    f"{name}.{c['column']}: {'NOT NULL' if c['not_null'] else 'nullable'} on the source, "
+                    f"{'NOT NULL' if t['not_null'] else 'nullable'} on the target",
+                    f"{column} {'SET' if c['not_null'] else 'DROP'} NOT NULL",
+                    "column",
+                )
+            )
+        if (t["default"] or None) != (c["default"] or None) and not c["generated"]:
+            found.append(
+                Difference(
+                    table,
+                    f"{name}.{c['column']}: default {c['default'] or 'none'} on the source, "
+                    f"{t['default'] or 'none'} on the target",
+                    f"{column} SET DEFAULT {c['default']}" if c["default"] else f"{column} DROP DEFAULT",
+                    "column",
+                )
+            )
+    return found
+
+
+#: The order ferry_schema_watch carries differences in: what the subscription's apply waits for first (a partition
+#: its rows need, a column they carry, a renamed column), then types and defaults, constraints and indexes, and
+#: what the source dropped last.
+ORDER = ("partition", "rename", "column", "type", "constraint", "index", "drop", "other")
+
+
+def in_carrying_order(found: list[Difference]) -> list[Difference]:
+    return sorted(found, key=lambda d: ORDER.index(d.kind) if d.kind in ORDER else len(ORDER))
+
+
+_INTEGERS = ("smallint", "integer", "bigint")
+_SIZED = re.compile(r"^(character varying|numeric)\((\d+)(?:,(\d+))?\)$")
+
+
+def widens(old: str, new: str) -> bool:
+    """Whether changing a column from type ``old`` to ``new`` keeps every value (a widening): a larger integer,
+    ``varchar(n)`` to a longer one or to ``text``, ``numeric(p,s)`` to more digits with the same scale."""
+    if old in _INTEGERS and new in _INTEGERS:
+        return _INTEGERS.index(new) >= _INTEGERS.index(old)
+    if old.startswith("character varying") and new == "text":
+        return True
+    a, b = _SIZED.match(old), _SIZED.match(new)
+    if a and b and a.group(1) == b.group(1):
+        if a.group(1) == "character varying":
+            return int(b.group(2)) >= int(a.group(2))
+        return int(b.group(2)) - int(b.group(3) or 0) >= int(a.group(2)) - int(a.group(3) or 0) and (
+            a.group(3) == b.group(3)
+        )
+    return False
+
+
+def _concurrently(definition: str) -> str:
+    return re.sub(r"^CREATE (UNIQUE )?INDEX ", r"CREATE \1INDEX CONCURRENTLY ", definition)
+
+
+def _indexes(name: str, table: str, source: dict, target: dict) -> list[Difference]:
+    found = []
+    for index, i in sorted(source.items()):
+        t = target.get(index)
+        if t is None:
+            found.append(
+                Difference(
+                    table, f"{name}: index {index} missing on the target", _concurrently(i["definition"]), "index"
+                )
+            )
+        elif t["definition"] != i["definition"]:
+            found.append(
+                Difference(
+                    table,
+                    f"{name}: index {index} is {i['definition']!r} on the source, {t['definition']!r} on the target",
+                    f"DROP INDEX CONCURRENTLY {t['quoted']}; {_concurrently(i['definition'])}",
+                    "index",
+                )
+            )
+    for index, t in sorted(target.items()):
+        if index not in source:
+            found.append(
+                Difference(
+                    table, f"{name}: index {index} only on the target", f"DROP INDEX CONCURRENTLY {t['quoted']}", "drop"
+                )
+            )
+    return found
+
+
+def _add_constraint(table: str, k: dict[str, Any]) -> str:
+    add = f"ALTER TABLE {table} ADD CONSTRAINT {k['quoted']} {k['definition']}"
+    if k["kind"] in ("c", "f"):  # checked without holding the table, then validated
+        return f"{add} NOT VALID; ALTER TABLE {table} VALIDATE CONSTRAINT {k['quoted']}"
+    return add
+
+
+def _constraints(name: str, table: str, source: dict, target: dict) -> list[Difference]:
+    found = []
+    for constraint, k in sorted(source.items()):
+        t = target.get(constraint)
+        if t is None:
+            found.append(
+                Difference(
+                    table,
+                    f"{name}: constraint {constraint} ({k['definition']}) missing on the target",
+                    _add_constraint(table, k),
+                    "constraint",
+                )
+            )
+        elif t["definition"] != k["definition"]:
+            found.append(
+                Difference(
+                    table,
+                    f"{name}: constraint {constraint} is {k['definition']} on the source, {t['definition']} on the target",
+                    f"ALTER TABLE {table} DROP CONSTRAINT {t['quoted']}; {_add_constraint(table, k)}",
+                    "constraint",
+                )
+            )
+    for constraint, t in sorted(target.items()):
+        if constraint not in source:
+            found.append(
+                Difference(
+                    table,
+                    f"{name}: constraint {constraint} ({t['definition']}) only on the target",
+                    f"ALTER TABLE {table} DROP CONSTRAINT {t['quoted']}",
+                    "drop",
+                )
+            )
+    return found
+
+
+def differences(source: Shape, target: Shape) -> tuple[list[str], list[Difference]]:
+    """The tables in scope the target lacks (quoted names), and every other difference of the tables both have,
+    each with the statement that makes the target match."""
+    missing = [q for key, q in sorted(source.tables.items()) if key not in target.tables]
+    found: list[Difference] = []
+    for key, table in sorted(source.tables.items()):
+        if key not in target.tables:
+            continue
+        name = ".".join(key)
+        found += _columns(name, table, source.columns.get(key, []), target.columns.get(key, []))
+        found += _constraints(name, table, source.constraints.get(key, {}), target.constraints.get(key, {}))
+        found += _indexes(name, table, source.indexes.get(key, {}), target.indexes.get(key, {}))
+        have, want = target.partitions.get(table, {}), source.partitions.get(table, {})
+        if not set(have) <= set(want):
+            continue  # the target is partitioned otherwise (check_not_replicated names it): not compared by bounds
+        for bounds, partition in sorted(want.items()):
+            if bounds not in have:
+                found.append(
+                    Difference(
+                        table,
+                        f"{name}: partition {partition} ({bounds}) has no partition of the same bounds on the target: "
+                        "its rows stop the subscription's apply",
+                        f"CREATE TABLE {partition} PARTITION OF {table} {bounds}",
+                        "partition",
+                    )
+                )
+    return missing, found
