@@ -1,10 +1,12 @@
 """
 # ferry_d_day: the cutover
 
-Trigger it on D-day, after `ferry_day_before` completed (it refuses to start otherwise). Three
-human gates (Airflow's Required Actions): go/no-go after the pre-flight, after the data
-comparison, and at the **point of no return** before DNS moves. Until that last gate everything
-is undone by `ferry_rollback`; if a task fails before it, stop and trigger `ferry_rollback`.
+Trigger it on D-day, after `ferry_day_before` completed (it refuses to start otherwise). Human
+gates (Airflow's Required Actions): go/no-go after the pre-flight, before anything changes, and at
+the **point of no return** before DNS moves; no person inside the write freeze (it goes on by itself
+once every table is verified equal) unless the plan sets `thresholds.comparison_gate: person`, which
+adds a gate after the data comparison. Until the last gate everything is undone by `ferry_rollback`;
+if a task fails before it, stop and trigger `ferry_rollback`.
 
 1. `scope`: tables added to the source since week prior are created on the target, published,
    subscribed and copied (each step changes nothing when none was added). `preflight`,
