@@ -206,31 +206,34 @@ def _concurrently(definition: str) -> str:
     return re.sub(r"^CREATE (UNIQUE )?INDEX ", r"CREATE \1INDEX CONCURRENTLY ", definition)
 
 
-def _indexes(name: str, table: str, source: dict, target: dict) -> list[Difference]:
+def _named(name: str, table: str, what: str, source: dict, target: dict, create: Any, drop: Any) -> list[Difference]:
+    """Indexes or constraints (``what``) of one table, by name: missing on the target, defined otherwise there, or
+    only there. ``create`` and ``drop`` give the statement for one of them."""
+
+    def label(object_name: str, row: dict[str, Any]) -> str:
+        return f"{what} {object_name}" + (f" ({row['definition']})" if what == "constraint" else "")
+
     found = []
-    for index, i in sorted(source.items()):
-        t = target.get(index)
-        if t is None:
+    for object_name, row in sorted(source.items()):
+        there = target.get(object_name)
+        if there is None:
             found.append(
-                Difference(
-                    table, f"{name}: index {index} missing on the target", _concurrently(i["definition"]), "index"
-                )
+                Difference(table, f"{name}: {label(object_name, row)} missing on the target", create(row), what)
             )
-        elif t["definition"] != i["definition"]:
+        elif there["definition"] != row["definition"]:
             found.append(
                 Difference(
                     table,
-                    f"{name}: index {index} is {i['definition']!r} on the source, {t['definition']!r} on the target",
-                    f"DROP INDEX CONCURRENTLY {t['quoted']}; {_concurrently(i['definition'])}",
-                    "index",
+                    f"{name}: {what} {object_name} is {row['definition']} on the source, {there['definition']} on the "
+                    "target",
+                    f"{drop(there)}; {create(row)}",
+                    what,
                 )
             )
-    for index, t in sorted(target.items()):
-        if index not in source:
+    for object_name, there in sorted(target.items()):
+        if object_name not in source:
             found.append(
-                Difference(
-                    table, f"{name}: index {index} only on the target", f"DROP INDEX CONCURRENTLY {t['quoted']}", "drop"
-                )
+                Difference(table, f"{name}: {label(object_name, there)} only on the target", drop(there), "drop")
             )
     return found
 
@@ -240,41 +243,6 @@ def _add_constraint(table: str, k: dict[str, Any]) -> str:
     if k["kind"] in ("c", "f"):  # checked without holding the table, then validated
         return f"{add} NOT VALID; ALTER TABLE {table} VALIDATE CONSTRAINT {k['quoted']}"
     return add
-
-
-def _constraints(name: str, table: str, source: dict, target: dict) -> list[Difference]:
-    found = []
-    for constraint, k in sorted(source.items()):
-        t = target.get(constraint)
-        if t is None:
-            found.append(
-                Difference(
-                    table,
-                    f"{name}: constraint {constraint} ({k['definition']}) missing on the target",
-                    _add_constraint(table, k),
-                    "constraint",
-                )
-            )
-        elif t["definition"] != k["definition"]:
-            found.append(
-                Difference(
-                    table,
-                    f"{name}: constraint {constraint} is {k['definition']} on the source, {t['definition']} on the target",
-                    f"ALTER TABLE {table} DROP CONSTRAINT {t['quoted']}; {_add_constraint(table, k)}",
-                    "constraint",
-                )
-            )
-    for constraint, t in sorted(target.items()):
-        if constraint not in source:
-            found.append(
-                Difference(
-                    table,
-                    f"{name}: constraint {constraint} ({t['definition']}) only on the target",
-                    f"ALTER TABLE {table} DROP CONSTRAINT {t['quoted']}",
-                    "drop",
-                )
-            )
-    return found
 
 
 def differences(source: Shape, target: Shape) -> tuple[list[str], list[Difference]]:
@@ -287,8 +255,24 @@ def differences(source: Shape, target: Shape) -> tuple[list[str], list[Differenc
             continue
         name = ".".join(key)
         found += _columns(name, table, source.columns.get(key, []), target.columns.get(key, []))
-        found += _constraints(name, table, source.constraints.get(key, {}), target.constraints.get(key, {}))
-        found += _indexes(name, table, source.indexes.get(key, {}), target.indexes.get(key, {}))
+        found += _named(
+            name,
+            table,
+            "constraint",
+            source.constraints.get(key, {}),
+            target.constraints.get(key, {}),
+            lambda k, table=table: _add_constraint(table, k),
+            lambda k, table=table: f"ALTER TABLE {table} DROP CONSTRAINT {k['quoted']}",
+        )
+        found += _named(
+            name,
+            table,
+            "index",
+            source.indexes.get(key, {}),
+            target.indexes.get(key, {}),
+            lambda i: _concurrently(i["definition"]),
+            lambda i: f"DROP INDEX CONCURRENTLY {i['quoted']}",
+        )
         have, want = target.partitions.get(table, {}), source.partitions.get(table, {})
         if not set(have) <= set(want):
             continue  # the target is partitioned otherwise (check_not_replicated names it): not compared by bounds

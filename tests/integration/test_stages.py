@@ -355,6 +355,19 @@ def stages_to_d_day(capfd, before: dict | None = None, conf: dict | None = None)
     return run, {ti.task_id: ti.state for ti in run.get_task_instances()}, said, [g for g, _ in answerer.answered]
 
 
+def the_service_goes_back_before_the_cutover(stand, target, plan, original) -> None:
+    """After a D-day stopped in its freeze: the subscription is still in place, ferry_rollback succeeds and DNS is
+    as it was (``original``)."""
+    from tests.integration.test_aws_side import records
+
+    assert target.execute(
+        "SELECT count(*) FROM pg_subscription WHERE subname = %s", (plan.subscription,)
+    ).fetchone() == (1,)
+    rolled = run_dag(ROOT_DAGS, "ferry_rollback")
+    assert rolled.state == "success", {ti.task_id: ti.state for ti in rolled.get_task_instances()}
+    assert records(stand) == original
+
+
 @pytest.fixture
 def person_at_comparison(monkeypatch, tmp_path):
     """The stand's plan with ``thresholds.comparison_gate: person``: D-day asks at gate_comparison, inside the
@@ -453,12 +466,7 @@ def test_a_table_created_after_the_tables_were_listed_stops_the_freeze_naming_it
         assert run.state == "failed" and states["compare_changes"] == "failed", states
         assert answered == ["gate_go_no_go"]
         assert "fenced but never compared: public.vouchers" in said
-        assert target.execute(
-            "SELECT count(*) FROM pg_subscription WHERE subname = %s", (plan.subscription,)
-        ).fetchone() == (1,)
-        rolled = run_dag(ROOT_DAGS, "ferry_rollback")
-        assert rolled.state == "success", {ti.task_id: ti.state for ti in rolled.get_task_instances()}
-        assert records(stand) == original
+        the_service_goes_back_before_the_cutover(stand, target, plan, original)
     finally:
         source.execute("DROP TABLE IF EXISTS vouchers")
         give_the_stand_back(stand)
@@ -486,12 +494,7 @@ def test_with_no_person_at_the_comparison_a_narrowed_comparison_stops_the_freeze
             os.environ["FERRY_REPORT_DIR"], "compare", f"ferry_d_day__{re.sub(r'[^A-Za-z0-9_.-]', '_', run.run_id)}.md"
         ).read_text()
         assert "**Not everything was verified:**" in narrowed
-        assert target.execute(
-            "SELECT count(*) FROM pg_subscription WHERE subname = %s", (plan.subscription,)
-        ).fetchone() == (1,)
-        rolled = run_dag(ROOT_DAGS, "ferry_rollback")
-        assert rolled.state == "success", {ti.task_id: ti.state for ti in rolled.get_task_instances()}
-        assert records(stand) == original
+        the_service_goes_back_before_the_cutover(stand, target, plan, original)
     finally:
         give_the_stand_back(stand)
 

@@ -12,6 +12,7 @@ from ferry.checks.schema import schema_differences
 from ferry.hooks.postgres import ClientProgramError
 from ferry.ledger import Action, Target, latest, switched_to_new_side
 from ferry.operators.base import FerryOperator
+from ferry.schemas import in_carrying_order
 
 
 class ReplicationCopySchemaOperator(FerryOperator):
@@ -148,8 +149,6 @@ class ReplicationCarrySchemaOperator(FerryOperator):
     """
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from ferry.schemas import in_carrying_order
-
         plan = self.plan
         if self.target.get_subscription_status(plan.subscription) is None:
             self.log.info(
