@@ -18,11 +18,12 @@ export AWS_EC2_METADATA_DISABLED := true
 export FERRY_STAND_DIR ?= /tmp/ferry-stand
 STAND_ENV := $(FERRY_STAND_DIR)/stand.env
 
-.PHONY: help deps apt test lint rehearsal rehearsal-rollback rehearsal-rollback-late airflow stand-up stand-down stand-env stand-status load-start load-stop clean bench-venv bench-compare bench-s3sync bench-webhooks bench-cutover
+.PHONY: help deps apt test lint rehearsal rehearsal-ddl rehearsal-rollback rehearsal-rollback-late airflow stand-up stand-down stand-env stand-status load-start load-stop clean bench-venv bench-compare bench-s3sync bench-webhooks bench-cutover
 
 help:
 	@echo "make rehearsal    bring the stand up and rehearse the migration on it (installs what it needs)"
 	@echo "make test         ruff and pytest (installs what it needs; the tests start their own stand)"
+	@echo "make rehearsal-ddl    the rehearsal with a release of migrations shipped during the replication window"
 	@echo "make rehearsal-rollback   D-day with a planted divergence, stopped by the comparison, then ferry_rollback"
 	@echo "make rehearsal-rollback-late   the migration, writes on the new side, then ferry_rollback_after_cutover"
 	@echo "make airflow      Airflow UI and scheduler on http://127.0.0.1:8080, wired to the stand"
@@ -89,6 +90,13 @@ rehearsal: deps
 	$(PY) -m stand down
 	$(PY) -m stand up
 	set -a; . $(STAND_ENV); set +a; PATH=$(VENV)/bin:$$PATH $(PY) include/rehearsal.py
+
+# The application ships a release of migrations during the replication window (a column, an index, a table, a
+# partition, a rename, a drop, a widening), the write load on: ferry_schema_watch carries each; nothing is lost.
+rehearsal-ddl: deps
+	$(PY) -m stand down
+	$(PY) -m stand up
+	set -a; . $(STAND_ENV); set +a; PATH=$(VENV)/bin:$$PATH $(PY) include/rehearsal.py --ddl
 
 # D-day with a divergence planted on the target: the comparison stops it, ferry_rollback restores the old side.
 rehearsal-rollback: deps

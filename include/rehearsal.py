@@ -193,8 +193,10 @@ def live_stand(folder: Path, after_switch: str):
         deployment.stop()
 
 
-def migrate(folder: Path, stages: list[str] = STAGES) -> dict:
-    """Run ``stages`` on the live stand; return what happened (stage timings, webhooks, the D-day report)."""
+def migrate(folder: Path, stages: list[str] = STAGES, after_week_prior=None) -> dict:
+    """Run ``stages`` on the live stand; return what happened (stage timings, webhooks, the D-day report).
+    ``after_week_prior`` (default :func:`add_table_after_week_prior`) runs once ferry_week_prior succeeded, with
+    the load on, and returns the lines it has to say."""
     from stand.control import load_stats
     from stand.core import Stand
 
@@ -207,7 +209,8 @@ def migrate(folder: Path, stages: list[str] = STAGES) -> dict:
             if not runs[-1].passed:
                 break
             if dag_id == "ferry_week_prior":
-                print(f"  {add_table_after_week_prior()}", flush=True)
+                for line in (after_week_prior or add_table_after_week_prior)():
+                    print(f"  {line}", flush=True)
         time.sleep(1)
     delivered = received_ids(stand)
     d_day = sorted((folder / "reports" / "d_day").glob("*.json")) if (folder / "reports" / "d_day").exists() else []
@@ -225,6 +228,8 @@ def migrate(folder: Path, stages: list[str] = STAGES) -> dict:
 
 
 def main() -> int:
+    if "--ddl" in sys.argv:
+        return rehearse_ddl()
     if "--rollback" in sys.argv:
         return rehearse_rollback()
     if "--rollback-late" in sys.argv:
@@ -241,7 +246,8 @@ def summary(result: dict, folder: Path) -> tuple[list[str], bool]:
     """What the rehearsal did, whatever happened: the reports written, the state of both sides, what was compared
     (rows and large objects the target lacks or holds otherwise), the write load, the webhooks, D-day's freeze;
     each stage that failed with the tasks that failed and their errors. A part that cannot be read (a side down)
-    says so and the rest is still printed. Returns the lines and whether the rehearsal passed."""
+    says so and the rest is still printed. Returns the lines and whether the rehearsal passed; sets
+    ``result["rows_lost"]`` (None when not compared)."""
     lines = ["", "Reports:"]
     reports = (folder / "reports").rglob("*.md") if (folder / "reports").exists() else []
     for report in sorted(reports, key=lambda p: p.stat().st_mtime):
@@ -269,6 +275,7 @@ def summary(result: dict, folder: Path) -> tuple[list[str], bool]:
             None,
             f"not compared: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
         )
+    result["rows_lost"] = rows_lost
     lines += [
         "",
         f"  write load: {stats.get('committed', 0)} writes committed, {stats.get('refused', 0)} refused by the fence",
@@ -438,7 +445,7 @@ def rehearse_rollback() -> int:
     return 0 if ok else 1
 
 
-def add_table_after_week_prior() -> str:
+def add_table_after_week_prior() -> list[str]:
     """A table the application gains after week prior (a migration deployed meanwhile): D-day must bring it in."""
     _, source, _ = plan_and_sides()
     with source.session() as conn:
@@ -447,7 +454,163 @@ def add_table_after_week_prior() -> str:
         conn.execute(
             "INSERT INTO gift_cards SELECT 'G' || i, i * 100 FROM generate_series(1, 500) i ON CONFLICT DO NOTHING"
         )
-    return "created public.gift_cards (500 rows) on the source after week prior: D-day's scope step must bring it in"
+    return ["created public.gift_cards (500 rows) on the source after week prior: D-day's scope step must bring it in"]
+
+
+class Migration(NamedTuple):
+    """One migration of the release the DDL rehearsal ships during the replication window."""
+
+    what: str
+    ddl: list[str]
+    carried: str  # on the target: true once the change is there
+    write: str | None = None  # on the source, after every migration ran
+    arrived: str | None = None  # on the target: true once the write is there
+
+
+RELEASE = [
+    Migration(
+        "add a column with a default, and write it",
+        ["ALTER TABLE customers ADD COLUMN tier text NOT NULL DEFAULT 'free'"],
+        "SELECT count(*) = 1 FROM pg_attribute WHERE attrelid = 'customers'::regclass AND attname = 'tier'",
+        "INSERT INTO customers (email, name, country, tier) VALUES ('ddl-tier@example.com', 'T', 'FR', 'gold')",
+        "SELECT count(*) = 1 FROM customers WHERE email = 'ddl-tier@example.com' AND tier = 'gold'",
+    ),
+    Migration(
+        "create an index",
+        ["CREATE INDEX CONCURRENTLY events_kind_idx ON events (kind)"],
+        "SELECT count(*) = 1 FROM pg_indexes WHERE indexname = 'events_kind_idx'",
+    ),
+    Migration(
+        "create a table and write to it",
+        [
+            "CREATE TABLE coupons (id bigserial PRIMARY KEY, code text NOT NULL UNIQUE, percent integer NOT NULL)",
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON coupons TO saas_app",
+            "GRANT USAGE ON SEQUENCE coupons_id_seq TO saas_app",
+        ],
+        "SELECT to_regclass('public.coupons') IS NOT NULL",
+        "INSERT INTO coupons (code, percent) SELECT 'C' || i, 10 + i % 40 FROM generate_series(1, 200) i",
+        "SELECT to_regclass('public.coupons') IS NOT NULL AND (SELECT count(*) FROM coupons) = 200",
+    ),
+    Migration(
+        "add next year's partition and write into it",
+        [
+            "CREATE TABLE usage_records_2028 PARTITION OF usage_records "
+            "FOR VALUES FROM ('2028-01-01 00:00+00') TO ('2029-01-01 00:00+00')"
+        ],
+        "SELECT to_regclass('public.usage_records_2028') IS NOT NULL",
+        "INSERT INTO usage_records (customer_id, recorded_at, units) VALUES (1, '2028-01-01 12:00+00', 5)",
+        "SELECT count(*) = 1 FROM usage_records WHERE recorded_at = '2028-01-01 12:00+00'",
+    ),
+    Migration(
+        "rename a column",
+        ["ALTER TABLE subscriptions RENAME COLUMN canceled_at TO cancelled_at"],
+        "SELECT count(*) = 1 FROM pg_attribute WHERE attrelid = 'subscriptions'::regclass AND attname = 'cancelled_at'",
+        "UPDATE subscriptions SET cancelled_at = '2026-12-01 00:00+00' WHERE id = 1",
+        "SELECT count(*) = 1 FROM subscriptions WHERE id = 1 AND cancelled_at = '2026-12-01 00:00+00'",
+    ),
+    Migration(
+        "drop a column",
+        ["ALTER TABLE events DROP COLUMN occurred_at"],
+        "SELECT count(*) = 0 FROM pg_attribute WHERE attrelid = 'events'::regclass AND attname = 'occurred_at' "
+        "AND NOT attisdropped",
+    ),
+    Migration(
+        "widen an integer to bigint",
+        ["ALTER TABLE usage_records ALTER COLUMN units TYPE bigint"],
+        "SELECT format_type(atttypid, atttypmod) = 'bigint' FROM pg_attribute "
+        "WHERE attrelid = 'usage_records'::regclass AND attname = 'units'",
+        "INSERT INTO usage_records (customer_id, recorded_at, units) VALUES (2, '2028-02-01 00:00+00', 5000000000)",
+        "SELECT count(*) = 1 FROM usage_records WHERE units = 5000000000",
+    ),
+]
+
+
+def ship_release(figures: dict) -> list[str]:
+    """The application's release during the replication window, the write load on: every migration of
+    :data:`RELEASE` run on the source (as the application's migrations run, with Ferry's login, which owns the
+    tables), then a write needing each. Waits until every change is on the target and every write arrived
+    (``ferry_schema_watch`` carries them), measuring how long each write waited; fills ``figures``."""
+    from ferry.checks.schema import schema_differences
+
+    plan, source, target = plan_and_sides()
+    interval = plan.replication.ddl_watch_interval_s
+    lines = [f"shipping a release of {len(RELEASE)} migrations on the source (ferry_schema_watch every {interval} s):"]
+    with source.session() as conn:
+        for migration in RELEASE:
+            for statement in migration.ddl:
+                conn.execute(statement)
+        written = {}
+        for migration in RELEASE:
+            if migration.write:
+                conn.execute(migration.write)
+                written[migration.what] = time.monotonic()
+    lines += [f"  {m.what}: {'; '.join(m.ddl)}" for m in RELEASE]
+    stalls: dict[str, float] = {}
+    deadline = time.monotonic() + 2 * interval + 120
+    with target.session() as conn:
+        while time.monotonic() < deadline:
+            for migration in RELEASE:
+                if migration.what in written and migration.what not in stalls:
+                    try:
+                        there = conn.execute(migration.arrived).fetchone()[0]
+                    except Exception:  # noqa: BLE001 (the table or column is not on the target yet)
+                        there = False
+                    if there:
+                        stalls[migration.what] = time.monotonic() - written[migration.what]
+            carried = [m for m in RELEASE if conn.execute(m.carried).fetchone()[0]]
+            if len(stalls) == len(written) and len(carried) == len(RELEASE):
+                break
+            time.sleep(0.5)
+    found = schema_differences(plan)
+    equal = not found.fixes and not found.missing
+    figures.update(
+        ddl_changes=len(RELEASE),
+        carried=len(carried),
+        longest_apply_stall_s=round(max(stalls.values()), 1) if stalls else None,
+        stall_limit_s=interval + 10,
+        arrived=len(stalls),
+        written=len(written),
+        schemas_equal=equal,
+    )
+    for migration in RELEASE:
+        waited = stalls.get(migration.what)
+        state = "carried" if migration in carried else "NOT carried"
+        if migration.what in written:
+            state += f", its write arrived after {waited:.1f} s" if waited is not None else ", its write NEVER arrived"
+        lines.append(f"  {migration.what}: {state}")
+    lines.append(
+        "schemas of the tables in scope equal on both sides"
+        if equal
+        else "schemas still differ: " + "; ".join([*found.other, *found.missing])
+    )
+    return lines
+
+
+def rehearse_ddl() -> int:
+    """The migration with the application shipping a release during the replication window (``make
+    rehearsal-ddl``): after ferry_week_prior, :func:`ship_release`; then the day before and D-day. Every change
+    must be carried, every write arrive within the watch's interval plus 10 s, the schemas be equal, and no row be
+    lost."""
+    folder = rehearsal_folder("-ddl")
+    print(f"DDL rehearsal with plan {os.environ['FERRY_PLAN']}; logs and reports in {folder}")
+    figures: dict = {}
+    result = migrate(folder, after_week_prior=lambda: ship_release(figures))
+    lines, ok = summary(result, folder)
+    print("\n".join(lines))
+    stall, lost_rows = figures.get("longest_apply_stall_s"), result["rows_lost"]
+    ddl_ok = (
+        ok
+        and figures.get("carried") == len(RELEASE)
+        and figures.get("arrived") == figures.get("written")
+        and figures.get("schemas_equal")
+        and stall is not None
+        and stall <= figures["stall_limit_s"]
+    )
+    print(
+        f"ddl_changes={figures.get('ddl_changes', len(RELEASE))} carried={figures.get('carried', 0)} "
+        f"longest_apply_stall_s={stall} lost_rows={lost_rows} ok={'yes' if ddl_ok else 'no'}"
+    )
+    return 0 if ddl_ok else 1
 
 
 def received_ids(stand, app: str = "new_app") -> set[str]:

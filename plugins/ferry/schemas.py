@@ -26,19 +26,22 @@ from ferry.plan import Plan, in_scope
 class Difference:
     """One way the target's schema differs from the source's."""
 
-    table: str  # quoted, schema-qualified
+    table: str  # the table, quoted and schema-qualified (or the function, view or extension)
     what: str  # what differs, in words
     fix: str  # the statement(s) to run on the target, in order, separated by "; "
-    kind: str = "other"  # what it changes: partition, column, rename, type, constraint, index, drop
+    kind: str = "other"  # what it changes: one of ORDER
     unsafe: str = ""  # why ferry_schema_watch does not run the fix by itself ("" when it does)
+    warning: str = ""  # what carrying it leaves for a person to check
+    stops_apply: bool = False  # the subscription's apply stops at the first row that needs the fix
+    steps: tuple[str, ...] = ()  # the fix's statements when one holds "; " (a DO block)
 
     @property
     def statements(self) -> list[str]:
         """The fix, one statement each (``CONCURRENTLY`` cannot share a statement string with another)."""
-        return [part for part in self.fix.split("; ") if part]
+        return list(self.steps) or [part for part in self.fix.split("; ") if part]
 
     def finding(self) -> str:
-        return f"{self.what}; on the target: {self.fix}"
+        return f"{self.what}; on the target: {self.fix}" + (f" (beware: {self.warning})" if self.warning else "")
 
 
 @dataclass
@@ -50,9 +53,13 @@ class Shape:
     indexes: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
     constraints: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
     partitions: dict[str, dict[str, str]] = field(default_factory=dict)  # root -> bounds -> partition
+    triggers: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
+    functions: dict[str, dict[str, Any]] = field(default_factory=dict)  # signature -> row
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)  # quoted name -> row
+    extensions: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> row
 
 
-CATALOGS = ("tables", "columns", "indexes", "constraints", "partitions")
+CATALOGS = ("tables", "columns", "indexes", "constraints", "partitions", "triggers", "functions", "views", "extensions")
 
 
 def read_catalogs(hook: Any, schemas: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -85,10 +92,17 @@ def read_shape(plan: Plan, hook: Any, scope: set[tuple[str, str]] | None = None)
     for k in found["constraints"]:
         if (k["schema"], k["table"]) in shape.tables:
             shape.constraints.setdefault((k["schema"], k["table"]), {})[k["constraint"]] = k
+    for t in found["triggers"]:
+        if (t["schema"], t["table"]) in shape.tables:
+            shape.triggers.setdefault((t["schema"], t["table"]), {})[t["trigger"]] = t
     roots = set(shape.tables.values())
     for p in found["partitions"]:
         if p["root"] in roots:
             shape.partitions.setdefault(p["root"], {})[p["bounds"]] = p["partition"]
+    # Functions and views of the plan's schemas, whichever tables they read; the extensions installed there.
+    shape.functions = {f["signature"]: f for f in found["functions"]}
+    shape.views = {v["qualified"]: v for v in found["views"]}
+    shape.extensions = {e["name"]: e for e in found["extensions"] if e["schema"] in plan.replication.schemas}
     return shape
 
 
@@ -114,6 +128,7 @@ def _columns(name: str, table: str, source: list[dict], target: list[dict]) -> l
                     f"{name}.{new['column']} ({new['type']}): renamed on the source from {old['column']}",
                     f"ALTER TABLE {table} RENAME COLUMN {old['quoted']} TO {new['quoted']}",
                     "rename",
+                    stops_apply=True,
                 )
             )
             on_target[new["column"]] = {**old, "column": new["column"], "quoted": new["quoted"]}
@@ -121,16 +136,24 @@ def _columns(name: str, table: str, source: list[dict], target: list[dict]) -> l
     for c in added:
         found.append(
             Difference(
-                table, f"{name}.{c['column']} ({c['type']}): missing on the target", _add_column(table, c), "column"
+                table,
+                f"{name}.{c['column']} ({c['type']}): missing on the target",
+                _add_column(table, c),
+                "column",
+                warning=computed_default_warning(name, c),
+                stops_apply=True,
             )
         )
     for c in dropped:
+        stops = c["not_null"] and c["default"] is None and not c["generated"]
         found.append(
             Difference(
                 table,
-                f"{name}.{c['column']}: only on the target",
+                f"{name}.{c['column']}: only on the target"
+                + (" (NOT NULL without a default: the source's new rows fail there)" if stops else ""),
                 f"ALTER TABLE {table} DROP COLUMN {c['quoted']}",
-                "drop",
+                "drop column",
+                stops_apply=stops,
             )
         )
     for c in source:
@@ -171,10 +194,47 @@ def _columns(name: str, table: str, source: list[dict], target: list[dict]) -> l
     return found
 
 
+def relaxed(dropped: Difference) -> Difference:
+    """For a column the source dropped that the target holds NOT NULL without a default (the source's new rows
+    fail there): the target's column made nullable, until the drop itself can be carried."""
+    statement = dropped.fix.replace(" DROP COLUMN ", " ALTER COLUMN ", 1) + " DROP NOT NULL"
+    return Difference(dropped.table, f"{dropped.what}: made nullable until it is dropped", statement, "column")
+
+
+def computed_default_warning(name: str, column: dict[str, Any]) -> str:
+    """For a column added with a default that calls a function (``now()``, ``gen_random_uuid()``, ``nextval``):
+    the values the rows the target already holds get from it there differ from the source's."""
+    default = column["default"]
+    if default is None or column["generated"] or "(" not in re.sub(r"'(?:[^']|'')*'", "", default):
+        return ""
+    return (
+        f"{name}.{column['column']}'s default {default} is computed: the rows the source held when the column was "
+        "added got their values there, the rows the target holds get others from it here. D-day's comparison names "
+        f"those rows; copy the source's values of {column['column']} into them before D-day (or re-copy the table)"
+    )
+
+
 #: The order ferry_schema_watch carries differences in: what the subscription's apply waits for first (a partition
 #: its rows need, a column they carry, a renamed column), then types and defaults, constraints and indexes, and
 #: what the source dropped last.
-ORDER = ("partition", "rename", "column", "type", "constraint", "index", "drop", "other")
+ORDER = (
+    "extension",
+    "function",
+    "partition",
+    "rename",
+    "column",
+    "type",
+    "constraint",
+    "index",
+    "trigger",
+    "view",
+    "drop view",
+    "drop trigger",
+    "drop",
+    "drop column",
+    "drop function",
+    "other",
+)
 
 
 def in_carrying_order(found: list[Difference]) -> list[Difference]:
@@ -207,8 +267,8 @@ def _concurrently(definition: str) -> str:
 
 
 def _named(name: str, table: str, what: str, source: dict, target: dict, create: Any, drop: Any) -> list[Difference]:
-    """Indexes or constraints (``what``) of one table, by name: missing on the target, defined otherwise there, or
-    only there. ``create`` and ``drop`` give the statement for one of them."""
+    """Indexes, constraints or triggers (``what``) of one table, by name: missing on the target, defined otherwise
+    there, or only there. ``create`` and ``drop`` give the statement for one of them."""
 
     def label(object_name: str, row: dict[str, Any]) -> str:
         return f"{what} {object_name}" + (f" ({row['definition']})" if what == "constraint" else "")
@@ -233,7 +293,12 @@ def _named(name: str, table: str, what: str, source: dict, target: dict, create:
     for object_name, there in sorted(target.items()):
         if object_name not in source:
             found.append(
-                Difference(table, f"{name}: {label(object_name, there)} only on the target", drop(there), "drop")
+                Difference(
+                    table,
+                    f"{name}: {label(object_name, there)} only on the target",
+                    drop(there),
+                    "drop trigger" if what == "trigger" else "drop",
+                )
             )
     return found
 
@@ -273,18 +338,135 @@ def differences(source: Shape, target: Shape) -> tuple[list[str], list[Differenc
             lambda i: _concurrently(i["definition"]),
             lambda i: f"DROP INDEX CONCURRENTLY {i['quoted']}",
         )
+        found += _named(
+            name,
+            table,
+            "trigger",
+            source.triggers.get(key, {}),
+            target.triggers.get(key, {}),
+            lambda t: t["definition"],
+            lambda t, table=table: f"DROP TRIGGER {t['quoted']} ON {table}",
+        )
         have, want = target.partitions.get(table, {}), source.partitions.get(table, {})
         if not set(have) <= set(want):
             continue  # the target is partitioned otherwise (check_not_replicated names it): not compared by bounds
         for bounds, partition in sorted(want.items()):
             if bounds not in have:
                 found.append(
-                    Difference(
-                        table,
-                        f"{name}: partition {partition} ({bounds}) has no partition of the same bounds on the target: "
-                        "its rows stop the subscription's apply",
-                        f"CREATE TABLE {partition} PARTITION OF {table} {bounds}",
-                        "partition",
-                    )
+                    _add_partition(name, table, partition, bounds, have.get("DEFAULT"), target.columns.get(key, []))
                 )
-    return missing, found
+    return missing, found + _schema_objects(source, target)
+
+
+def _whole(name: str, what: str, statement: str, kind: str) -> Difference:
+    """A difference of ``name`` fixed by one statement that may hold "; " itself (a function's body, a view's
+    query)."""
+    return Difference(name, what, statement, kind, steps=(statement,))
+
+
+def _view(v: dict[str, Any]) -> str:
+    query = v["definition"].strip().rstrip(";")
+    if v["materialized"]:  # its rows come from D-day's refresh, as with the schema copy's
+        return f"CREATE MATERIALIZED VIEW {v['qualified']} AS {query} WITH NO DATA"
+    return f"CREATE OR REPLACE VIEW {v['qualified']} AS {query}"
+
+
+def _schema_objects(source: Shape, target: Shape) -> list[Difference]:
+    """Extensions, functions and views of the plan's schemas: missing on the target, defined otherwise, or only
+    there."""
+    found = [
+        Difference(
+            "",
+            f"extension {name} (in schema {e['schema']}): missing on the target",
+            f'CREATE EXTENSION IF NOT EXISTS "{name}" SCHEMA "{e["schema"]}"',
+            "extension",
+        )
+        for name, e in sorted(source.extensions.items())
+        if name not in target.extensions
+    ]
+    for signature, f in sorted(source.functions.items()):
+        there = target.functions.get(signature)
+        if there is None or there["definition"] != f["definition"]:
+            state = "missing on the target" if there is None else "defined otherwise on the target"
+            found.append(
+                _whole(signature, f"{f['kind'].lower()} {signature}: {state}", f["definition"].strip(), "function")
+            )
+    for signature, f in sorted(target.functions.items()):
+        if signature not in source.functions:
+            drop = f"DROP {f['kind']} {signature}"
+            found.append(
+                Difference(signature, f"{f['kind'].lower()} {signature}: only on the target", drop, "drop function")
+            )
+    for name, v in sorted(source.views.items()):
+        there = target.views.get(name)
+        kind = "materialized view" if v["materialized"] else "view"
+        if there is None:
+            found.append(_whole(name, f"{kind} {name}: missing on the target", _view(v), "view"))
+        elif there["definition"] != v["definition"] or there["materialized"] != v["materialized"]:
+            statements: tuple[str, ...] = (_view(v),)
+            if v["materialized"] or there["materialized"]:
+                statements = (f"DROP {'MATERIALIZED VIEW' if there['materialized'] else 'VIEW'} {name}", _view(v))
+            found.append(
+                Difference(
+                    "",
+                    f"{kind} {name}: defined otherwise on the target",
+                    "; ".join(statements),
+                    "view",
+                    steps=statements,
+                )
+            )
+    for name, v in sorted(target.views.items()):
+        if name not in source.views:
+            kind = "MATERIALIZED VIEW" if v["materialized"] else "VIEW"
+            found.append(
+                Difference(name, f"{kind.lower()} {name}: only on the target", f"DROP {kind} {name}", "drop view")
+            )
+    return found
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _add_partition(
+    name: str, table: str, partition: str, bounds: str, default: str | None, columns: list[dict[str, Any]]
+) -> Difference:
+    """A partition the target lacks. Without a default partition there, the rows of its bounds stop the
+    subscription's apply until it exists. With one, they went there meanwhile, and PostgreSQL refuses to create
+    the partition while the default holds rows of its bounds: in one transaction the default is detached, the
+    partition created, those rows moved into it through the root (the partition's own constraint selects them)
+    and the default attached again."""
+    create = f"CREATE TABLE {partition} PARTITION OF {table} {bounds}"
+    if default is None:
+        return Difference(
+            table,
+            f"{name}: partition {partition} ({bounds}) has no partition of the same bounds on the target: its rows "
+            "stop the subscription's apply",
+            create,
+            "partition",
+            stops_apply=True,
+        )
+    names = ", ".join(c["quoted"] for c in columns if not c["generated"])
+    # Names read from the catalogs, quoted by quote_ident, and as literals here.
+    move = (
+        "DO $ferry$BEGIN EXECUTE format('WITH moved AS (DELETE FROM %s WHERE %s RETURNING %s) "  # noqa: S608
+        "INSERT INTO %s (%s) SELECT %s FROM moved', "
+        f"{_literal(default)}, pg_get_partition_constraintdef({_literal(partition)}::regclass), {_literal(names)}, "
+        f"{_literal(table)}, {_literal(names)}, {_literal(names)}); END$ferry$"
+    )
+    steps = (
+        "BEGIN",
+        f"ALTER TABLE {table} DETACH PARTITION {default}",
+        create,
+        move,
+        f"ALTER TABLE {table} ATTACH PARTITION {default} DEFAULT",
+        "COMMIT",
+    )
+    return Difference(
+        table,
+        f"{name}: partition {partition} ({bounds}) has no partition of the same bounds on the target: its rows go to "
+        f"the default partition {default} there meanwhile",
+        "; ".join(steps),
+        "partition",
+        steps=steps,
+    )

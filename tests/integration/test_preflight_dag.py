@@ -338,11 +338,25 @@ def test_schema_drift_names_each_difference_with_the_statement_that_fixes_it(sta
         "events_customer_id_idx ON public.events USING btree (customer_id)",
         "public.invoices: constraint amount_positive (CHECK ((amount >= (0)::numeric))) only on the target": "ALTER "
         "TABLE public.invoices DROP CONSTRAINT amount_positive",
+        # The target's default partition takes those rows meanwhile: the fix moves them into the new partition.
         "public.usage_records: partition public.usage_records_2026 (FOR VALUES FROM ('2026-01-01 00:00:00+00') TO "
-        "('2027-01-01 00:00:00+00')) has no partition of the same bounds on the target: its rows stop the "
-        "subscription's apply": "CREATE TABLE public.usage_records_2026 PARTITION OF public.usage_records FOR "
-        "VALUES FROM ('2026-01-01 00:00:00+00') TO ('2027-01-01 00:00:00+00')",
+        "('2027-01-01 00:00:00+00')) has no partition of the same bounds on the target: its rows go to the default "
+        "partition public.usage_records_later there meanwhile": fixes[
+            "public.usage_records: partition "
+            "public.usage_records_2026 (FOR VALUES FROM ('2026-01-01 00:00:00+00') TO ('2027-01-01 00:00:00+00')) has "
+            "no partition of the same bounds on the target: its rows go to the default partition "
+            "public.usage_records_later there meanwhile"
+        ],
     }, found.findings
+    moved = [f for f in fixes.values() if "DETACH PARTITION" in f][0]
+    assert moved.startswith(
+        "BEGIN; ALTER TABLE public.usage_records DETACH PARTITION public.usage_records_later; CREATE TABLE "
+        "public.usage_records_2026 PARTITION OF public.usage_records FOR VALUES FROM ('2026-01-01 00:00:00+00') TO "
+        "('2027-01-01 00:00:00+00'); DO $ferry$"
+    ), moved
+    assert moved.endswith(
+        "; ALTER TABLE public.usage_records ATTACH PARTITION public.usage_records_later DEFAULT; COMMIT"
+    )
     assert "in the order listed" in found.remedy
     from ferry.checks.schema import schema_differences
 
@@ -352,6 +366,69 @@ def test_schema_drift_names_each_difference_with_the_statement_that_fixes_it(sta
                 target.execute(statement)
     found = check_schema_drift(plan)
     assert found.status == "pass", found.findings
+
+
+def test_schema_drift_compares_functions_triggers_views_and_extensions(stand, source, target, target_schema):
+    """What the tables use besides their columns: a trigger and its function added on the source (a migration), a
+    view only on the target, the materialized view and an extension missing there. Each is named with its
+    statement, in the order that works (extension and function before the trigger; the view dropped before the
+    function it reads); run on the target, they make the schemas equal."""
+    from ferry.checks.schema import schema_differences
+    from ferry.preflight import check_schema_drift
+    from ferry.schemas import in_carrying_order
+    from tests.integration.conftest import as_ferry
+
+    plan = load_plan()
+    try:
+        with as_ferry(source, "source"):
+            source.execute(
+                "CREATE FUNCTION stamp_updated_at() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$BEGIN NEW.updated_at := now(); RETURN NEW; END$$"
+            )
+            source.execute(
+                "CREATE TRIGGER customers_stamp BEFORE UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION "
+                "stamp_updated_at()"
+            )
+        with as_ferry(target, "target"):
+            target.execute(
+                "CREATE FUNCTION cents(numeric) RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT ($1 * 100)::bigint'"
+            )
+            target.execute("CREATE VIEW invoice_cents AS SELECT id, cents(amount) AS cents FROM invoices")
+            target.execute("DROP MATERIALIZED VIEW customer_revenue")
+        target.execute("DROP EXTENSION citext CASCADE")  # documents.filename goes with it
+        found = check_schema_drift(plan)
+        assert found.status == "fail", found
+        said = [f.split("; on the target: ")[0] for f in found.findings]
+        for expected in (
+            "extension citext (in schema public): missing on the target",
+            "function public.stamp_updated_at(): missing on the target",
+            "public.customers: trigger customers_stamp missing on the target",
+            "materialized view public.customer_revenue: missing on the target",
+            "view public.invoice_cents: only on the target",
+            "function public.cents(numeric): only on the target",
+            "public.documents.filename (citext): missing on the target",
+        ):
+            assert expected in said, found.findings
+        order = [d.what for d in in_carrying_order(schema_differences(plan).fixes)]
+        assert order.index("extension citext (in schema public): missing on the target") < order.index(
+            "public.documents.filename (citext): missing on the target"
+        )
+        assert order.index("function public.stamp_updated_at(): missing on the target") < order.index(
+            "public.customers: trigger customers_stamp missing on the target"
+        )
+        assert order.index("view public.invoice_cents: only on the target") < order.index(
+            "function public.cents(numeric): only on the target"
+        )
+        with as_ferry(target, "target"):
+            for difference in in_carrying_order(schema_differences(plan).fixes):
+                for statement in difference.statements:
+                    target.execute(statement)
+        found = check_schema_drift(plan)
+        assert found.status == "pass", found.findings
+    finally:
+        with as_ferry(source, "source"):
+            source.execute("DROP TRIGGER IF EXISTS customers_stamp ON customers")
+            source.execute("DROP FUNCTION IF EXISTS stamp_updated_at()")
 
 
 def test_after_the_cutover_the_drift_check_names_what_the_reverse_replication_would_not_carry(

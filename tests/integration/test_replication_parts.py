@@ -809,3 +809,89 @@ def test_the_schema_watch_carries_the_sources_migrations_and_the_apply_resumes(
             source.execute("DROP INDEX IF EXISTS customers_created_at_idx")
             source.execute("ALTER TABLE invoices ALTER COLUMN tax TYPE numeric(12, 4)")
         source.execute("DELETE FROM customers WHERE email IN ('ddl@example.com', 'ddl2@example.com')")
+
+
+def test_the_schema_watch_brings_new_tables_and_a_partition_whose_rows_went_to_the_default(
+    stand, source, target, replicating, hooks, capfd
+):
+    """A release during the window: a table created on the source and written, next year's partition added (the
+    target's default partition takes its first row meanwhile: PostgreSQL would refuse to create the partition
+    there), a column added and written (the apply stops). The day-before pre-flight names the column as the
+    apply's cause, with its statement. ferry_schema_watch carries the column, creates the partition moving the
+    row out of the default, creates, publishes and subscribes the new table (in the ledger): every row arrives."""
+    from ferry.ledger import Action
+    from ferry.plan import in_scope
+    from ferry.preflight import check_replication_health, check_schema_drift
+
+    plan = replicating
+    src, tgt = hooks
+    root_dags = Path(__file__).parents[2] / "dags"
+    # The whole scope replicating, as after ferry_week_prior (the fixture publishes part of it).
+    src.create_publication(plan.publication, [t["qualified"] for t in in_scope(plan, src.get_tables(["public"]))])
+    tgt.refresh_subscription(plan.subscription)
+
+    def count(conn: psycopg.Connection, query: str) -> int:
+        return conn.execute(query).fetchone()[0]
+
+    def wait_for(what: str, done) -> None:
+        deadline = time.monotonic() + 90
+        while not done():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.5)
+
+    wait_for("the initial copy", lambda: all(t["state"] == "r" for t in tgt.get_subscription_tables(plan.subscription)))
+    in_2028 = "SELECT count(*) FROM {} WHERE recorded_at >= '2028-01-01 00:00+00'"
+    try:
+        with as_ferry(source, "source"):
+            source.execute(
+                "CREATE TABLE usage_records_2028 PARTITION OF usage_records "
+                "FOR VALUES FROM ('2028-01-01 00:00+00') TO ('2029-01-01 00:00+00')"
+            )
+            source.execute("CREATE TABLE coupons (id bigserial PRIMARY KEY, code text NOT NULL UNIQUE)")
+            source.execute("INSERT INTO coupons (code) SELECT 'C' || i FROM generate_series(1, 50) i")
+        source.execute("INSERT INTO usage_records VALUES (1, '2028-03-01 00:00+00', 7)")
+        wait_for("the 2028 row in the target's default", lambda: count(target, in_2028.format("usage_records_later")))
+        with as_ferry(source, "source"):
+            source.execute("ALTER TABLE customers ADD COLUMN tier text NOT NULL DEFAULT 'free'")
+        source.execute("INSERT INTO customers (email, name, country, tier) VALUES ('t@example.com', 'T', 'FR', 'gold')")
+        errors = tgt.get_subscription_status(plan.subscription)["apply_error_count"]
+        wait_for(
+            "the apply stopping", lambda: tgt.get_subscription_status(plan.subscription)["apply_error_count"] > errors
+        )
+
+        health = check_replication_health(plan)
+        assert health.status == "fail"
+        assert "apply stops at rows the target's schema cannot take: public.customers.tier (text): missing" in (
+            health.summary
+        )
+        assert (
+            "cause: public.customers.tier (text): missing on the target; on the target: ALTER TABLE public.customers "
+            "ADD COLUMN tier text DEFAULT 'free'::text NOT NULL" in health.findings
+        )
+        assert "ferry_schema_watch" in health.remedy
+
+        copies = len(Ledger(plan).records(action=Action.COPY_SCHEMA))
+        capfd.readouterr()
+        run = run_dag(root_dags, "ferry_schema_watch")
+        said = "".join(capfd.readouterr())
+        assert run.state == "success", said[-3000:]
+        assert "Carried to the target: public.customers.tier (text): missing on the target" in said
+        assert "its rows go to the default partition public.usage_records_later there meanwhile" in said
+        assert "Copied the schema of 1 table(s) to the target (added to the source since: public.coupons)" in said
+        assert len(Ledger(plan).records(action=Action.COPY_SCHEMA)) == copies + 1
+        assert count(target, in_2028.format("usage_records_2028")) == 1  # moved out of the default, not lost
+        assert count(target, in_2028.format("usage_records_later")) == 0
+        wait_for("the new table's rows", lambda: count(target, "SELECT count(*) FROM coupons") == 50)
+        wait_for(
+            "the row that stopped the apply",
+            lambda: count(target, "SELECT count(*) FROM customers WHERE tier = 'gold'"),
+        )
+        assert check_schema_drift(plan).status == "pass"
+        src_rows, tgt_rows = (count(c, "SELECT count(*) FROM usage_records") for c in (source, target))
+        assert src_rows == tgt_rows
+    finally:
+        with as_ferry(source, "source"):
+            source.execute("DROP TABLE IF EXISTS coupons")
+            source.execute("DROP TABLE IF EXISTS usage_records_2028")
+            source.execute("ALTER TABLE customers DROP COLUMN IF EXISTS tier")
+        source.execute("DELETE FROM customers WHERE email = 't@example.com'")

@@ -6,6 +6,7 @@ from airflow.sdk import BaseHook
 
 from ferry.capture import capture_slot
 from ferry.checks.base import CheckResult, source_hook, target_hook
+from ferry.checks.schema import schema_differences
 from ferry.guards import Link, forward_link, replication_health, reverse_link
 from ferry.hooks.postgres import subscription_conninfo
 from ferry.hooks.replication import ReplicationHook
@@ -151,10 +152,33 @@ def check_replication_health(plan: Plan) -> CheckResult:
     findings = _health_findings(health, link)
     findings[0] += f", sync errors={sub['sync_error_count']}, tables still copying={sub['tables_not_ready']}"
     remedy = (
-        "Read the target's server log for the apply error; fix its cause on the target (a conflicting row, a "
-        f"missing column or partition), then ALTER SUBSCRIPTION {plan.subscription} ENABLE. If the slot lost WAL, "
-        "drop and recreate the subscription."
+        f"After fixing the cause: ALTER SUBSCRIPTION {plan.subscription} ENABLE if it is disabled. If the slot lost "
+        "WAL, drop and recreate the subscription (ferry_rollback, then ferry_week_prior)."
     )
+    stuck = health["apply_errors"] or not health["enabled"] or not health["worker_running"]
+    if stuck:
+        # The statistics count the apply's errors, not their text: a schema difference that stops the apply is
+        # its cause unless the target refuses a row itself.
+        causes = [d for d in schema_differences(plan).fixes if d.stops_apply]
+        if causes:
+            health["problems"].append(
+                "the subscription's apply stops at rows the target's schema cannot take: "
+                + "; ".join(d.what for d in causes)
+            )
+            findings += [f"cause: {d.finding()}" for d in causes]
+            remedy = (
+                "The source's schema changed and logical replication does not carry schema changes: run each "
+                "statement listed on the target, in order (ferry_schema_watch does it within "
+                f"replication.ddl_watch_interval_s with replication.ddl: carry); the apply resumes by itself, the slot "
+                f"kept every row. {remedy}"
+            )
+        else:
+            remedy = (
+                "No schema difference explains the apply's errors: the target refuses a row (a unique, foreign-key or "
+                "check violation, or a trigger), or could not reach the source. The target's server log names it "
+                "(on RDS: aws rds download-db-log-file-portion, or the console's Logs tab; look for 'logical "
+                "replication'). Fix that row on the target, or the check that refuses it. " + remedy
+            )
     return _health_result("replication_health", health, findings, remedy, "replication is streaming")
 
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ferry.checks.schema import schema_differences
+from ferry.guards import confirmed, forward_link
 from ferry.hooks.postgres import ClientProgramError
 from ferry.ledger import Action, Target, latest, switched_to_new_side
 from ferry.operators.base import FerryOperator
-from ferry.schemas import in_carrying_order
+from ferry.schemas import Difference, in_carrying_order, relaxed
 
 
 class ReplicationCopySchemaOperator(FerryOperator):
@@ -20,12 +22,23 @@ class ReplicationCopySchemaOperator(FerryOperator):
 
     Uses ``pg_dump --schema-only`` of at least the source's major version, restored in one transaction.
     Refuses when target tables in scope already hold rows unless ``replication.allow_target_rows``.
-    A re-run when the target already matches the source changes nothing.
+    A re-run when the target already matches the source changes nothing. With ``in_window_only``
+    (``ferry_schema_watch``), skipped outside the replication window and with ``replication.ddl: refuse``.
     """
+
+    def __init__(self, *, in_window_only: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.in_window_only = in_window_only
 
     def execute(self, context: Any) -> dict[str, Any]:
         plan = self.plan
         target = Target.target(plan.target.database)
+        if self.in_window_only and self.target.get_subscription_status(plan.subscription) is None:
+            raise AirflowSkipException("not in the replication window")
+        if self.in_window_only and plan.replication.ddl == "refuse":
+            raise AirflowSkipException(
+                "replication.ddl: refuse: carry_schema_changes names the tables added to the source; none is created"
+            )
         found = schema_differences(plan)
         matches = found.shared and not found.other and not found.missing
         ours = self.ledger.last(Action.COPY_SCHEMA, target)
@@ -35,14 +48,25 @@ class ReplicationCopySchemaOperator(FerryOperator):
             )
             return {"copied": False}
         # Rows the subscription brought are expected; any other rows on the target are not.
-        if self.target.get_subscription_status(plan.subscription) is None:
+        replicating = self.target.get_subscription_status(plan.subscription) is not None
+        if not replicating:
             occupied = [t for t in self.scope_tables(self.target) if self.target.has_rows(t)]
             if occupied and not plan.replication.allow_target_rows:
                 raise AirflowFailException(
                     f"target tables already hold rows: {', '.join(occupied)}. Replicating into them would mix rows; "
                     "empty them, or set replication.allow_target_rows: true in the plan if that is intended"
                 )
-        if found.other:
+        if found.other and replicating:
+            # During the replication window the target's tables follow the source's migrations by
+            # ferry_schema_watch; the tables added since are this step's.
+            self.log.warning(
+                "Tables both sides have differ (ferry_schema_watch carries them; not this step's): %s",
+                "; ".join(d.finding() for d in found.fixes[:20]),
+            )
+            if not found.missing:
+                self.log.info("No table in scope is missing on the target; nothing to copy")
+                return {"copied": False}
+        elif found.other and found.shared:
             raise AirflowFailException(
                 "The target already has part of the schema, and it differs from the source: "
                 + "; ".join(d.finding() for d in found.fixes[:20])
@@ -138,14 +162,22 @@ class ReplicationCarrySchemaOperator(FerryOperator):
     the subscription's apply at the first row that needs it.
 
     Reads both schemas (:mod:`ferry.schemas`); with ``replication.ddl: carry`` runs each difference's statements on
-    the target, in the order the apply needs them (partitions, renamed and new columns first; what the source
-    dropped last), each recorded in the ledger first (target side only: nothing to undo on the source). Without a
-    statement timeout (an index built concurrently, a column widened, may take long) and with a 10 s lock timeout
-    (the apply worker holds its locks briefly: a failed attempt is retried at the next run). What it does not carry
-    by itself (a type change that is not a widening) and tables added to the source (D-day's scope step or
-    ``ferry_week_prior`` bring them) are named with their statements; the first fails the run. With ``refuse``, any
-    difference fails it, naming each, changing nothing. Outside the replication window (no forward subscription)
-    it does nothing.
+    the target, in the order the apply needs them (extensions and functions, partitions and new columns first; what
+    the source dropped last), each recorded in the ledger first (target side only: nothing to undo on the source).
+    Without a statement timeout (an index built concurrently, a column widened, may take long) and with a 10 s lock
+    timeout (the apply worker holds its locks briefly: a failed attempt is retried at the next run).
+
+    A renamed or dropped column waits for the apply: the rows written on the source before the change still carry
+    the old column, and the target must keep it until they are applied. A rename is carried once the apply has
+    passed the source's position when the catalogs were read, or has stopped twice at the same row (the first that
+    needs the new name); a dropped column once the apply has passed that position (meanwhile the target's column is
+    made nullable if the source's new rows would fail on it). Either is left for the next run after 45 s.
+
+    What it does not carry by itself (a type change that is not a widening) is named with its statement and fails
+    the run; tables added to the source are the next steps' (``copy_schema`` of ``ferry_schema_watch``). With
+    ``refuse``, any difference fails it, naming each, changing nothing. Outside the replication window (no forward
+    subscription)
+    it is skipped.
     """
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -156,12 +188,18 @@ class ReplicationCarrySchemaOperator(FerryOperator):
                 "watch",
                 plan.subscription,
             )
-            return {"watching": False, "carried": []}
+            raise AirflowSkipException("not in the replication window")
         found = schema_differences(plan)
+        if found.missing and plan.replication.ddl == "refuse":
+            raise AirflowFailException(
+                "tables in scope were added to the source during the replication window and the plan refuses schema "
+                f"changes (replication.ddl: refuse): {', '.join(found.missing)}. Drop them on the source, or take "
+                "them out of the plan's scope (replication.exclude_tables), or set replication.ddl: carry"
+            )
         if found.missing:
-            self.log.warning(
-                "Tables in scope added to the source since the schema copy (not carried here: D-day's scope step, or "
-                "ferry_week_prior run again, creates, publishes and subscribes them): %s",
+            self.log.info(
+                "Tables in scope added to the source since the schema copy (the next steps create them on the "
+                "target, publish and subscribe them, copying their rows): %s",
                 ", ".join(found.missing),
             )
         if not found.fixes:
@@ -173,25 +211,41 @@ class ReplicationCarrySchemaOperator(FerryOperator):
                 f"(replication.ddl: refuse): {'; '.join(d.finding() for d in found.fixes)}. Undo the migration on the "
                 "source, or run those statements on the target yourself, or set replication.ddl: carry"
             )
-        carried, left = [], []
-        for difference in in_carrying_order(found.fixes):
-            if difference.unsafe:
-                left.append(difference)
-                continue
-            target = Target.target(f"{plan.target.database}/schema/{difference.table}")
-            if self.would(context, Action.CARRY_SCHEMA_CHANGE, target, difference.what, difference.fix):
-                continue
-            with self.changing(context, Action.CARRY_SCHEMA_CHANGE, target, difference.what, difference.fix):
-                with self.target.session() as conn:
-                    conn.execute("SET statement_timeout = 0")
-                    conn.execute("SET lock_timeout = '10s'")
-                    for statement in difference.statements:
-                        conn.execute(statement)
-            self.log.info("Carried to the target: %s (%s)", difference.what, difference.fix)
-            carried.append(difference.what)
+        # Every row written before what the source's catalogs showed is before this position.
+        observed = self.source.get_current_lsn()
+        ordered = in_carrying_order(found.fixes)
+        left = [d for d in ordered if d.unsafe]
+        # A renamed or dropped column: the rows the apply has not reached yet still carry the old column. Until it
+        # has applied them the target keeps it (only made nullable when the source's new rows lack it).
+        gated = [d for d in ordered if not d.unsafe and d.kind in ("rename", "drop column")]
+        ready = [d for d in ordered if not d.unsafe and d not in gated]
+        ready += [relaxed(d) for d in gated if d.kind == "drop column" and d.stops_apply]
+        carried = [d.what for d in ready if self._carry(context, d)]
+        deferred: list[Difference] = []
+        if gated and not self.is_dry_run(context):
+            link = forward_link(plan, self.source, self.target)
+            renames = [d for d in gated if d.kind == "rename"]
+            drops = [d for d in gated if d.kind == "drop column"]
+            # A rename may go once the apply stopped at the first row that needs the new name (no other cause left
+            # to stop it), a drop only once every row written before it was applied.
+            if renames and self._settle(link, observed, stop_counts=not left) != "behind":
+                carried += [d.what for d in renames if self._carry(context, d)]
+            else:
+                deferred += renames
+            if drops and self._settle(link, observed, stop_counts=False) == "reached":
+                carried += [d.what for d in drops if self._carry(context, d)]
+            else:
+                deferred += drops
+            for difference in deferred:
+                self.log.info(
+                    "Left for the next run: %s. The subscription has not yet applied every row the source wrote "
+                    "before that change (they still hold the old column)",
+                    difference.what,
+                )
         if self.is_dry_run(context):
             return {"watching": True, "carried": [], "dry_run": True}
-        still = schema_differences(plan).fixes
+        waiting = {d.fix for d in deferred}
+        still = [d for d in schema_differences(plan).fixes if d.fix not in waiting]
         if left or still:
             raise AirflowFailException(
                 f"carried {len(carried)} schema change(s) to the target; not carried: "
@@ -199,5 +253,56 @@ class ReplicationCarrySchemaOperator(FerryOperator):
                 + ". Run each statement on the target once it is safe for your data (the subscription's apply waits "
                 "meanwhile if its rows need it), then this DAG again"
             )
+        if deferred:
+            self.log.info("%d change(s) carried; %d left for the next run", len(carried), len(deferred))
+            return {"watching": True, "carried": carried, "deferred": [d.what for d in deferred]}
         self.log.info("The target's schema matches the source's again: %d change(s) carried", len(carried))
         return {"watching": True, "carried": carried}
+
+    def _carry(self, context: Any, difference: Difference) -> bool:
+        """Run one difference's statements on the target, in the ledger first; False in a dry run."""
+        target = Target.target(f"{self.plan.target.database}/schema/{difference.table}")
+        if self.would(context, Action.CARRY_SCHEMA_CHANGE, target, difference.what, difference.fix):
+            return False
+        with self.changing(context, Action.CARRY_SCHEMA_CHANGE, target, difference.what, difference.fix):
+            with self.target.session() as conn:
+                conn.execute("SET statement_timeout = 0")
+                conn.execute("SET lock_timeout = '10s'")
+                for statement in difference.statements:
+                    conn.execute(statement)
+        self.log.info("Carried to the target: %s (%s)", difference.what, difference.fix)
+        if difference.warning:
+            self.log.warning("Beware: %s", difference.warning)
+        return True
+
+    def _settle(self, link: Any, lsn: str, stop_counts: bool, timeout_s: float = 45) -> str:
+        """Wait for the apply to go as far as it can: ``reached`` once the subscriber confirmed ``lsn``;
+        ``stopped`` (with ``stop_counts``) once it failed twice on the same row, its confirmed position unmoved
+        between the failures (it stopped at a row that needs what is still to carry); else ``behind``."""
+        started = time.monotonic()
+        errors = self._apply_errors()
+        mark: tuple[int, str] | None = None
+        while time.monotonic() - started < timeout_s:
+            slot = confirmed(link, lsn)
+            if slot is None:
+                return "behind"
+            if slot["caught_up"]:
+                self.log.info("The apply passed the source's changes after %.1f s", time.monotonic() - started)
+                return "reached"
+            now = self._apply_errors()
+            if stop_counts and now > errors:
+                if mark is None or slot["confirmed_flush_lsn"] != mark[1]:
+                    mark = (now, slot["confirmed_flush_lsn"])
+                elif now > mark[0]:
+                    self.log.info(
+                        "The apply stops at a row that needs the change (after %.1f s, at %s)",
+                        time.monotonic() - started,
+                        mark[1],
+                    )
+                    return "stopped"
+            time.sleep(0.5)
+        return "behind"
+
+    def _apply_errors(self) -> int:
+        status = self.target.get_subscription_status(self.plan.subscription)
+        return 0 if status is None else status["apply_error_count"]
