@@ -32,6 +32,11 @@ if a task fails before it, stop and trigger `ferry_rollback`.
    `thresholds.comparison_gate: person`, **`gate_comparison`** (its question says what a narrowed comparison
    did not verify); with `auto` (the default) no person is asked inside the freeze: D-day goes on by itself
    once every table is verified equal, and stops on any difference or any table not verified.
+   **The guardrail:** the freeze may last `thresholds.max_freeze_s` up to the promotion (30 s, or 900 s with a
+   person at the comparison): the catch-up waits no longer, and no step of the freeze starts past it. When a
+   task of the freeze fails (a difference, a catch-up that cannot finish, the budget spent), `revert_freeze`
+   unfences the source and starts the old app's units again by itself, and writes a report saying why; D-day
+   fails, and `ferry_rollback` undoes the rest.
 7. `drop_subscription_and_sync_sequences`: first the last check, read from the change capture without consuming
    it: no table in scope changed on either side since `compare_changes` (a client sharing Ferry's login, a write
    made directly on the target while the gate waited); else it stops, naming each, the subscription still
@@ -74,6 +79,7 @@ from ferry.operators.replication import (
     ReplicationRefreshSubscriptionOperator,
 )
 from ferry.operators.reverse import ReplicationStartReverseOperator
+from ferry.operators.revert import FerryRevertFreezeOperator
 from ferry.operators.route53 import Route53RouteWebhooksToRecorderOperator, Route53SwitchRecordsOperator
 from ferry.operators.schema import ReplicationCopySchemaOperator
 from ferry.operators.ssm import SsmApplyParametersOperator
@@ -155,9 +161,10 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
     fence = ReplicationFenceAndCatchUpOperator(
         task_id="fence_source_and_catch_up",
         timeout_s=1800,
+        retries=0,  # inside the freeze a retry waits retry_delay: revert_freeze gives the service back instead
         doc_md="Fences the source against app writes, then waits (in place, then deferred) until the target "
-        "confirmed the fence's LSN. One task: each boundary between tasks costs the freeze time. "
-        "Undone by: unfence_source.",
+        "confirmed the fence's LSN, no longer than what is left of thresholds.max_freeze_s. One task: each boundary "
+        "between tasks costs the freeze time. Undone by: unfence_source (revert_freeze, ferry_rollback).",
     )
     plan = load_plan()
     asks_a_person = plan.thresholds.comparison_gate == "person"
@@ -165,6 +172,7 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         task_id="compare_changes",
         compare_whole=True,
         no_person_after=not asks_a_person,
+        freeze_fence_task_id="fence_source_and_catch_up",
         doc_md="Drains the change capture a last time (up to the fence on the source, after the catch-up on the "
         "target), then verifies every table by the rows changed since its live comparison and the ranges it left "
         "open (a table nothing touched is not read); a table it cannot verify that way is compared whole, with the "
@@ -173,6 +181,7 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
     )
     large_objects = ReplicationCopyLargeObjectsOperator(
         task_id="copy_large_objects",
+        freeze_fence_task_id="fence_source_and_catch_up",
         doc_md="Copies the large objects (replication does not carry them) with their OIDs, verified by md5. "
         "Undone by: remove_copied_large_objects (ferry_rollback with undo_all_stages).",
     )
@@ -184,8 +193,15 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
     promote = ReplicationPromoteTargetOperator(
         task_id="drop_subscription_and_sync_sequences",
         large_objects_task_id="copy_large_objects",
+        freeze_fence_task_id="fence_source_and_catch_up",
         doc_md="Drops the subscription (the target stands alone), then sets every sequence on the target past the "
         "source's: the end of the write freeze. One task: each boundary between tasks costs the freeze time.",
+    )
+    revert = FerryRevertFreezeOperator(
+        task_id="revert_freeze",
+        doc_md="Only when a task of the freeze failed (or it ran past thresholds.max_freeze_s): unfences the source "
+        "and starts the old app's units again, then writes a report saying why; D-day still fails (then "
+        "ferry_rollback for the rest). Skipped otherwise.",
     )
     drop_capture = CaptureStopOperator(
         task_id="drop_change_capture", doc_md="Drops the change capture slots (a slot nobody reads fills a disk)."
@@ -254,6 +270,7 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         [changes, large_objects] >> compared >> promote
     else:
         [changes, large_objects] >> promote
+    [stop, fence, changes, large_objects, *([compared] if compared else []), promote] >> revert
     promote >> [replicas, ssm, matviews, drop_capture, reverse]
     [replicas, ssm, matviews, reverse] >> scale_up >> pgbouncer
     pgbouncer >> smoke

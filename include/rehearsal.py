@@ -213,7 +213,9 @@ def migrate(folder: Path, stages: list[str] = STAGES, after_week_prior=None) -> 
                     print(f"  {line}", flush=True)
         time.sleep(1)
     delivered = received_ids(stand)
-    d_day = sorted((folder / "reports" / "d_day").glob("*.json")) if (folder / "reports" / "d_day").exists() else []
+    d_day = (
+        sorted((folder / "reports" / "d_day").glob("d_day__*.json")) if (folder / "reports" / "d_day").exists() else []
+    )
     return {
         "ok": all(r.passed for r in runs),
         "runs": runs,
@@ -406,6 +408,16 @@ def rehearse_rollback() -> int:
             conn.execute("UPDATE customers SET name = 'diverged on the target' WHERE id = 7")
         print("  planted: customers id 7 changed on the target only", flush=True)
         stage("ferry_d_day", failure_expected=True)
+        reverted = sorted((folder / "reports" / "d_day").glob("d_day_reverted__*.json"))
+        revert = json.loads(reverted[-1].read_text()) if reverted else None
+        print(
+            f"  D-day reverted by itself ({', '.join(revert['failed_tasks'])} failed): the source unfenced "
+            f"{revert['freeze_s']} s after the fence (thresholds.max_freeze_s {revert['max_freeze_s']:g}), the old "
+            "app's units started"
+            if revert
+            else "  D-day did NOT revert its freeze by itself (no d_day_reverted report)",
+            flush=True,
+        )
         providers.stop.set()
         providers.join()
         stage("ferry_rollback")
@@ -435,6 +447,7 @@ def rehearse_rollback() -> int:
     ok = (
         passed["ferry_day_before"]
         and not passed["ferry_d_day"]
+        and revert is not None
         and passed["ferry_rollback"]
         and found
         and serving

@@ -361,11 +361,24 @@ class Thresholds(Strict):
     inside the write freeze; the go/no-go is decided before it, and any difference stops the freeze); ``person``
     asks at ``gate_comparison``, inside the freeze, as long as it takes to answer. A narrowed comparison
     (``compare_mode`` counts or tables) needs ``person``."""
+    max_freeze_s: Annotated[float, Field(gt=0, le=86400)] | None = None
+    """D-day's guardrail: the longest the write freeze may last up to the promotion (fence to
+    ``drop_subscription_and_sync_sequences``). The catch-up waits no longer than what is left of it, the comparison
+    and the promotion refuse to start past it; then, or when any task of the freeze fails, D-day reverts by itself
+    (``revert_freeze``: the source unfenced, the old app's units started again) and fails with a report saying why.
+    Default: 30 s with ``comparison_gate: auto``, 900 s with ``person`` (a person answers inside the freeze)."""
     compare_live_retries: Annotated[int, Field(ge=0, le=100)] = 3
     """Times a range that differs while live is compared again before it is carried into the freeze."""
     compare_live_retry_wait_s: Annotated[float, Field(ge=0, le=600)] = 2.0
     sequence_gap: Annotated[int, Field(ge=0)] = 1000
     statement_timeout_s: Annotated[int, Field(ge=1)] = 60
+
+    @property
+    def freeze_budget_s(self) -> float:
+        """``max_freeze_s``, or its default for the comparison gate."""
+        if self.max_freeze_s is not None:
+            return self.max_freeze_s
+        return 30.0 if self.comparison_gate == "auto" else 900.0
 
     @model_validator(mode="after")
     def _narrowed_needs_a_person(self) -> Thresholds:

@@ -32,10 +32,18 @@ def test_every_stage_dag_is_documented_tagged_and_does_not_catch_up(dagbag):
         assert dag.catchup is False, dag_id
 
 
+#: Tasks that do not retry, and why: inside D-day's write freeze a retry first waits its retry_delay, while
+#: revert_freeze gives the service back at once.
+NO_RETRIES = {("ferry_d_day", "fence_source_and_catch_up")}
+
+
 def test_every_task_retries_except_approval_gates(dagbag):
     for dag in dagbag.dags.values():
         for task in dag.tasks:
             if any(cls.__name__ in APPROVAL_GATES for cls in type(task).__mro__):
+                continue
+            if (dag.dag_id, task.task_id) in NO_RETRIES:
+                assert task.retries == 0 and task.doc_md
                 continue
             assert task.retries >= 2, f"{dag.dag_id}.{task.task_id} retries {task.retries}"
             assert task.doc_md, f"{dag.dag_id}.{task.task_id} has no doc_md"
@@ -99,6 +107,27 @@ def test_d_day_gates_are_approval_operators_in_runbook_order(dagbag):
     assert dag.get_task("compare_changes").no_person_after
 
 
+def test_a_failure_in_d_days_freeze_and_only_there_reverts_it(dagbag):
+    """revert_freeze runs when a task of the freeze (or the old app's stop just before it) failed, and never for a
+    task after the promotion: then the target may be serving."""
+    dag = dagbag.dags["ferry_d_day"]
+    revert = dag.get_task("revert_freeze")
+    assert revert.trigger_rule == "one_failed"
+    freeze = {
+        "stop_vm_services",
+        "fence_source_and_catch_up",
+        "compare_changes",
+        "copy_large_objects",
+        "drop_subscription_and_sync_sequences",
+    }
+    assert revert.upstream_task_ids == freeze
+    assert not revert.downstream_task_ids
+    after = dag.get_task("drop_subscription_and_sync_sequences").get_flat_relative_ids(upstream=False)
+    assert not after & revert.upstream_task_ids
+    for task_id in ("compare_changes", "copy_large_objects", "drop_subscription_and_sync_sequences"):
+        assert dag.get_task(task_id).freeze_fence_task_id == "fence_source_and_catch_up", task_id
+
+
 def test_a_plan_asking_a_person_at_the_comparison_puts_the_gate_before_the_promotion(dag_folder, monkeypatch, tmp_path):
     from pathlib import Path
 
@@ -117,6 +146,7 @@ def test_a_plan_asking_a_person_at_the_comparison_puts_the_gate_before_the_promo
     assert dag.get_task("gate_comparison").upstream_task_ids == {"compare_changes", "copy_large_objects"}
     assert dag.get_task("drop_subscription_and_sync_sequences").upstream_task_ids == {"gate_comparison"}
     assert not dag.get_task("compare_changes").no_person_after
+    assert "gate_comparison" in dag.get_task("revert_freeze").upstream_task_ids  # a "no" gives the service back
 
 
 def test_a_stage_whose_plan_lacks_a_section_it_needs_fails_at_import_naming_it(dag_folder, tmp_path, monkeypatch):

@@ -118,13 +118,22 @@ def app_connection(stand, cluster: str, user: str = APP_ROLE, password: str | No
 
 
 def empty_public_schema(conn: psycopg.Connection) -> None:
-    """Drop every table (the views on them too), sequence, large object and extension of schema public's
-    database, keeping the schema and its privileges."""
+    """Drop every view, table, sequence, function, large object and extension of schema public's database, keeping
+    the schema and its privileges."""
     conn.execute(
         """
         DO $$ DECLARE r record; BEGIN
+            FOR r IN SELECT format('%I.%I', schemaname, viewname) AS v FROM pg_views WHERE schemaname = 'public' LOOP
+                EXECUTE 'DROP VIEW IF EXISTS ' || r.v || ' CASCADE';
+            END LOOP;
             FOR r IN SELECT format('%I.%I', schemaname, tablename) AS t FROM pg_tables WHERE schemaname = 'public' LOOP
                 EXECUTE 'DROP TABLE IF EXISTS ' || r.t || ' CASCADE';
+            END LOOP;
+            FOR r IN SELECT p.oid::regprocedure AS f FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                     WHERE n.nspname = 'public' AND p.prokind IN ('f', 'p') AND NOT EXISTS (
+                         SELECT 1 FROM pg_depend d
+                         WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e') LOOP
+                EXECUTE 'DROP ROUTINE IF EXISTS ' || r.f || ' CASCADE';
             END LOOP;
             FOR r IN SELECT format('%I.%I', schemaname, sequencename) AS s FROM pg_sequences WHERE schemaname = 'public' LOOP
                 EXECUTE 'DROP SEQUENCE IF EXISTS ' || r.s;

@@ -494,8 +494,75 @@ def test_with_no_person_at_the_comparison_a_narrowed_comparison_stops_the_freeze
             os.environ["FERRY_REPORT_DIR"], "compare", f"ferry_d_day__{re.sub(r'[^A-Za-z0-9_.-]', '_', run.run_id)}.md"
         ).read_text()
         assert "**Not everything was verified:**" in narrowed
+        # The guardrail gave the service back by itself: the source unfenced, the old app's units started.
+        assert states["revert_freeze"] == "success", states
+        the_freeze_was_reverted(plan, run, ["compare_changes"])
         the_service_goes_back_before_the_cutover(stand, target, plan, original)
     finally:
+        give_the_stand_back(stand)
+
+
+def states_of(run) -> dict[str, str]:
+    return {ti.task_id: getattr(ti.state, "value", ti.state) for ti in run.get_task_instances()}
+
+
+def the_freeze_was_reverted(plan, run, failed: list[str]) -> dict:
+    """After a D-day whose freeze failed: revert_freeze unfenced the source and started the old app's units again
+    (in the ledger, by this run), and its report names the tasks that failed. Returns the report."""
+    import json
+
+    from ferry.ledger import Action, Target
+
+    assert ReplicationHook("ferry_source", "saas").get_fenced_tables() == []
+    mine = [r for r in Ledger(plan).records() if r.run_id == run.run_id and r.done]
+    stopped = {r.target for r in mine if r.action == Action.STOP_UNIT}
+    assert Target.vm("vm-1", "saas-web") in stopped  # the old app (the load's unit may have been stopped already)
+    assert {r.target for r in mine if r.action == Action.START_UNIT} == stopped
+    assert [r.task for r in mine if r.action == Action.UNFENCE_SOURCE] == ["revert_freeze"]
+    stem = "d_day_reverted__" + re.sub(r"[^A-Za-z0-9_.-]", "_", run.run_id)
+    reverted = json.loads(Path(os.environ["FERRY_REPORT_DIR"], "d_day", f"{stem}.json").read_text())
+    assert reverted["failed_tasks"] == failed and reverted["tables_unfenced"] > 0
+    assert reverted["freeze_s"] is not None and reverted["max_freeze_s"] == plan.thresholds.freeze_budget_s
+    assert (
+        "Failed in the freeze: " + ", ".join(failed)
+        in Path(os.environ["FERRY_REPORT_DIR"], "d_day", f"{stem}.md").read_text()
+    )
+    return reverted
+
+
+def test_a_catch_up_that_cannot_finish_within_max_freeze_s_is_reverted_by_itself(
+    stand, source, target, after_week_prior, mistaken_plan, capfd
+):
+    """thresholds.max_freeze_s: 4. While the go/no-go gate waits, a session on the target takes a lock the
+    subscription's apply needs and a customer is written on the source: after the fence the target cannot confirm
+    it. The catch-up gives up when the budget is spent, revert_freeze unfences the source and starts the old app's
+    units by itself, D-day fails with a report saying why; the subscription is still there, ferry_rollback does the
+    rest."""
+    from stand.services.postgres import PostgresPair
+    from tests.integration.test_aws_side import records
+
+    mistaken_plan(lambda data: data["thresholds"].update(max_freeze_s=4))
+    plan, original = load_plan(), records(stand)
+    assert plan.thresholds.freeze_budget_s == 4
+    blocker = PostgresPair().admin(stand, "target")
+    blocker.autocommit = False
+
+    def hold_the_apply() -> None:
+        blocker.execute("LOCK TABLE customers IN SHARE MODE")  # the apply worker's INSERT waits
+        source.execute("INSERT INTO customers (email, name, country) VALUES ('held@example.com', 'H', 'NL')")
+
+    try:
+        run, states, said, answered = stages_to_d_day(capfd, before={"gate_go_no_go": hold_the_apply})
+        assert run.state == "failed" and states["fence_source_and_catch_up"] == "failed", states
+        assert states["compare_changes"] == "upstream_failed" and states["revert_freeze"] == "success", states
+        assert "has not confirmed the fence within thresholds.max_freeze_s (4 s of freeze" in said, said[-3000:]
+        assert "D-day reverted: the old side serves again" in said
+        the_freeze_was_reverted(plan, run, ["fence_source_and_catch_up"])
+        blocker.rollback()
+        the_service_goes_back_before_the_cutover(stand, target, plan, original)
+    finally:
+        blocker.close()
+        source.execute("DELETE FROM customers WHERE email = 'held@example.com'")
         give_the_stand_back(stand)
 
 
@@ -600,7 +667,9 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
         assert {t["task"] for t in report["timeline"]} >= {ti.task_id for ti in run.get_task_instances()} - {
             "compare_live",
             "mark_stage_complete",
+            "revert_freeze",  # nothing in the freeze failed: skipped
         }
+        assert states_of(run)["revert_freeze"] == "skipped"
         assert {t["task"] for t in report["timeline"]} >= {f"compare_live[{i}]" for i in range(8)} | {"compare_changes"}
         # The freeze, fence to writable, is three tasks and no person (thresholds.comparison_gate: auto): each
         # boundary between tasks costs it time.
@@ -653,7 +722,9 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
             "preflight.check_connections",
             "preflight.check_replication_health",
             "preflight.go_no_go_report",
+            "revert_freeze",  # skipped again: the application reaches the new side, not the freeze's to revert
         }
+        assert rerun["revert_freeze"] == "skipped"
 
         assert all(value == "new-lb.stand.example.net" for value, _ in records(stand).values())
         got = [

@@ -205,3 +205,16 @@ def test_each_stage_names_the_sections_it_needs():
     assert ahead.status == "warn" and len(ahead.findings) == 3
     assert check_plan_sections(plan, "ferry_rollback").status == "pass"
     assert check_plan_sections(parse_plan(EXAMPLE_PLAN.read_text()), "ferry_d_day").status == "pass"
+
+
+def test_the_freeze_budget_defaults_to_the_comparison_gate():
+    data = yaml.safe_load(EXAMPLE_PLAN.read_text())
+    assert parse_plan(yaml.safe_dump(data), "test.yaml").thresholds.max_freeze_s == 30
+    del data["thresholds"]["max_freeze_s"]
+    assert parse_plan(yaml.safe_dump(data), "test.yaml").thresholds.freeze_budget_s == 30
+    data["thresholds"]["comparison_gate"] = "person"  # a person answers inside the freeze
+    assert parse_plan(yaml.safe_dump(data), "test.yaml").thresholds.freeze_budget_s == 900
+    data["thresholds"]["max_freeze_s"] = 0
+    with pytest.raises(PlanError) as err:
+        parse_plan(yaml.safe_dump(data), "test.yaml")
+    assert "thresholds.max_freeze_s" in str(err.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ from ferry.hooks.replication import ReplicationHook
 from ferry.ledger import Action, Ledger, LedgerRecord, Target
 from ferry.plan import Plan, in_scope, load_runtime_plan
 from ferry.redaction import plan_secrets, redact
+
+#: The XCom key under which a fence task gives the time (epoch seconds) the write freeze began.
+FENCED_AT_KEY = "fenced_at"
 
 
 class Timed:
@@ -163,6 +167,9 @@ class FerryOperator(FerryContext, BaseOperator):
         (ferry_rollback's steps): while reverse replication runs (then ferry_rollback_after_cutover keeps them),
         after ferry_decommission, and once D-day let the application reach the promoted target without one
         (:func:`ferry.guards.refuse_losing_new_side_writes`).
+    :param freeze_fence_task_id: D-day's fence task: this step of the write freeze refuses to start once the freeze
+        has lasted ``thresholds.max_freeze_s`` (while the forward subscription still exists: a re-run after the
+        cutover is not in a freeze).
     """
 
     # Without an __init__ of its own, a mapped subclass gets inlets=None from partial() (Airflow 3.3).
@@ -172,11 +179,37 @@ class FerryOperator(FerryContext, BaseOperator):
         only_if_param: str | None = None,
         skip_if_param: str | None = None,
         refuse_while_reverse: bool = False,
+        freeze_fence_task_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.only_if_param, self.skip_if_param = only_if_param, skip_if_param
         self.refuse_while_reverse = refuse_while_reverse
+        self.freeze_fence_task_id = freeze_fence_task_id
+
+    def freeze_left_s(self, context: Any, fence_task_id: str) -> float | None:
+        """Seconds left of D-day's freeze budget (``thresholds.max_freeze_s``, from the fence task's ``fenced_at``
+        XCom), or None when there is no freeze to guard: no fence time, a dry run, or the forward subscription
+        gone (the freeze ended with the promotion; a re-run comes after it)."""
+        return self.freeze_left_since(context, context["ti"].xcom_pull(task_ids=fence_task_id, key=FENCED_AT_KEY))
+
+    def freeze_left_since(self, context: Any, fenced_at: float | None) -> float | None:
+        """:meth:`freeze_left_s` for a freeze that began at ``fenced_at`` (epoch seconds)."""
+        if fenced_at is None or self.is_dry_run(context):
+            return None
+        if self.target.get_subscription_status(self.plan.subscription) is None:
+            return None
+        return self.plan.thresholds.freeze_budget_s - (time.time() - float(fenced_at))
+
+    def refuse_past_freeze_budget(self, context: Any, left: float | None) -> None:
+        if left is not None and left <= 0:
+            budget = self.plan.thresholds.freeze_budget_s
+            raise AirflowFailException(
+                f"the write freeze has lasted {budget - left:.1f} s, past thresholds.max_freeze_s ({budget:g} s): "
+                f"{self.task_id} does not start. revert_freeze gives the service back to the old side (the source "
+                "unfenced, the old app's units started); find out why the freeze was slow (the catch-up's lag at "
+                "the fence, the comparison's report), then run ferry_rollback and D-day again"
+            )
 
     def pre_execute(self, context: Any) -> None:
         params = context.get("params") or {}
@@ -186,4 +219,6 @@ class FerryOperator(FerryContext, BaseOperator):
             raise AirflowSkipException(f"skipped: not needed when triggered with {self.skip_if_param}")
         if self.refuse_while_reverse:
             refuse_losing_new_side_writes(self)
+        if self.freeze_fence_task_id:
+            self.refuse_past_freeze_budget(context, self.freeze_left_s(context, self.freeze_fence_task_id))
         super().pre_execute(context)

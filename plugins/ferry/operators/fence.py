@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
 from typing import Any
 
 from airflow.sdk import BaseHook
@@ -9,7 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from ferry.hooks.replication import FenceBlocked, fence_allowed_roles, fence_problems, fenced_tables
 from ferry.ledger import Action, Target
-from ferry.operators.base import FerryOperator
+from ferry.operators.base import FENCED_AT_KEY, FerryOperator
 from ferry.sensors.replication import ReplicationCaughtUpSensor
 
 FENCE_LSN_KEY = "fence_lsn"
@@ -57,11 +59,14 @@ class ReplicationFenceOperator(FerryOperator):
         if recorded and recorded.done and set(tables) <= fenced:
             self.log.info("The %s is already fenced at %s; nothing to do", self.side, recorded.after["fence_lsn"])
             context["ti"].xcom_push(key=lsn_key, value=recorded.after["fence_lsn"])
-            return {"fence_lsn": recorded.after["fence_lsn"], "tables": len(tables)}
+            began = datetime.fromisoformat(recorded.at).timestamp()
+            context["ti"].xcom_push(key=FENCED_AT_KEY, value=began)
+            return {"fence_lsn": recorded.after["fence_lsn"], "tables": len(tables), "fenced_at": began}
         wanted = {"tables": tables, "roles": roles, "allowed": allowed}
         if self.would(context, action, target, sorted(fenced), wanted):
             return {"fence_lsn": None, "tables": len(tables), "dry_run": True}
         with self.changing(context, action, target, sorted(fenced), wanted) as c:
+            fenced_at = time.time()
             try:
                 held = hook.install_fence(tables, allowed)
             except FenceBlocked as err:
@@ -77,6 +82,7 @@ class ReplicationFenceOperator(FerryOperator):
             lag = None if slot is None else slot["lag_bytes"]
             c.after = wanted | {"roles": held, "fence_lsn": fence_lsn, "lag_bytes_at_fence": lag}
         context["ti"].xcom_push(key=lsn_key, value=fence_lsn)
+        context["ti"].xcom_push(key=FENCED_AT_KEY, value=fenced_at)
         self.log.info(
             "%s fenced at %s: %d tables refuse writes by every role but %s (writers held: %s); "
             "replication %s bytes behind at the fence",
@@ -87,7 +93,7 @@ class ReplicationFenceOperator(FerryOperator):
             ", ".join(held) or "none",
             lag,
         )
-        return {"fence_lsn": fence_lsn, "tables": len(tables)}
+        return {"fence_lsn": fence_lsn, "tables": len(tables), "fenced_at": fenced_at}
 
 
 class ReplicationFenceSourceOperator(ReplicationFenceOperator):
@@ -140,4 +146,7 @@ class ReplicationFenceAndCatchUpOperator(ReplicationFenceSourceOperator, Replica
     def execute(self, context: Any) -> dict[str, Any] | None:
         fenced = ReplicationFenceOperator.execute(self, context)
         self.fence_lsn = fenced["fence_lsn"] or ""
+        # The catch-up waits no longer than what is left of thresholds.max_freeze_s.
+        self.freeze_budget_left_s = self.freeze_left_since(context, fenced.get("fenced_at"))
+        self.refuse_past_freeze_budget(context, self.freeze_budget_left_s)
         return ReplicationCaughtUpSensor.execute(self, context)

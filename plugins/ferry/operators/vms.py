@@ -65,12 +65,16 @@ class VmStopServicesOperator(_VmOperator):
 class VmStartServicesOperator(_VmOperator):
     """Start again, in reverse order, the units Ferry stopped and has not started since (per the ledger), verified."""
 
-    def execute(self, context: Any) -> list[str]:
-        last: dict[str, str] = {}
+    def stopped_units(self) -> set[Target]:
+        """The units Ferry stopped and has not started since, per the ledger."""
+        last: dict[Target, str] = {}
         for r in self.ledger.records():
             if r.action == Action.STOP_UNIT or (r.action == Action.START_UNIT and r.done):
                 last[r.target] = r.action
-        stopped = {target for target, action in last.items() if action == Action.STOP_UNIT}
+        return {target for target, action in last.items() if action == Action.STOP_UNIT}
+
+    def execute(self, context: Any) -> list[str]:
+        stopped = self.stopped_units()
 
         def start(host: VmHost) -> str:
             for unit in reversed(host.units):

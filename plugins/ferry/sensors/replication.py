@@ -168,9 +168,15 @@ class ReplicationCaughtUpSensor(FerryOperator):
             ),
         )
 
+    #: Seconds left of D-day's freeze budget when the fence task waits (ReplicationFenceAndCatchUpOperator), else None.
+    freeze_budget_left_s: float | None = None
+
     def wait_for_fence(self, context: Any, link: Link, trigger: ReplicationCaughtUpTrigger) -> dict[str, Any] | None:
-        """Poll the publisher's slot in place for ``inline_wait_s``; then defer to ``trigger``."""
-        slot, waited = wait_confirmed(link, trigger.fence_lsn, self.inline_wait_s, self.poll_interval)
+        """Poll the publisher's slot in place for ``inline_wait_s``; then defer to ``trigger``. Within D-day's
+        freeze budget, when there is one: past it the task fails (and D-day reverts)."""
+        budget = self.freeze_budget_left_s
+        inline = self.inline_wait_s if budget is None else max(0.0, min(self.inline_wait_s, budget))
+        slot, waited = wait_confirmed(link, trigger.fence_lsn, inline, self.poll_interval)
         if slot is not None and slot["caught_up"]:
             event = {
                 "status": "success",
@@ -180,13 +186,22 @@ class ReplicationCaughtUpSensor(FerryOperator):
                 "at": time.time(),
             }
             return self.execute_complete(context, event)
+        timeout = float(self.param(context, "catch_up_timeout_s", self.timeout_s))
+        if budget is not None:
+            if budget - waited <= 0:
+                behind = "unknown" if slot is None else slot["behind_bytes"]
+                raise AirflowFailException(
+                    f"the {link.subscriber_label} has not confirmed the fence within thresholds.max_freeze_s "
+                    f"({self.plan.thresholds.freeze_budget_s:g} s of freeze; {behind} bytes still behind): "
+                    "revert_freeze gives the service back to the old side. Find out why the apply is slow or held (a "
+                    "lock on the target, apply errors, the lag at the fence), then run ferry_rollback and D-day again"
+                )
+            timeout = min(timeout, budget - waited)
         # The trigger says why (a slot gone) or waits on (deferred: no worker slot held).
-        self.log.info("Not caught up within %.1f s: deferring the wait to the triggerer", self.inline_wait_s)
-        self.defer(
-            trigger=trigger,
-            method_name="execute_complete",
-            timeout=timedelta(seconds=float(self.param(context, "catch_up_timeout_s", self.timeout_s))),
+        self.log.info(
+            "Not caught up within %.1f s: deferring the wait to the triggerer (%.0f s at most)", inline, timeout
         )
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=timeout))
         return None
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
