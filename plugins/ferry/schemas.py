@@ -232,6 +232,7 @@ ORDER = (
     "drop trigger",
     "drop",
     "drop column",
+    "drop table",
     "drop function",
     "other",
 )
@@ -355,6 +356,17 @@ def differences(source: Shape, target: Shape) -> tuple[list[str], list[Differenc
                 found.append(
                     _add_partition(name, table, partition, bounds, have.get("DEFAULT"), target.columns.get(key, []))
                 )
+    for key, table in sorted(target.tables.items()):
+        if key not in source.tables:
+            found.append(
+                Difference(
+                    table,
+                    f"{'.'.join(key)}: a table in scope only on the target (dropped on the source?)",
+                    f"DROP TABLE {table}",
+                    "drop table",
+                    "its rows on the target would go with it: drop it there yourself once they are not needed",
+                )
+            )
     return missing, found + _schema_objects(source, target)
 
 

@@ -395,6 +395,7 @@ def test_schema_drift_compares_functions_triggers_views_and_extensions(stand, so
             )
             target.execute("CREATE VIEW invoice_cents AS SELECT id, cents(amount) AS cents FROM invoices")
             target.execute("DROP MATERIALIZED VIEW customer_revenue")
+            target.execute("CREATE TABLE legacy_exports (id bigint PRIMARY KEY)")  # as if dropped on the source
         target.execute("DROP EXTENSION citext CASCADE")  # documents.filename goes with it
         found = check_schema_drift(plan)
         assert found.status == "fail", found
@@ -407,8 +408,12 @@ def test_schema_drift_compares_functions_triggers_views_and_extensions(stand, so
             "view public.invoice_cents: only on the target",
             "function public.cents(numeric): only on the target",
             "public.documents.filename (citext): missing on the target",
+            "public.legacy_exports: a table in scope only on the target (dropped on the source?)",
         ):
             assert expected in said, found.findings
+        # Not carried by ferry_schema_watch: its rows would go with it.
+        dropped = next(d for d in schema_differences(plan).fixes if d.kind == "drop table")
+        assert dropped.fix == "DROP TABLE public.legacy_exports" and "its rows on the target" in dropped.unsafe
         order = [d.what for d in in_carrying_order(schema_differences(plan).fixes)]
         assert order.index("extension citext (in schema public): missing on the target") < order.index(
             "public.documents.filename (citext): missing on the target"

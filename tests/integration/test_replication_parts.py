@@ -869,6 +869,18 @@ def test_the_schema_watch_brings_new_tables_and_a_partition_whose_rows_went_to_t
             "ADD COLUMN tier text DEFAULT 'free'::text NOT NULL" in health.findings
         )
         assert "ferry_schema_watch" in health.remedy
+        # D-day's catch-up, stopped by the same apply errors, names the same cause.
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from ferry.sensors.replication import ReplicationCaughtUpSensor
+
+        failed = {"status": "failed", "message": f"subscription {plan.subscription} hit 2 new apply error(s)"}
+        with pytest.raises(AirflowFailException) as stopped:
+            ReplicationCaughtUpSensor(task_id="wait_caught_up").execute_complete({}, failed)
+        assert (
+            "the target's apply stops at the first row that needs: public.customers.tier (text): missing on the target"
+            in str(stopped.value)
+        )
 
         copies = len(Ledger(plan).records(action=Action.COPY_SCHEMA))
         capfd.readouterr()

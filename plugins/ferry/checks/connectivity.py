@@ -6,7 +6,7 @@ from airflow.sdk import BaseHook
 
 from ferry.capture import capture_slot
 from ferry.checks.base import CheckResult, source_hook, target_hook
-from ferry.checks.schema import schema_differences
+from ferry.checks.schema import ROW_REFUSED, apply_stoppers
 from ferry.guards import Link, forward_link, replication_health, reverse_link
 from ferry.hooks.postgres import subscription_conninfo
 from ferry.hooks.replication import ReplicationHook
@@ -159,7 +159,7 @@ def check_replication_health(plan: Plan) -> CheckResult:
     if stuck:
         # The statistics count the apply's errors, not their text: a schema difference that stops the apply is
         # its cause unless the target refuses a row itself.
-        causes = [d for d in schema_differences(plan).fixes if d.stops_apply]
+        causes = apply_stoppers(plan)
         if causes:
             health["problems"].append(
                 "the subscription's apply stops at rows the target's schema cannot take: "
@@ -173,12 +173,7 @@ def check_replication_health(plan: Plan) -> CheckResult:
                 f"kept every row. {remedy}"
             )
         else:
-            remedy = (
-                "No schema difference explains the apply's errors: the target refuses a row (a unique, foreign-key or "
-                "check violation, or a trigger), or could not reach the source. The target's server log names it "
-                "(on RDS: aws rds download-db-log-file-portion, or the console's Logs tab; look for 'logical "
-                "replication'). Fix that row on the target, or the check that refuses it. " + remedy
-            )
+            remedy = f"{ROW_REFUSED} {remedy}"
     return _health_result("replication_health", health, findings, remedy, "replication is streaming")
 
 

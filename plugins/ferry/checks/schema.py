@@ -64,10 +64,38 @@ class SchemaDifferences:
 
 def schema_differences(plan: Plan) -> SchemaDifferences:
     """The schema of the tables in scope, source against target (:mod:`ferry.schemas`)."""
-    source = read_shape(plan, source_hook(plan))
-    target = read_shape(plan, target_hook(plan), set(source.tables))
+    source, target = read_shape(plan, source_hook(plan)), read_shape(plan, target_hook(plan))
     missing, fixes = differences(source, target)
     return SchemaDifferences(len(source.tables), len(set(source.tables) & set(target.tables)), missing, fixes)
+
+
+def apply_stoppers(plan: Plan) -> list[Difference]:
+    """The schema differences that stop the forward subscription's apply at the first row that needs them (a
+    column, a renamed column, a partition the target lacks, a NOT NULL column the source dropped): the cause of its
+    apply errors, which the statistics count without their text."""
+    return [d for d in schema_differences(plan).fixes if d.stops_apply]
+
+
+#: What to say when apply errors have no schema difference to explain them.
+ROW_REFUSED = (
+    "No schema difference explains the apply's errors: the target refuses a row (a unique, foreign-key or check "
+    "violation, or a trigger), or could not reach the source. The target's server log names it (on RDS: aws rds "
+    "download-db-log-file-portion, or the console's Logs tab; look for 'logical replication'). Fix that row on the "
+    "target, or the check that refuses it."
+)
+
+
+def explain_apply_errors(plan: Plan) -> str:
+    """Why the forward subscription's apply fails, in one sentence with its fix."""
+    causes = apply_stoppers(plan)
+    if not causes:
+        return ROW_REFUSED
+    return (
+        "The source's schema changed and the target's apply stops at the first row that needs: "
+        + "; ".join(d.finding() for d in causes)
+        + ". Run those statements on the target (ferry_schema_watch does it with replication.ddl: carry); the apply "
+        "resumes by itself, the slot kept every row."
+    )
 
 
 def check_schema_drift(plan: Plan) -> CheckResult:
@@ -164,7 +192,7 @@ def reverse_drift(plan: Plan, found: SchemaDifferences) -> CheckResult:
     publication, subscription = plan.reverse_publication, plan.reverse_subscription
     unpublished = outside_reverse_publication(plan, target_hook(plan))
     findings = [
-        *found.other,
+        *(d.what for d in found.fixes if d.kind != "drop table"),  # a table only on the new side: named below
         *(f"{t}: only on the old source (dropped on the new side?)" for t in found.missing),
         *(
             f"{t}: on the target but not in the reverse publication {publication}: its rows would stay on the new "

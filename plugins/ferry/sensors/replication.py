@@ -206,7 +206,12 @@ class ReplicationCaughtUpSensor(FerryOperator):
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         if event["status"] != "success":
-            raise AirflowFailException(event["message"])
+            message = event["message"]
+            if self.direction == "forward" and "apply error" in message:
+                from ferry.checks.schema import explain_apply_errors
+
+                message += f". {explain_apply_errors(self.plan)}"
+            raise AirflowFailException(message)
         self.log.info(
             "Caught up: the %s confirmed %s (the fence %s) after %.2f s",
             self.link.subscriber_label,
