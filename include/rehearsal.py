@@ -413,7 +413,7 @@ def rehearse_rollback() -> int:
         print(
             f"  D-day reverted by itself ({', '.join(revert['failed_tasks'])} failed): the source unfenced "
             f"{revert['freeze_s']} s after the fence (thresholds.max_freeze_s {revert['max_freeze_s']:g}), the old "
-            "app's units started"
+            f"app's units running again {revert['old_app_started_s']} s after it"
             if revert
             else "  D-day did NOT revert its freeze by itself (no d_day_reverted report)",
             flush=True,

@@ -53,9 +53,13 @@ class FerryRevertFreezeOperator(ReplicationUnfenceSourceOperator, VmStartService
             "The write freeze failed (%s): giving the service back to the old side",
             ", ".join(failed) or "a task of the freeze failed",
         )
-        unfenced = ReplicationUnfenceSourceOperator.execute(self, context)
+        unfenced = ReplicationUnfenceSourceOperator.execute(self, context)  # the writes first
+        unfenced_at = time.time()
         started = VmStartServicesOperator.execute(self, context)
-        freeze_s = None if fenced_at is None or not unfenced else round(time.time() - float(fenced_at), 3)
+        started_at = time.time()
+        since = None if fenced_at is None or not unfenced else float(fenced_at)
+        freeze_s = None if since is None else round(unfenced_at - since, 3)
+        back_s = None if since is None else round(started_at - since, 3)
         budget = plan.thresholds.freeze_budget_s
         data = {
             "plan": plan.name,
@@ -64,6 +68,7 @@ class FerryRevertFreezeOperator(ReplicationUnfenceSourceOperator, VmStartService
             "reverted_at": datetime.now(UTC).isoformat(),
             "failed_tasks": failed,
             "freeze_s": freeze_s,
+            "old_app_started_s": back_s,
             "max_freeze_s": budget,
             "tables_unfenced": len(unfenced),
             "vm_hosts_started": started,
@@ -72,7 +77,8 @@ class FerryRevertFreezeOperator(ReplicationUnfenceSourceOperator, VmStartService
             f"# Ferry D-day reverted: {plan.name}: {run_id}",
             "",
             f"- Failed in the freeze: {', '.join(failed) or 'a task of the freeze (see the run)'}",
-            f"- Write freeze: {freeze_s} s (fence to unfence), budget thresholds.max_freeze_s {budget:g} s"
+            f"- Write freeze: {freeze_s} s (fence to unfence), budget thresholds.max_freeze_s {budget:g} s; the old "
+            f"app's units running again {back_s} s after the fence"
             if freeze_s is not None
             else "- Write freeze: the source was not fenced by this run, or already unfenced",
             f"- Given back: {len(unfenced)} table(s) unfenced on the source; the old app's units started on "
