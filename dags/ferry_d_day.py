@@ -12,7 +12,8 @@ if a task fails before it, stop and trigger `ferry_rollback`.
    subscribed and copied (each step changes nothing when none was added). `preflight`,
    `check_day_before_complete`.
 2. `start_change_capture` (a logical decoding slot per side: every row changed from now on is
-   captured), `list_tables`, `compare_live` (one mapped task per table, while the application still
+   captured); beside the comparison, `create_read_replicas` (the target's, available before the go/no-go: on RDS
+   they take minutes, spent while the old side still serves, not while the users wait); `list_tables`, `compare_live` (one mapped task per table, while the application still
    writes; ranges that keep differing are carried into the freeze), `drain_change_capture`,
    **`gate_go_no_go`**, `drain_change_capture_after_gate` (what changed while the gate waited, so
    the freeze's own drain holds only the seconds before the fence). With
@@ -45,7 +46,7 @@ if a task fails before it, stop and trigger `ferry_rollback`.
    stands alone and is writable; `drop_change_capture`; `start_reverse_replication` (with `replication.reverse` in the plan: before the
    target takes its first application write, a publication and a slot on it and a subscription on the old
    source, so every write the new side accepts reaches the old database).
-8. `create_read_replicas`, `apply_ssm_cutover`, `refresh_materialized_views`, `restore_deployments`,
+8. `apply_ssm_cutover`, `refresh_materialized_views`, `restore_deployments`,
    `restart_pgbouncer`, `smoke_test_new_app`.
 9. **`gate_point_of_no_return`** (with the reverse replication it is not one: `ferry_rollback_after_cutover`
    brings the service back with the new side's writes until `ferry_decommission`), then `switch_dns` (every record to its new value, INSYNC),
@@ -211,7 +212,10 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         doc_md="Refreshes every materialized view on the target (replication does not carry their contents).",
     )
     replicas = RdsCreateReadReplicasOperator(
-        task_id="create_read_replicas", doc_md="Creates the read replicas. Undone by: RdsDeleteReadReplicasOperator."
+        task_id="create_read_replicas",
+        doc_md="Creates the read replicas of the target and waits until each is available, before the go/no-go: "
+        "minutes on RDS, spent while the old side still serves (they follow the target as it replicates). Undone by: "
+        "RdsDeleteReadReplicasOperator (ferry_rollback).",
     )
     ssm = SsmApplyParametersOperator(
         task_id="apply_ssm_cutover",
@@ -265,13 +269,14 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
     )
 
     scope >> preflight >> previous >> capture >> tables
+    capture >> replicas >> go  # slow on AWS (minutes): made while the old side still serves, not in the downtime
     (live >> drain_live >> go >> drain_after_gate >> webhooks >> stop >> fence >> [changes, large_objects])
     if compared:  # thresholds.comparison_gate: person; auto goes on once everything is verified equal
         [changes, large_objects] >> compared >> promote
     else:
         [changes, large_objects] >> promote
     [stop, fence, changes, large_objects, *([compared] if compared else []), promote] >> revert
-    promote >> [replicas, ssm, matviews, drop_capture, reverse]
-    [replicas, ssm, matviews, reverse] >> scale_up >> pgbouncer
+    promote >> [ssm, matviews, drop_capture, reverse]
+    [ssm, matviews, reverse] >> scale_up >> pgbouncer
     pgbouncer >> smoke
     smoke >> no_return >> dns >> replay >> report >> done
