@@ -311,6 +311,19 @@ def _add_constraint(table: str, k: dict[str, Any]) -> str:
     return add
 
 
+#: The objects of one table compared by name: what each is called, and the Shape field holding them.
+PER_TABLE = (("constraint", "constraints"), ("index", "indexes"), ("trigger", "triggers"))
+#: For each, the statements that create one on the target and drop one there (given the table and its row).
+PER_TABLE_STATEMENTS = {
+    "constraint": (_add_constraint, lambda table, k: f"ALTER TABLE {table} DROP CONSTRAINT {k['quoted']}"),
+    "index": (
+        lambda table, i: _concurrently(i["definition"]),
+        lambda table, i: f"DROP INDEX CONCURRENTLY {i['quoted']}",
+    ),
+    "trigger": (lambda table, t: t["definition"], lambda table, t: f"DROP TRIGGER {t['quoted']} ON {table}"),
+}
+
+
 def differences(source: Shape, target: Shape) -> tuple[list[str], list[Difference]]:
     """The tables in scope the target lacks (quoted names), and every other difference of the tables both have,
     each with the statement that makes the target match."""
@@ -321,33 +334,17 @@ def differences(source: Shape, target: Shape) -> tuple[list[str], list[Differenc
             continue
         name = ".".join(key)
         found += _columns(name, table, source.columns.get(key, []), target.columns.get(key, []))
-        found += _named(
-            name,
-            table,
-            "constraint",
-            source.constraints.get(key, {}),
-            target.constraints.get(key, {}),
-            lambda k, table=table: _add_constraint(table, k),
-            lambda k, table=table: f"ALTER TABLE {table} DROP CONSTRAINT {k['quoted']}",
-        )
-        found += _named(
-            name,
-            table,
-            "index",
-            source.indexes.get(key, {}),
-            target.indexes.get(key, {}),
-            lambda i: _concurrently(i["definition"]),
-            lambda i: f"DROP INDEX CONCURRENTLY {i['quoted']}",
-        )
-        found += _named(
-            name,
-            table,
-            "trigger",
-            source.triggers.get(key, {}),
-            target.triggers.get(key, {}),
-            lambda t: t["definition"],
-            lambda t, table=table: f"DROP TRIGGER {t['quoted']} ON {table}",
-        )
+        for what, kept in PER_TABLE:
+            create, drop = PER_TABLE_STATEMENTS[what]
+            found += _named(
+                name,
+                table,
+                what,
+                getattr(source, kept).get(key, {}),
+                getattr(target, kept).get(key, {}),
+                lambda row, create=create, table=table: create(table, row),
+                lambda row, drop=drop, table=table: drop(table, row),
+            )
         have, want = target.partitions.get(table, {}), source.partitions.get(table, {})
         if not set(have) <= set(want):
             continue  # the target is partitioned otherwise (check_not_replicated names it): not compared by bounds

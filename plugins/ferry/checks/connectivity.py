@@ -6,7 +6,7 @@ from airflow.sdk import BaseHook
 
 from ferry.capture import capture_slot
 from ferry.checks.base import CheckResult, source_hook, target_hook
-from ferry.checks.schema import ROW_REFUSED, apply_stoppers
+from ferry.checks.schema import apply_stoppers, explain_apply_errors
 from ferry.guards import Link, forward_link, replication_health, reverse_link
 from ferry.hooks.postgres import subscription_conninfo
 from ferry.hooks.replication import ReplicationHook
@@ -166,14 +166,7 @@ def check_replication_health(plan: Plan) -> CheckResult:
                 + "; ".join(d.what for d in causes)
             )
             findings += [f"cause: {d.finding()}" for d in causes]
-            remedy = (
-                "The source's schema changed and logical replication does not carry schema changes: run each "
-                "statement listed on the target, in order (ferry_schema_watch does it within "
-                f"replication.ddl_watch_interval_s with replication.ddl: carry); the apply resumes by itself, the slot "
-                f"kept every row. {remedy}"
-            )
-        else:
-            remedy = f"{ROW_REFUSED} {remedy}"
+        remedy = f"{explain_apply_errors(causes)} {remedy}"
     return _health_result("replication_health", health, findings, remedy, "replication is streaming")
 
 

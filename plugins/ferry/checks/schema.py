@@ -85,16 +85,16 @@ ROW_REFUSED = (
 )
 
 
-def explain_apply_errors(plan: Plan) -> str:
-    """Why the forward subscription's apply fails, in one sentence with its fix."""
-    causes = apply_stoppers(plan)
+def explain_apply_errors(causes: list[Difference]) -> str:
+    """Why the forward subscription's apply fails, given :func:`apply_stoppers`, with the fix."""
     if not causes:
         return ROW_REFUSED
     return (
         "The source's schema changed and the target's apply stops at the first row that needs: "
         + "; ".join(d.finding() for d in causes)
-        + ". Run those statements on the target (ferry_schema_watch does it with replication.ddl: carry); the apply "
-        "resumes by itself, the slot kept every row."
+        + ". Run those statements on the target, in order (ferry_schema_watch does it within "
+        "replication.ddl_watch_interval_s with replication.ddl: carry); the apply resumes by itself, the slot kept "
+        "every row."
     )
 
 

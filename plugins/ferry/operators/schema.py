@@ -176,8 +176,7 @@ class ReplicationCarrySchemaOperator(FerryOperator):
     What it does not carry by itself (a type change that is not a widening) is named with its statement and fails
     the run; tables added to the source are the next steps' (``copy_schema`` of ``ferry_schema_watch``). With
     ``refuse``, any difference fails it, naming each, changing nothing. Outside the replication window (no forward
-    subscription)
-    it is skipped.
+    subscription) it is skipped.
     """
 
     def execute(self, context: Any) -> dict[str, Any]:

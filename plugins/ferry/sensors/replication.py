@@ -208,9 +208,9 @@ class ReplicationCaughtUpSensor(FerryOperator):
         if event["status"] != "success":
             message = event["message"]
             if self.direction == "forward" and "apply error" in message:
-                from ferry.checks.schema import explain_apply_errors
+                from ferry.checks.schema import apply_stoppers, explain_apply_errors
 
-                message += f". {explain_apply_errors(self.plan)}"
+                message += f". {explain_apply_errors(apply_stoppers(self.plan))}"
             raise AirflowFailException(message)
         self.log.info(
             "Caught up: the %s confirmed %s (the fence %s) after %.2f s",
