@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := postgresql postgresql-client openssh-server redis-server chromium chromium-driver
+APT_PACKAGES := postgresql postgresql-client openssh-server redis-server pgbouncer chromium chromium-driver
 PIP_VERSION := 25.3
 
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
@@ -18,7 +18,7 @@ export AWS_EC2_METADATA_DISABLED := true
 export FERRY_STAND_DIR ?= /tmp/ferry-stand
 STAND_ENV := $(FERRY_STAND_DIR)/stand.env
 
-.PHONY: help deps apt test lint rehearsal rehearsal-ddl rehearsal-rollback rehearsal-rollback-late airflow stand-up stand-down stand-env stand-status load-start load-stop clean bench-venv bench-compare bench-s3sync bench-webhooks bench-cutover
+.PHONY: help deps apt test lint rehearsal rehearsal-ddl rehearsal-rollback rehearsal-rollback-late airflow stand-up stand-down stand-env stand-status load-start load-stop clean bench-venv bench-compare bench-s3sync bench-webhooks bench-cutover bench-downtime
 
 help:
 	@echo "make rehearsal    bring the stand up and rehearse the migration on it (installs what it needs)"
@@ -32,10 +32,12 @@ help:
 	@echo "make bench-s3sync    bucket sync through 30 ms of injected latency, parallel against one at a time, then a re-run"
 	@echo "make bench-webhooks  64 providers, 10,000 webhooks into the recorder (S3 30 ms away) across a crash, then replay"
 	@echo "make bench-cutover   D-day on fresh stands of 1M and 10M rows (write load on): freeze window and its growth"
+	@echo "make bench-downtime  the users' downtime (AWS latency profile): the switch at the pooler against the fallback"
 
-# Debian packages: PostgreSQL 15 for Airflow's metadata cluster, sshd for the VM stand-in, redis-server for the
-# Celery broker, chromium and its driver for the browser test, npm for the stand's source and target servers. The
-# stand starts its own instances on loopback ports, never the packages' system units.
+# Debian packages: PostgreSQL 15 for Airflow's metadata cluster, sshd for the VM stand-in, PgBouncer for the old
+# app's pooler, redis-server for the Celery broker, chromium and its driver for the browser test, npm for the stand's
+# source and target servers. The stand starts its own instances on loopback ports, never the packages' system units
+# (Debian's pgbouncer unit is not started: this machine has no systemd).
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done; \
 	  python3 -c 'import ensurepip, venv' 2>/dev/null || echo python3-venv; command -v npm >/dev/null || echo npm); \
@@ -114,7 +116,6 @@ rehearsal-rollback-late: deps
 # The same deployment the rehearsal runs on (include/deployment.py: api-server, scheduler, dag-processor,
 # triggerer, two Celery workers; EXECUTOR=local for the LocalExecutor), with the UI on 8080. Ctrl-C stops it.
 airflow: stand-up
-	@echo "Airflow on http://127.0.0.1:8080; user admin, password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated"
 	set -a; . $(STAND_ENV); set +a; PATH=$(VENV)/bin:$$PATH FERRY_AIRFLOW_PORT=8080 exec $(PY) include/deployment.py
 
 # Benchmarks: never part of make test. Their peers live in .venv-bench, apart from Airflow's pinned set.
@@ -138,6 +139,9 @@ bench-webhooks: deps
 # Like the rehearsal, on a fresh stand per size (1,000,000 then 10,000,000 rows): D-day measured task by task.
 bench-cutover: deps
 	PATH=$(VENV)/bin:$$PATH $(PY) bench/cutover.py
+
+bench-downtime: deps
+	PATH=$(VENV)/bin:$$PATH $(PY) bench/downtime.py
 
 clean: stand-down
 	rm -rf $(AIRFLOW_HOME)

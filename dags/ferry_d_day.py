@@ -20,7 +20,10 @@ if a task fails before it, stop and trigger `ferry_rollback`.
    `thresholds.compare_in_freeze: full` these compare nothing and the whole comparison runs in the
    freeze.
 3. `route_webhooks_to_recorder`: billing webhooks go to the recorder (stored in S3, replayed later).
-4. `stop_vm_services`: the old app's units stopped over SSH.
+4. With `source.pooler` (the old side's PgBouncer) **the switch happens at the pooler**: nothing is stopped, the
+   fence task first pauses the pooler (the old app's queries wait there, none fails) and the promotion resumes it
+   on the promoted target in the promotion's task (step 7); the users' pause is the freeze. Without one, `stop_vm_services`: the old app's
+   units stopped over SSH, and the users wait until DNS moves them.
 5. `fence_source_and_catch_up`: the source fenced (no role but Ferry's can write; the sessions of every other
    writer ended, and those of clients sharing Ferry's own login), then a wait until the target confirmed the
    fence's WAL position (in place for a few seconds, then deferred to the triggerer).
@@ -36,7 +39,7 @@ if a task fails before it, stop and trigger `ferry_rollback`.
    **The guardrail:** the freeze may last `thresholds.max_freeze_s` up to the promotion (30 s, or 900 s with a
    person at the comparison): the catch-up waits no longer, and no step of the freeze starts past it. When a
    task of the freeze fails (a difference, a catch-up that cannot finish, the budget spent), `revert_freeze`
-   unfences the source and starts the old app's units again by itself, and writes a report saying why; D-day
+   unfences the source and resumes the pooler on it (or starts the old app's units again) by itself, and writes a report saying why; D-day
    fails, and `ferry_rollback` undoes the rest.
 7. `drop_subscription_and_sync_sequences`: first the last check, read from the change capture without consuming
    it: no table in scope changed on either side since `compare_changes` (a client sharing Ferry's login, a write
@@ -45,7 +48,9 @@ if a task fails before it, stop and trigger `ferry_rollback`.
    source's (one task: each boundary between tasks costs the freeze a fraction of a second); the target
    stands alone and is writable; `drop_change_capture`; `start_reverse_replication` (with `replication.reverse` in the plan: before the
    target takes its first application write, a publication and a slot on it and a subscription on the old
-   source, so every write the new side accepts reaches the old database).
+   source, so every write the new side accepts reaches the old database). With a pooler, the promotion's task
+   itself creates the reverse publication and slot, points PgBouncer at the target and resumes it (the old app
+   serves from the new database), then subscribes the old source: no task boundary inside the users' pause.
 8. `apply_ssm_cutover`, `refresh_materialized_views`, `restore_deployments`,
    `restart_pgbouncer`, `smoke_test_new_app`.
 9. **`gate_point_of_no_return`** (with the reverse replication it is not one: `ferry_rollback_after_cutover`
@@ -70,6 +75,7 @@ from ferry.operators.compare import (
     ReplicationCompareLiveOperator,
     ReplicationListTablesOperator,
 )
+from ferry.operators.cutover import ReplicationPromoteAtPoolerOperator
 from ferry.operators.fence import ReplicationFenceAndCatchUpOperator
 from ferry.operators.kube import KubeRestoreReplicasOperator, KubeRolloutRestartOperator
 from ferry.operators.objects import ReplicationCopyLargeObjectsOperator, ReplicationRefreshMaterializedViewsOperator
@@ -156,18 +162,25 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         task_id="route_webhooks_to_recorder",
         doc_md="Points the webhook host at the recorder. Undone by: restore_dns (ferry_rollback).",
     )
-    stop = VmStopServicesOperator(
-        task_id="stop_vm_services", doc_md="Stops the old side's units. Undone by: start_vm_services."
+    plan = load_plan()
+    pooled = plan.source.pooler is not None  # the switch at the pooler: the old app keeps serving
+    stop = (
+        None
+        if pooled
+        else VmStopServicesOperator(
+            task_id="stop_vm_services", doc_md="Stops the old side's units. Undone by: start_vm_services."
+        )
     )
     fence = ReplicationFenceAndCatchUpOperator(
         task_id="fence_source_and_catch_up",
         timeout_s=1800,
         retries=0,  # inside the freeze a retry waits retry_delay: revert_freeze gives the service back instead
-        doc_md="Fences the source against app writes, then waits (in place, then deferred) until the target "
+        doc_md="With source.pooler, first pauses the old side's PgBouncer (the old app's queries wait there, none "
+        "fails). Fences the source against app writes, then waits (in place, then deferred) until the target "
         "confirmed the fence's LSN, no longer than what is left of thresholds.max_freeze_s. One task: each boundary "
-        "between tasks costs the freeze time. Undone by: unfence_source (revert_freeze, ferry_rollback).",
+        "between tasks costs the freeze time. Undone by: unfence_source and restore_pooler (revert_freeze, "
+        "ferry_rollback).",
     )
-    plan = load_plan()
     asks_a_person = plan.thresholds.comparison_gate == "person"
     changes = ReplicationCompareChangesOperator(
         task_id="compare_changes",
@@ -191,12 +204,16 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         "{{ ti.xcom_pull(task_ids='compare_changes', key='verdict') or 'Source and target are equal' }}: go on?",
         "Read compare_changes' log (the comparison report). Next, the target becomes the primary.",
     )
-    promote = ReplicationPromoteTargetOperator(
+    promote = (ReplicationPromoteAtPoolerOperator if pooled else ReplicationPromoteTargetOperator)(
         task_id="drop_subscription_and_sync_sequences",
         large_objects_task_id="copy_large_objects",
         freeze_fence_task_id="fence_source_and_catch_up",
         doc_md="Drops the subscription (the target stands alone), then sets every sequence on the target past the "
-        "source's: the end of the write freeze. One task: each boundary between tasks costs the freeze time.",
+        "source's: the end of the write freeze. With source.pooler, then also the reverse replication's publication "
+        "and slot on the target, the old side's PgBouncer pointed at the target and resumed (the old app's waiting "
+        "queries go on, on the new database: the users' pause ends), then the reverse subscription. One task: each "
+        "boundary between tasks costs the freeze (and the waiting users) time. Undone by: restore_pooler "
+        "(ferry_rollback_after_cutover).",
     )
     revert = FerryRevertFreezeOperator(
         task_id="revert_freeze",
@@ -270,12 +287,18 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
 
     scope >> preflight >> previous >> capture >> tables
     capture >> replicas >> go  # slow on AWS (minutes): made while the old side still serves, not in the downtime
-    (live >> drain_live >> go >> drain_after_gate >> webhooks >> stop >> fence >> [changes, large_objects])
+    live >> drain_live >> go >> drain_after_gate >> webhooks
+    if stop:
+        webhooks >> stop >> fence
+    else:
+        webhooks >> fence
+    fence >> [changes, large_objects]
     if compared:  # thresholds.comparison_gate: person; auto goes on once everything is verified equal
         [changes, large_objects] >> compared >> promote
     else:
         [changes, large_objects] >> promote
-    [stop, fence, changes, large_objects, *([compared] if compared else []), promote] >> revert
+    freeze = [fence, changes, large_objects, *([compared] if compared else []), promote, reverse]
+    [*([stop] if stop else []), *freeze] >> revert
     promote >> [ssm, matviews, drop_capture, reverse]
     [ssm, matviews, reverse] >> scale_up >> pgbouncer
     pgbouncer >> smoke

@@ -11,7 +11,8 @@ run again. A dry run (trigger form) reports what each step would undo and change
    (with undo_all_stages: back to their counts before Ferry, by `restore_deployment_counts`).
 2. `restore_ssm_cutover`: the SSM parameters D-day pointed at RDS, back to their earlier versions.
 3. `delete_read_replicas`: the RDS read replicas Ferry created, deleted.
-4. `unfence_source`: the source database writable again for the application roles.
+4. `unfence_source`: the source database writable again for the application roles; `restore_pooler` (with
+   `source.pooler`): the old side's PgBouncer pointed at the source and resumed.
 5. `drop_change_capture`: D-day's change capture slots dropped on both sides (they would keep WAL);
    `stop_reverse_replication`: what a reverse replication set-up that failed half-way left (its slot and
    publication on the target).
@@ -39,6 +40,7 @@ from ferry.operators.capture import CaptureStopOperator
 from ferry.operators.fence import ReplicationUnfenceSourceOperator
 from ferry.operators.kube import KubeRestoreReplicasOperator, KubeScaleDownDeploymentsOperator
 from ferry.operators.objects import ReplicationRemoveCopiedLargeObjectsOperator
+from ferry.operators.pooler import PoolerSwitchOperator
 from ferry.operators.rds import RdsDeleteReadReplicasOperator
 from ferry.operators.replication import (
     ReplicationDropOrphanSlotOperator,
@@ -56,7 +58,7 @@ from ferry.taskgroups import stage_dag_args
 
 UNDO_ALL = Param(
     False,
-    type="boolean",
+    type=["null", "boolean"],  # not marked required in the form: off is the normal answer
     title="Undo all stages",
     description="Also undo ferry_day_before and ferry_week_prior: recorder, SSM values, subscription, publication, "
     "the schema copied to the target.",
@@ -83,6 +85,12 @@ with DAG(schedule=None, **args):
         ),
         ReplicationUnfenceSourceOperator(
             task_id="unfence_source", doc_md="Lifts the write fence on the source database. Undoes: fence_source."
+        ),
+        PoolerSwitchOperator(
+            task_id="restore_pooler",
+            side="source",
+            doc_md="With source.pooler: the old side's PgBouncer pointed back at the source (as the ledger says it "
+            "was) and resumed. Undoes: the pause in fence_source_and_catch_up.",
         ),
         CaptureStopOperator(
             task_id="drop_change_capture",

@@ -12,15 +12,16 @@ since the cutover is already on its way to the old database. Three human gates, 
    subscription refreshed).
 2. **`gate_go_no_go`**, then `route_webhooks_to_recorder` (webhooks are kept by the recorder, from the new app's
    host name too), `scale_down_new_deployments` (the new app stops writing).
-3. `fence_target`: the target refuses every application write. **The way back's write freeze starts here.**
+3. `pause_pooler` (with `source.pooler`: the old app's queries wait in its PgBouncer, which points at the target),
+   `fence_target`: the target refuses every application write. **The way back's write freeze starts here.**
 4. `wait_reverse_caught_up`: deferred until the old source confirmed the target's fence position; then, beside
    the comparison, `copy_large_objects_back`: the new side's large objects to the old source (replication does
    not carry them), verified by md5.
 5. `list_tables`, `compare_data` (every table whole, in one task: a mapped task's scheduling costs more
    than its comparison here), `compare_report`; **`gate_comparison`**.
 6. `stop_reverse_replication` (refuses unless the target is fenced and caught up), `sync_sequences_to_source`
-   (the old side's sequences past the target's), `unfence_source`: the old database takes writes again.
-   **The freeze ends here.**
+   (the old side's sequences past the target's), `unfence_source`: the old database takes writes again;
+   `restore_pooler`: PgBouncer pointed back at the old source and resumed. **The freeze ends here.**
 7. `restore_ssm_cutover`, `start_vm_services` (the old app), **`gate_restore_dns`**, `restore_dns`,
    `replay_webhooks_to_old_app` (the events recorded meanwhile; those the new app took are not sent again:
    their effects came back through the reverse replication), `write_report`.
@@ -48,6 +49,7 @@ from ferry.operators.fence import (
 )
 from ferry.operators.kube import KubeScaleDownDeploymentsOperator
 from ferry.operators.objects import ReplicationCopyLargeObjectsOperator
+from ferry.operators.pooler import PoolerPauseOperator, PoolerSwitchOperator
 from ferry.operators.reverse import (
     FerryStageReportOperator,
     ReplicationStopReverseOperator,
@@ -102,6 +104,11 @@ with DAG(
     scale_down = KubeScaleDownDeploymentsOperator(
         task_id="scale_down_new_deployments", doc_md="Scales the new deployments to zero (counts recorded)."
     )
+    pause = PoolerPauseOperator(
+        task_id="pause_pooler",
+        doc_md="With source.pooler: pauses the old side's PgBouncer (it points at the target since D-day): the old "
+        "app's queries wait there while the target is fenced, none fails. Skipped without a pooler.",
+    )
     fence = ReplicationFenceTargetOperator(
         task_id="fence_target",
         doc_md="Fences the target against application writes; its WAL position goes to XCom and the ledger.",
@@ -155,6 +162,12 @@ with DAG(
         task_id="restore_ssm_cutover", phase="cutover", doc_md="SSM parameters back to their values before D-day."
     )
     vms = VmStartServicesOperator(task_id="start_vm_services", doc_md="Starts the old app's units, verified.")
+    pooler = PoolerSwitchOperator(
+        task_id="restore_pooler",
+        side="source",
+        doc_md="With source.pooler: PgBouncer pointed back at the old source (as it was before D-day) and resumed: "
+        "the old app's waiting queries go on there. Skipped without a pooler.",
+    )
     dns_gate = gate(
         "gate_restore_dns",
         "Point DNS back at the old side?",
@@ -180,6 +193,7 @@ with DAG(
         >> go
         >> webhooks
         >> scale_down
+        >> pause
         >> fence
         >> caught_up
         >> tables
@@ -189,7 +203,7 @@ with DAG(
         >> stop_reverse
         >> sequences
         >> unfence
-        >> [ssm, vms]
+        >> [pooler, ssm, vms]
     )
-    [ssm, vms] >> dns_gate >> dns >> replay >> write_report
+    [pooler, ssm, vms] >> dns_gate >> dns >> replay >> write_report
     caught_up >> objects >> compared  # beside the comparison: one task boundary fewer in the way back's freeze

@@ -82,7 +82,8 @@ class Deployment:
     executor: str = field(default_factory=lambda: os.environ.get("EXECUTOR", "celery"))
     workers: int = 2
     worker_concurrency: int = 4
-    api_port: int | None = None
+    # The UI's port: FERRY_AIRFLOW_PORT (make airflow sets 8080), else the stand's port base + 14.
+    api_port: int | None = field(default_factory=lambda: int(os.environ.get("FERRY_AIRFLOW_PORT") or 0) or None)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
     client: httpx.Client | None = None

@@ -267,6 +267,7 @@ def summary(result: dict, folder: Path) -> tuple[list[str], bool]:
         lines.append(f"  {run.dag_id} did not succeed (log: {run.log}):")
         lines += [f"    {f}" for f in run.failures]
     try:
+        reverse_caught_up()
         lost_per_table = lost_rows()
         rows_lost = sum(lost_per_table.values())
         compared = f"{rows_lost}" + (
@@ -280,11 +281,15 @@ def summary(result: dict, folder: Path) -> tuple[list[str], bool]:
     result["rows_lost"] = rows_lost
     lines += [
         "",
-        f"  write load: {stats.get('committed', 0)} writes committed, {stats.get('refused', 0)} refused by the fence",
+        f"  write load: {stats.get('committed', 0)} writes committed, {stats.get('refused', 0)} refused by the fence, "
+        f"{stats.get('errors', 0)} failed",
+        f"  users' view (the write load, through the old app's path): longest pause between two writes "
+        f"{stats.get('longest_pause_s')} s, slowest write {stats.get('max_latency_s')} s, p99 {stats.get('p99_ms')} ms",
         f"  rows on the source that the target lacks or holds otherwise: {compared}",
         f"  webhooks: sent {len(result['acked'])}, delivered to the new app {len(result['delivered'])}, lost {len(lost)}",
         f"  D-day: {result['timings'].get('ferry_d_day', 0):.1f} s in all; write freeze (fence to target writable) "
         f"{freeze} s",
+        f"  {users_line(report)}",
     ]
     ok = result["ok"] and not lost and rows_lost == 0
     verdict = "passed" if ok else "FAILED"
@@ -645,6 +650,31 @@ def plan_and_sides():
         ReplicationHook(plan.source.conn_id, plan.source.database),
         ReplicationHook(plan.target.conn_id, plan.target.database),
     )
+
+
+def users_line(report: dict | None) -> str:
+    """The D-day report's users' view in one line."""
+    users = (report or {}).get("users") or {}
+    if users.get("switch") == "pooler":
+        return f"switch at the pooler: the old app's queries waited {users.get('pause_s')} s, then went to the target"
+    if users.get("switch") == "stop":
+        return (
+            f"old app stopped: down {users.get('downtime_s')} s (its stop to the DNS switch) plus up to the "
+            f"{users.get('plus_dns_ttl_s')} s TTL"
+        )
+    return "users' view: not in the report"
+
+
+def reverse_caught_up(timeout_s: float = 120) -> None:
+    """Once the cutover set up the reverse replication: wait until the old source has every write the target took
+    (the write load wrote there through the pooler), so the comparison sees both sides at rest."""
+    from ferry.guards import reverse_link, wait_confirmed
+
+    plan, source, target = plan_and_sides()
+    if source.get_subscription_status(plan.reverse_subscription) is None:
+        return
+    slot, waited = wait_confirmed(reverse_link(plan, source, target), target.get_current_lsn(), timeout_s)
+    print(f"  reverse replication: {'caught up' if slot and slot['caught_up'] else 'NOT caught up'} in {waited:.1f} s")
 
 
 def lost_rows() -> dict[str, int]:

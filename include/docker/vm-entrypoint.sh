@@ -29,8 +29,29 @@ case "$1" in
 esac
 UNIT
 chmod 755 /usr/local/bin/ferry-unit
+# The old app's PgBouncer: its file is where the stand plan's source.pooler.config_path says
+# ($FERRY_STAND_DIR/pgbouncer/pgbouncer.ini); the write load goes through it.
+export FERRY_STAND_DIR=/var/lib/ferry
+mkdir -p "$FERRY_STAND_DIR/pgbouncer"
+[ -f "$FERRY_STAND_DIR/pgbouncer/pgbouncer.ini" ] || cat > "$FERRY_STAND_DIR/pgbouncer/pgbouncer.ini" <<INI
+[databases]
+saas = host=source-db port=5432 dbname=saas
+
+[pgbouncer]
+listen_addr = 0.0.0.0
+listen_port = 6432
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $FERRY_STAND_DIR/pgbouncer/userlist.txt
+admin_users = ferry_pooler
+pool_mode = transaction
+ignore_startup_parameters = extra_float_digits
+INI
+printf '"saas_app" "saas-app"\n"ferry_pooler" "ferry-pooler"\n' > "$FERRY_STAND_DIR/pgbouncer/userlist.txt"
+chown -R postgres "$FERRY_STAND_DIR/pgbouncer"
+pgbouncer -d -u postgres "$FERRY_STAND_DIR/pgbouncer/pgbouncer.ini"
 env | grep -E '^(FERRY_|PYTHONPATH)' | sed 's/^/export /' > /etc/profile.d/ferry.sh
 ferry-unit start saas-web
 [ -z "$FERRY_LOAD_DSN" ] || ferry-unit start saas-worker
 exec /usr/sbin/sshd -D -e -o HostKey=/etc/ssh/ferry_host_key -o PasswordAuthentication=no \
-    -o "SetEnv=FERRY_APP_NAME=$FERRY_APP_NAME FERRY_APP_FILE=$FERRY_APP_FILE FERRY_LOAD_DSN=$FERRY_LOAD_DSN"
+    -o "SetEnv=FERRY_APP_NAME=$FERRY_APP_NAME FERRY_APP_FILE=$FERRY_APP_FILE FERRY_LOAD_DSN=$FERRY_LOAD_DSN FERRY_STAND_DIR=$FERRY_STAND_DIR"

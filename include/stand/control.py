@@ -8,6 +8,7 @@ import time
 
 from stand.core import ROOT, STAND_PLAN, Stand, venv_bin
 from stand.services import SERVICES
+from stand.services.pgbouncer import PgBouncer
 from stand.services.postgres import APP_ROLE, CLUSTERS, DATABASE
 
 
@@ -60,7 +61,8 @@ def down(stand: Stand, quiet: bool = False) -> None:
 
 
 def load(stand: Stand, action: str, rate: float = 50, side: str = "source") -> None:
-    """Start or stop the write load on ``side``: ``source`` (the old app's, the VM unit saas-worker) or
+    """Start or stop the write load on ``side``: ``source`` (the old app's, the VM unit saas-worker, through the old
+    side's PgBouncer: after D-day's switch at the pooler it writes to the target) or
     ``target`` (the new app's, once it serves: a process of its own, ``load-target``)."""
     name = "load" if side == "source" else f"load-{side}"
     if action == "stop":
@@ -72,6 +74,8 @@ def load(stand: Stand, action: str, rate: float = 50, side: str = "source") -> N
         return
     password = stand.secret("app_role")
     dsn = f"host=127.0.0.1 port={stand.port(CLUSTERS[side])} dbname={DATABASE} user={APP_ROLE} password={password}"
+    if side == "source":  # the old app's path: through its PgBouncer, as a real app's would be
+        dsn = PgBouncer().dsn(stand)
     stats = stand.dir / ("load-stats.json" if side == "source" else f"load-stats-{side}.json")
     if side != "source":
         stats.unlink(missing_ok=True)  # this side's counts start at its start

@@ -2,7 +2,9 @@
 
 Each operation is its own transaction, as a web request's would be. Refused writes (a fenced,
 read-only source) and lost connections are counted and retried later, never fatal. Counts are
-written to a JSON file every second and on SIGTERM.
+written to a JSON file every second and on SIGTERM, with what the users would feel: each write's latency
+(``max_latency_s``, ``p99_ms``) and the longest time between two committed writes (``longest_pause_s``, ending at
+``longest_pause_end``, epoch seconds): a write waiting at a paused pooler, or writes refused or failing.
 """
 
 from __future__ import annotations
@@ -55,7 +57,19 @@ def run(dsn: str, rate: float, stats_file: Path, seed: int | None) -> None:
     rng = random.Random(seed)
     names, weights = [op[0] for op in OPERATIONS], [op[1] for op in OPERATIONS]
     sql = {op[0]: op[2] for op in OPERATIONS}
-    stats = {"committed": 0, "refused": 0, "errors": 0, "by_operation": dict.fromkeys(names, 0), "rate": rate}
+    stats = {
+        "committed": 0,
+        "refused": 0,
+        "errors": 0,
+        "by_operation": dict.fromkeys(names, 0),
+        "rate": rate,
+        "max_latency_s": 0.0,
+        "p99_ms": None,
+        "longest_pause_s": 0.0,
+        "longest_pause_end": None,
+    }
+    latencies: list[float] = []
+    last_commit: float | None = None
     stopping = False
 
     def stop(*_: object) -> None:
@@ -74,14 +88,16 @@ def run(dsn: str, rate: float, stats_file: Path, seed: int | None) -> None:
             continue
         next_at += interval
         if now - last_write > 1:
-            stats_file.write_text(json.dumps(stats))
+            write_stats(stats_file, stats, latencies)
             last_write = now
         try:
             if conn is None or conn.closed:
-                conn = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
+                # No server-side prepared statements: a pooler in transaction mode may hand each to another server.
+                conn = psycopg.connect(dsn, autocommit=True, connect_timeout=5, prepare_threshold=None)
                 max_id = conn.execute("SELECT coalesce(max(id), 1000) FROM subscriptions").fetchone()[0]
             name = rng.choices(names, weights)[0]
             n = rng.randrange(1 << 40)
+            began = time.monotonic()
             conn.execute(
                 sql[name],
                 {
@@ -91,8 +107,15 @@ def run(dsn: str, rate: float, stats_file: Path, seed: int | None) -> None:
                     "pick": rng.randint(1, max_id),
                 },
             )
+            done = time.monotonic()
             stats["committed"] += 1
             stats["by_operation"][name] += 1
+            latencies.append(done - began)
+            stats["max_latency_s"] = round(max(stats["max_latency_s"], done - began), 4)
+            if last_commit is not None and done - last_commit > stats["longest_pause_s"]:
+                stats["longest_pause_s"] = round(done - last_commit, 4)
+                stats["longest_pause_end"] = time.time()
+            last_commit = done
         except psycopg.errors.ReadOnlySqlTransaction:
             stats["refused"] += 1
         except psycopg.OperationalError:
@@ -101,6 +124,13 @@ def run(dsn: str, rate: float, stats_file: Path, seed: int | None) -> None:
             time.sleep(0.2)
         except psycopg.Error:
             stats["errors"] += 1
+    write_stats(stats_file, stats, latencies)
+
+
+def write_stats(stats_file: Path, stats: dict, latencies: list[float]) -> None:
+    if latencies:
+        ordered = sorted(latencies)
+        stats["p99_ms"] = round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2)
     stats_file.write_text(json.dumps(stats))
 
 

@@ -200,8 +200,8 @@ def wait_confirmed(link: Link, lsn: str, timeout_s: float, poll_s: float = 0.25)
 
 
 def new_side_exposure(plan: Plan, history: list[LedgerRecord]) -> LedgerRecord | None:
-    """The first change by which D-day let the application reach the target after promoting it (the new
-    deployments scaled up again, or a DNS record switched to the new side), unless a completed
+    """The first change by which D-day let the application reach the target after promoting it (the old side's
+    pooler pointed at it, the new deployments scaled up again, or a DNS record switched to the new side), unless a completed
     ``ferry_rollback_after_cutover`` brought the new side's writes back since; None when there is none."""
     promoted = [
         r
@@ -219,8 +219,17 @@ def new_side_exposure(plan: Plan, history: list[LedgerRecord]) -> LedgerRecord |
         for r in history
         if r.at > since and r.stage == "ferry_d_day" and r.action == Action.RESTORE_REPLICAS and (r.after or 0) > 0
     ]
+    pooled = [
+        r
+        for r in history
+        if r.at > since
+        and r.action == Action.REPOINT_POOLER
+        and r.done
+        and (r.after or {}).get("side") == "target"
+        and r.stage == "ferry_d_day"
+    ]
     switched = switched_to_new_side(plan, history, since)
-    exposures = sorted([*scaled, *([switched] if switched else [])], key=lambda r: r.at)
+    exposures = sorted([*scaled, *pooled, *([switched] if switched else [])], key=lambda r: r.at)
     if not exposures:
         return None
     back = [

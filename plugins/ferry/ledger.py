@@ -79,6 +79,9 @@ class Action(StrEnum):
     REMOVE_RECORDER = "remove_recorder"
     STOP_UNIT = "stop_unit"
     START_UNIT = "start_unit"
+    PAUSE_POOLER = "pause_pooler"
+    RESUME_POOLER = "resume_pooler"
+    REPOINT_POOLER = "repoint_pooler"
     SYNC_BUCKET = "sync_bucket"
     REPLAY_WEBHOOKS = "replay_webhooks"
     STAGE_COMPLETE = "stage_complete"
@@ -122,6 +125,11 @@ class Target(str):
     @classmethod
     def vm(cls, host: str, unit: str) -> Target:
         return cls(f"vm:{host}:{unit}")
+
+    @classmethod
+    def pooler(cls, host: str, database: str) -> Target:
+        """A database entry of the old side's connection pooler (PgBouncer) on a VM."""
+        return cls(f"pooler:{host}/{database}")
 
     @classmethod
     def bucket(cls, name: str) -> Target:

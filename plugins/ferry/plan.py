@@ -111,7 +111,38 @@ class PostgresSide(Strict):
         return _unique(v, "", "role")
 
 
+class Pooler(Strict):
+    """The old side's connection pooler (PgBouncer), through which the old app reaches the source. With one, D-day
+    switches there: the pooler pauses (queries wait, none fails), the write freeze runs, then the pooler's database
+    entry is pointed at the target and it resumes; the old app keeps serving, now from the new database, and DNS
+    moves the users to the new app afterwards. Without one, D-day stops the old app's units for the freeze."""
+
+    admin_conn_id: ConnId
+    """PgBouncer's admin console as an Airflow Postgres connection (its host and port; the login is one of
+    PgBouncer's ``admin_users``; the database is always ``pgbouncer``)."""
+    database: PgIdent
+    """The ``[databases]`` entry the application connects through."""
+    vm: NonEmpty
+    """The VM (``vms[].name``) PgBouncer runs on: Ferry edits its configuration file over that VM's SSH
+    connection, then has PgBouncer reload it."""
+    config_path: Annotated[str, Field(pattern=r"^[A-Za-z0-9_./${}-]+$")] = "/etc/pgbouncer/pgbouncer.ini"
+    """The file holding the ``[databases]`` entry (the SSH login must be able to write it, or set ``sudo``). Read by
+    the VM's shell: ``$VARIABLES`` are expanded there."""
+    sudo: bool = False
+    """Edit the file with ``sudo -n`` (the SSH login may run ``cp``, ``tee`` and ``mv`` on it without a password)."""
+    target_host: HostName | None = None
+    """The target as PgBouncer reaches it (default: the host of target.conn_id)."""
+    target_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    """Default: the port of target.conn_id."""
+    pause_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    """How long PAUSE may wait for the transactions in flight to end; past it, the pooler resumes on the source
+    and D-day stops before the fence (a client holds a transaction open)."""
+
+
 class SourceSide(PostgresSide):
+    pooler: Pooler | None = None
+    """The old side's PgBouncer, for a switch at the pooler (see :class:`Pooler`); needs ``replication.reverse``
+    (the target takes the old app's writes from the promotion on)."""
     keep_writing: list[PgIdent] = []
     """Roles the fence lets write after the cutover. What they write then stays on the old side: lost
     to the new one (the pre-flight warns). Ferry's own connection role always may."""
@@ -428,6 +459,24 @@ class Plan(Strict):
         return self
 
     @model_validator(mode="after")
+    def _pooler_needs(self) -> Plan:
+        pooler = self.source.pooler
+        if pooler is None:
+            return self
+        if pooler.vm not in {host.name for host in self.vms}:
+            raise ValueError(
+                f"source.pooler.vm {pooler.vm} is not one of vms[].name: name the VM PgBouncer runs on, with its "
+                "ssh_conn_id, under vms"
+            )
+        if self.replication.reverse is None:
+            raise ValueError(
+                "source.pooler needs replication.reverse: from the promotion on, the old app writes to the target "
+                "through the pooler, and only the reverse replication brings those writes back on a rollback; add "
+                "replication.reverse, or remove source.pooler (D-day then stops the old app for the freeze)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _compare_tables_for_mode(self) -> Plan:
         if self.thresholds.compare_mode == "tables" and not self.thresholds.compare_tables:
             raise ValueError("thresholds.compare_mode is 'tables' but thresholds.compare_tables is empty; list them")
@@ -457,6 +506,12 @@ class Plan(Strict):
         return (reverse and reverse.subscription) or f"ferry_{self.key}_reverse"
 
     @property
+    def pooler_vm(self) -> VmHost | None:
+        """The VM of ``source.pooler``, or None without a pooler."""
+        pooler = self.source.pooler
+        return None if pooler is None else next(h for h in self.vms if h.name == pooler.vm)
+
+    @property
     def ledger_prefix(self) -> str:
         return (self.ledger.prefix or f"ferry/{self.name}").strip("/")
 
@@ -468,6 +523,8 @@ class Plan(Strict):
         found.setdefault(self.aws.conn_id, "aws")
         for host in self.vms:
             found.setdefault(host.ssh_conn_id, "ssh")
+        if self.source.pooler:
+            found.setdefault(self.source.pooler.admin_conn_id, "pgbouncer")
         if self.storage:
             found.setdefault(self.storage.source_conn_id, "s3")
             found.setdefault(self.storage.target_conn_id, "s3")

@@ -107,6 +107,58 @@ def freeze_window(records: list[Any]) -> tuple[float | None, str | None, str | N
     return round(seconds, 3), fence.at, writable
 
 
+def _seconds(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 3)
+
+
+def users_view(plan: Any, records: list[Any]) -> dict[str, Any]:
+    """What the application's users went through in this run, from the ledger. With a pooler: how long the old
+    app's queries waited in it (PAUSE to RESUME on the target). Without: the old app stopped, from its first unit's
+    stop to the last DNS record switched (clients that cached the old answer wait up to its TTL more)."""
+    if plan.source.pooler is not None:
+        paused = next((r for r in records if r.action == Action.PAUSE_POOLER and r.done), None)
+        resumed = next(
+            (r for r in records if r.action == Action.RESUME_POOLER and r.done and paused and r.at >= paused.at), None
+        )
+        return {
+            "switch": "pooler",
+            "paused_at": paused.at if paused else None,
+            "resumed_at": resumed.finished_at if resumed else None,
+            "resumed_on": (resumed.after or {}).get("host") if resumed else None,
+            "pause_s": _seconds(paused.at if paused else None, resumed.finished_at if resumed else None),
+        }
+    stopped = next((r for r in records if r.action == Action.STOP_UNIT), None)
+    switched = max((r.finished_at for r in records if r.action == Action.SWITCH_RECORD and r.done), default=None)
+    ttl = max((r.low_ttl for r in plan.dns.records), default=None) if plan.dns else None
+    return {
+        "switch": "stop",
+        "stopped_at": stopped.at if stopped else None,
+        "dns_switched_at": switched,
+        "downtime_s": _seconds(stopped.at if stopped else None, switched),
+        "plus_dns_ttl_s": ttl,
+    }
+
+
+def _users_line(users: dict[str, Any] | None) -> str:
+    if not users:
+        return "- users: not recorded"
+    if users["switch"] == "pooler":
+        return (
+            f"- users: the old app's queries waited {users['pause_s']} s in its pooler (PAUSE to RESUME on "
+            f"{users['resumed_on']}), none refused; then it served from the new database"
+            if users["pause_s"] is not None
+            else "- users: the pooler was not paused and resumed by this run"
+        )
+    return (
+        f"- users: the old app was down {users['downtime_s']} s (its stop to the DNS switch), plus up to the DNS "
+        f"TTL ({users['plus_dns_ttl_s']} s) for clients that cached the old answer"
+        if users["downtime_s"] is not None
+        else "- users: the old app was not stopped and switched by this run"
+    )
+
+
 def render_d_day(data: dict[str, Any]) -> str:
     """The D-day report as Markdown."""
     lag = data["replication_lag_at_fence"]
@@ -117,6 +169,7 @@ def render_d_day(data: dict[str, Any]) -> str:
         f"- D-day so far: {data['dday_s']} s (first task start to this report)",
         f"- write freeze (fence to target writable): {data['freeze_window_s']} s "
         f"({data['freeze_start']} to {data['freeze_end']})",
+        _users_line(data.get("users")),
         f"- fence LSN: {data['fence_lsn']}; replication lag at the fence: {lag['bytes']} bytes, "
         + (
             f"caught up after {lag['caught_up_after_s']} s"

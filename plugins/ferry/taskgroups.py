@@ -42,7 +42,7 @@ def dry_run_param() -> Param:
     """The trigger form's dry-run switch (a new Param each call: a run's values are set on its Param objects)."""
     return Param(
         False,
-        type="boolean",
+        type=["null", "boolean"],  # "null" too: the form does not mark it required (off is the normal answer)
         title="Dry run",
         description="Every task reports what it would change (in its log and the report) and changes nothing.",
     )
@@ -54,7 +54,7 @@ def cutover_params() -> dict[str, Param]:
     return {
         "tables": Param(
             [],
-            type="array",
+            type=["null", "array"],  # not marked required: empty is the normal answer
             items={"type": "string"},
             title="Tables to compare",
             description="schema.table or table names; empty: the plan's choice (thresholds.compare_mode).",
@@ -75,7 +75,7 @@ def cutover_params() -> dict[str, Param]:
         ),
         "dns_weighted_steps": Param(
             [],
-            type="array",
+            type=["null", "array"],  # not marked required: empty is the normal answer
             items={"type": "integer", "minimum": 1, "maximum": 100},
             title="Weighted DNS switch (%)",
             description="Move the application's records in steps of answers to the new side, e.g. 10, 50, 100; "
@@ -91,13 +91,28 @@ def cutover_params() -> dict[str, Param]:
     }
 
 
+#: The DAGs in the runbook's order, as the Airflow UI's DAG list shows them (it sorts by display name).
+DISPLAY_NAMES = {
+    "ferry_preflight": "Ferry 1 · Pre-flight",
+    "ferry_week_prior": "Ferry 2 · Week prior",
+    "ferry_schema_watch": "Ferry 3 · Schema watch",
+    "ferry_day_before": "Ferry 4 · Day before",
+    "ferry_d_day": "Ferry 5 · D-day",
+    "ferry_rollback": "Ferry 6 · Rollback (before the cutover)",
+    "ferry_rollback_after_cutover": "Ferry 7 · Rollback after the cutover",
+    "ferry_decommission": "Ferry 8 · Decommission",
+}
+
+
 def ferry_dag_args(
     dag_id: str, doc: str, *tags: str, retry_delay_s: int = 30, params: dict[str, Param] | None = None
 ) -> dict[str, Any]:
-    """What every Ferry DAG shares besides its (explicit) schedule: one run at a time, no catch-up, retries, docs."""
+    """What every Ferry DAG shares besides its (explicit) schedule: one run at a time, no catch-up, retries, docs,
+    and a display name in the runbook's order."""
     return {
         "params": params or {},
         "dag_id": dag_id,
+        "dag_display_name": DISPLAY_NAMES.get(dag_id, dag_id),
         "start_date": datetime(2026, 1, 1),
         "catchup": False,
         "max_active_runs": 1,

@@ -82,7 +82,7 @@ def test_every_stage_offers_a_dry_run_and_d_day_its_tables_and_timeouts(dagbag):
     for dag_id in ("ferry_week_prior", "ferry_day_before", "ferry_d_day", "ferry_rollback"):
         params = dagbag.dags[dag_id].params
         assert params["dry_run"] is False, dag_id
-        assert params.get_param("dry_run").schema["type"] == "boolean"
+        assert params.get_param("dry_run").schema["type"] == ["null", "boolean"]  # a switch, not required
     d_day = dagbag.dags["ferry_d_day"].params
     assert d_day["tables"] == [] and d_day["dns_weighted_steps"] == []
     # Empty timeouts leave each task's own, which the DAG sets: the form does not silently override them.
@@ -108,24 +108,60 @@ def test_d_day_gates_are_approval_operators_in_runbook_order(dagbag):
 
 
 def test_a_failure_in_d_days_freeze_and_only_there_reverts_it(dagbag):
-    """revert_freeze runs when a task of the freeze (or the old app's stop just before it) failed, and never for a
-    task after the promotion: then the target may be serving."""
+    """With the stand's pooler: nothing is stopped, the fence task pauses the pooler and the promotion's task resumes
+    it on the target (no task boundary in the users' pause). revert_freeze runs when a task of the freeze or the
+    reverse replication's start failed, and never for a task after that: then the target may be serving."""
     dag = dagbag.dags["ferry_d_day"]
     revert = dag.get_task("revert_freeze")
     assert revert.trigger_rule == "one_failed"
+    assert "stop_vm_services" not in dag.task_ids
+    assert dag.get_task("fence_source_and_catch_up").upstream_task_ids == {"route_webhooks_to_recorder"}
+    assert type(dag.get_task("drop_subscription_and_sync_sequences")).__name__ == "ReplicationPromoteAtPoolerOperator"
+    assert dag.get_task("start_reverse_replication").upstream_task_ids == {"drop_subscription_and_sync_sequences"}
     freeze = {
+        "fence_source_and_catch_up",
+        "compare_changes",
+        "copy_large_objects",
+        "drop_subscription_and_sync_sequences",
+        "start_reverse_replication",
+    }
+    assert revert.upstream_task_ids == freeze
+    assert not revert.downstream_task_ids
+    after = dag.get_task("start_reverse_replication").get_flat_relative_ids(upstream=False)
+    assert not after & revert.upstream_task_ids
+    for task_id in ("compare_changes", "copy_large_objects", "drop_subscription_and_sync_sequences"):
+        assert dag.get_task(task_id).freeze_fence_task_id == "fence_source_and_catch_up", task_id
+
+
+def test_without_a_pooler_d_day_stops_the_old_app_for_the_freeze(dag_folder, monkeypatch, tmp_path):
+    """The fallback: a plan without source.pooler stops the old app's units before the fence; revert_freeze also
+    runs when that stop failed."""
+    from pathlib import Path
+
+    import yaml
+
+    from ferry.plan import plan_source
+
+    data = yaml.safe_load(Path(plan_source()).read_text())
+    del data["source"]["pooler"]
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("FERRY_PLAN", str(tmp_path / "plan.yaml"))
+    dag = DagBag(dag_folder=str(dag_folder)).dags["ferry_d_day"]
+    assert type(dag.get_task("drop_subscription_and_sync_sequences")).__name__ == "ReplicationPromoteTargetOperator"
+    assert dag.get_task("fence_source_and_catch_up").upstream_task_ids == {"stop_vm_services"}
+    assert dag.get_task("revert_freeze").upstream_task_ids == {
         "stop_vm_services",
         "fence_source_and_catch_up",
         "compare_changes",
         "copy_large_objects",
         "drop_subscription_and_sync_sequences",
+        "start_reverse_replication",
     }
-    assert revert.upstream_task_ids == freeze
-    assert not revert.downstream_task_ids
-    after = dag.get_task("drop_subscription_and_sync_sequences").get_flat_relative_ids(upstream=False)
-    assert not after & revert.upstream_task_ids
-    for task_id in ("compare_changes", "copy_large_objects", "drop_subscription_and_sync_sequences"):
-        assert dag.get_task(task_id).freeze_fence_task_id == "fence_source_and_catch_up", task_id
+    assert dag.get_task("restore_deployments").upstream_task_ids == {
+        "apply_ssm_cutover",
+        "refresh_materialized_views",
+        "start_reverse_replication",
+    }
 
 
 def test_a_plan_asking_a_person_at_the_comparison_puts_the_gate_before_the_promotion(dag_folder, monkeypatch, tmp_path):
@@ -156,7 +192,7 @@ def test_a_stage_whose_plan_lacks_a_section_it_needs_fails_at_import_naming_it(d
     from ferry.plan import EXAMPLE_PLAN
 
     data = yaml.safe_load(EXAMPLE_PLAN.read_text())
-    del data["rds"], data["vms"]
+    del data["rds"], data["vms"], data["source"]["pooler"]
     plan = tmp_path / "no-rds.yaml"
     plan.write_text(yaml.safe_dump(data))
     monkeypatch.setenv("FERRY_PLAN", str(plan))
@@ -207,3 +243,32 @@ def test_every_task_id_a_task_is_wired_to_names_a_task_of_its_dag(dagbag):
         if name.endswith("_task_id") and isinstance(value, str) and value not in dag.task_ids
     ]
     assert wrong == []
+
+
+def test_the_dag_list_reads_in_the_runbooks_order(dagbag):
+    """The Airflow UI sorts its DAG list by display name: the stages read in the order an operator runs them."""
+    runbook = [
+        "ferry_preflight",
+        "ferry_week_prior",
+        "ferry_schema_watch",
+        "ferry_day_before",
+        "ferry_d_day",
+        "ferry_rollback",
+        "ferry_rollback_after_cutover",
+        "ferry_decommission",
+    ]
+    assert set(runbook) == set(dagbag.dags)
+    names = {dag_id: dag.dag_display_name for dag_id, dag in dagbag.dags.items()}
+    assert sorted(names, key=names.get) == runbook
+    assert sorted(runbook) != runbook  # by dag_id the list began with ferry_d_day
+
+
+def test_no_trigger_form_field_is_marked_required(dagbag):
+    """The form marks a field required (*) unless its type allows null; empty (or off) is the normal answer to
+    every one of Ferry's, so each allows null, and each has a title."""
+    for dag_id, dag in dagbag.dags.items():
+        for name in dag.params:
+            schema = dag.params.get_param(name).schema
+            kinds = schema.get("type")
+            assert isinstance(kinds, list) and "null" in kinds, (dag_id, name, kinds)
+            assert schema.get("title"), (dag_id, name)

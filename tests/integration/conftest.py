@@ -23,6 +23,7 @@ from ferry.ledger import Ledger
 from ferry.plan import load_plan
 from stand.control import down, load, up
 from stand.core import STAND_PLAN, Stand
+from stand.services.pgbouncer import PgBouncer
 from stand.services.postgres import APP_ROLE, CLUSTERS, LOGINS, PostgresPair, client_bin
 
 TEST_DAGS = Path(__file__).parent / "dags"
@@ -300,11 +301,12 @@ class GateAnswerer:
 
 @pytest.fixture
 def clean_replication(stand, target):
-    """Whatever the test leaves: load stopped, fence lifted, subscription and publication dropped, target emptied."""
+    """Whatever the test leaves: load stopped, the old app's pooler on the source, fence lifted, subscription and publication dropped, target emptied."""
     yield
     plan = load_plan()
     source_hook, target_hook = ReplicationHook("ferry_source", "saas"), ReplicationHook("ferry_target", "saas")
     load(stand, "stop")
+    PgBouncer().reset(stand)
     source_hook.remove_fence()
     for hook in (source_hook, target_hook):  # a run that failed at the comparison leaves its capture
         hook.drop_slot(capture_slot(plan))

@@ -16,6 +16,7 @@ from ferry.hooks.replication import ReplicationHook
 from ferry.ledger import Ledger
 from ferry.plan import load_plan
 from stand.control import load
+from stand.services.pgbouncer import PgBouncer
 from tests.integration.conftest import (
     ROOT_DAGS,
     TEST_DAGS,
@@ -307,7 +308,7 @@ def test_rollback_refuses_once_the_new_side_took_writes_without_reverse_replicat
     from tests.integration.conftest import app_connection
     from tests.integration.test_aws_side import records
 
-    mistaken_plan(lambda d: d["replication"].pop("reverse"))
+    mistaken_plan(lambda d: (d["replication"].pop("reverse"), d["source"].pop("pooler")))  # a pooler needs reverse
     plan = load_plan()
     original = records(stand)
     try:
@@ -386,10 +387,12 @@ def person_at_comparison(monkeypatch, tmp_path):
 
 
 def give_the_stand_back(stand) -> None:
-    """After a D-day that stopped the old app and fenced the source: the VMs' units started (the load unit with
-    them, then stopped), the fence lifted, the new cluster and DNS as before the stages."""
+    """After a D-day that stopped the old app (or switched its pooler) and fenced the source: the VMs' units started
+    (the load unit with them, then stopped), the pooler on the source and resumed, the fence lifted, the new cluster
+    and DNS as before the stages."""
     assert run_dag(TEST_DAGS, "ferry_test_vms_start").state == "success"
     load(stand, "stop")
+    PgBouncer().reset(stand)
     ReplicationHook("ferry_source", "saas").remove_fence()
     restore_new_cluster()
     assert run_dag(TEST_DAGS, "ferry_test_dns_restore").state == "success"
@@ -507,17 +510,28 @@ def states_of(run) -> dict[str, str]:
 
 
 def the_freeze_was_reverted(plan, run, failed: list[str]) -> dict:
-    """After a D-day whose freeze failed: revert_freeze unfenced the source and started the old app's units again
-    (in the ledger, by this run), and its report names the tasks that failed. Returns the report."""
+    """After a D-day whose freeze failed: revert_freeze unfenced the source and resumed the old app's pooler on it
+    (or, without a pooler, started the old app's units again), in the ledger, by this run; its report names the tasks
+    that failed. Returns the report."""
     import json
 
+    from ferry.hooks.pooler import PoolerHook
     from ferry.ledger import Action, Target
 
     assert ReplicationHook("ferry_source", "saas").get_fenced_tables() == []
     mine = [r for r in Ledger(plan).records() if r.run_id == run.run_id and r.done]
     stopped = {r.target for r in mine if r.action == Action.STOP_UNIT}
-    assert Target.vm("vm-1", "saas-web") in stopped  # the old app (the load's unit may have been stopped already)
-    assert {r.target for r in mine if r.action == Action.START_UNIT} == stopped
+    if plan.source.pooler:  # the old app kept running; its queries waited in the pooler, now on the source again
+        assert not stopped
+        assert [r.task for r in mine if r.action == Action.PAUSE_POOLER] == ["fence_source_and_catch_up"]
+        assert [r.task for r in mine if r.action == Action.RESUME_POOLER] == ["revert_freeze"]
+        assert not [r for r in mine if r.action == Action.REPOINT_POOLER]
+        entry = PoolerHook(plan).entry()
+        source = ReplicationHook("ferry_source", "saas").connection
+        assert not entry["paused"] and (entry["host"], entry["port"]) == (source.host, source.port)
+    else:
+        assert Target.vm("vm-1", "saas-web") in stopped  # the old app (the load's unit may have been stopped already)
+        assert {r.target for r in mine if r.action == Action.START_UNIT} == stopped
     assert [r.task for r in mine if r.action == Action.UNFENCE_SOURCE] == ["revert_freeze"]
     stem = "d_day_reverted__" + re.sub(r"[^A-Za-z0-9_.-]", "_", run.run_id)
     reverted = json.loads(Path(os.environ["FERRY_REPORT_DIR"], "d_day", f"{stem}.json").read_text())
@@ -536,14 +550,15 @@ def test_a_catch_up_that_cannot_finish_within_max_freeze_s_is_reverted_by_itself
     """thresholds.max_freeze_s: 4. While the go/no-go gate waits, a session on the target takes a lock the
     subscription's apply needs and a customer is written on the source: after the fence the target cannot confirm
     it. The catch-up gives up when the budget is spent, revert_freeze unfences the source and starts the old app's
-    units by itself, D-day fails with a report saying why; the subscription is still there, ferry_rollback does the
+    units by itself (a plan without source.pooler: the fallback), D-day fails with a report saying why; the subscription is still there, ferry_rollback does the
     rest."""
     from stand.services.postgres import PostgresPair
     from tests.integration.test_aws_side import records
 
-    mistaken_plan(lambda data: data["thresholds"].update(max_freeze_s=4))
+    # Without a pooler (the fallback: the old app's units stopped for the freeze, started again by the revert).
+    mistaken_plan(lambda data: (data["thresholds"].update(max_freeze_s=4), data["source"].pop("pooler")))
     plan, original = load_plan(), records(stand)
-    assert plan.thresholds.freeze_budget_s == 4
+    assert plan.thresholds.freeze_budget_s == 4 and plan.source.pooler is None
     blocker = PostgresPair().admin(stand, "target")
     blocker.autocommit = False
 
@@ -643,15 +658,18 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
         ).read_text()
         assert "**Not everything was verified:**" in narrowed, narrowed  # the form's tables narrowed it: said
         assert "6 table(s) in scope not compared" in narrowed and "public.invoices" in narrowed
-        assert {"switch_record", "stop_unit", "fence_source", "drop_subscription", "set_sequence"} <= {
+        assert {"switch_record", "pause_pooler", "fence_source", "drop_subscription", "set_sequence"} <= {
             w["action"] for w in dry_report["would_change"]
         }
+        assert "stop_unit" not in {w["action"] for w in dry_report["would_change"]}  # the old app keeps serving
 
         # A table created on the source after week prior: D-day's scope step brings it in before the pre-flight.
         with as_ferry(source, "source"):  # the application's migration, run as doadmin
             source.execute("CREATE TABLE gift_cards (code text PRIMARY KEY, cents int NOT NULL)")
             source.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON gift_cards TO saas_app")
         source.execute("INSERT INTO gift_cards SELECT 'G' || i, i * 100 FROM generate_series(1, 40) i")
+        active = "SELECT count(DISTINCT customer_id) FROM subscriptions WHERE status = 'active'"
+        (active_before,) = source.execute(active).fetchone()  # the load only ever activates subscriptions
         with GateAnswerer(gates) as answerer:
             run = run_dag(ROOT_DAGS, "ferry_d_day")
         states = {ti.task_id: ti.state for ti in run.get_task_instances()}
@@ -661,6 +679,26 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
         stem = "d_day__" + re.sub(r"[^A-Za-z0-9_.-]", "_", run.run_id)
         report = json.loads(Path(os.environ["FERRY_REPORT_DIR"], "d_day", f"{stem}.json").read_text())
         assert report["fence_lsn"] and report["freeze_window_s"] > 0
+        # The switch at the pooler: the old app's queries waited in PgBouncer from before the fence until it was
+        # pointed at the target and resumed; the write load (through it) saw no write refused or failed.
+        users = report["users"]
+        assert users["switch"] == "pooler" and users["pause_s"] > report["freeze_window_s"], users
+        assert users["paused_at"] < report["freeze_start"] and users["resumed_at"] > report["freeze_end"], users
+        from ferry.hooks.pooler import PoolerHook
+        from stand.control import load_stats
+
+        target_conn = ReplicationHook("ferry_target", "saas").connection
+        entry = PoolerHook(load_plan()).entry()
+        assert (entry["host"], entry["port"], entry["paused"]) == (target_conn.host, target_conn.port, False)
+        with psycopg.connect(PgBouncer().dsn(stand), autocommit=True, prepare_threshold=None) as old_app:
+            old_app.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/through-the-pooler', now())")
+        assert target.execute("SELECT count(*) FROM page_views WHERE path = '/through-the-pooler'").fetchone() == (1,)
+        time.sleep(1.5)  # the load's counts reach its file every second
+        written = load_stats(stand)
+        assert written["refused"] == written["errors"] == 0 and written["committed"] > 0, written
+        waited = written["longest_pause_s"]
+        assert waited >= 0.5 * users["pause_s"], (written, users)  # a write waited the pause out, none failed
+        load(stand, "stop")  # the rest checks and re-runs D-day's tasks on a quiet system
         assert report["replication_lag_at_fence"]["bytes"] >= 0
         assert report["replication_lag_at_fence"]["caught_up_after_s"] >= 0
         # Mapped tasks are in the timeline as task[i].
@@ -699,13 +737,13 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
         # What replication does not carry: every large object copied (md5 verified), the view refreshed.
         assert report["large_objects_copied"] == source.execute("SELECT count(*) FROM documents").fetchone()[0] > 0
         assert report["materialized_views"] == ["public.customer_revenue"]
-        # Refreshed on the target: its rows are what the view's query gives there (the source's is as seeded).
-        assert (
-            target.execute("SELECT count(*) FROM customer_revenue").fetchone()
-            == target.execute(
-                "SELECT count(DISTINCT customer_id) FROM subscriptions WHERE status = 'active'"
-            ).fetchone()
-        )
+        # Refreshed on the target: its rows are what the view's query gave there at the refresh, while the old app
+        # went on writing through the pooler (the source's is as seeded).
+        assert target.execute(
+            "SELECT ispopulated FROM pg_matviews WHERE matviewname = 'customer_revenue'"
+        ).fetchone() == (True,)
+        (refreshed,) = target.execute("SELECT count(*) FROM customer_revenue").fetchone()
+        assert active_before <= refreshed <= target.execute(active).fetchone()[0]
         assert report["webhooks"]["delivered"] == 3 and report["sequences_set"] >= 4
         assert report["reverse_replication"] == load_plan().reverse_subscription
         assert len(report["dns_changes"]) == 3  # hooks to the recorder, then both records to AWS
@@ -821,8 +859,9 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
         load(stand, "stop")
         assert run_dag(TEST_DAGS, "ferry_test_vms_start").state == "success"  # D-day stopped the old app
         load(stand, "stop")
+        PgBouncer().reset(stand)
         ReplicationHook("ferry_source", "saas").remove_fence()
-        source.execute("DELETE FROM page_views WHERE path = '/dry-run'")
+        source.execute("DELETE FROM page_views WHERE path IN ('/dry-run', '/through-the-pooler')")
         source.execute("DELETE FROM customers WHERE email IN ('after@example.com', 'last@example.com')")
         source.execute("DROP TABLE IF EXISTS gift_cards")
         restore_new_cluster()
@@ -843,6 +882,7 @@ def test_rollback_after_cutover_brings_back_every_write_the_new_side_took(
     import psycopg
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
+    from ferry.hooks.pooler import PoolerHook
     from tests.integration.conftest import GateAnswerer, app_connection
     from tests.integration.test_aws_side import records
 
@@ -864,6 +904,10 @@ def test_rollback_after_cutover_brings_back_every_write_the_new_side_took(
         assert httpx.post(f"http://127.0.0.1:{stand.port(7)}/webhooks/stripe", json={"id": "dday"}).status_code == 202
         with GateAnswerer(d_day_gates):
             assert run_dag(ROOT_DAGS, "ferry_d_day").state == "success"
+        source_conn = ReplicationHook("ferry_source", "saas").connection
+        target_conn = ReplicationHook("ferry_target", "saas").connection
+        pooler = PoolerHook(plan)
+        assert (pooler.entry()["host"], pooler.entry()["port"]) == (target_conn.host, target_conn.port)
 
         # The new side serves: the application writes there (inserts, an update, a delete; sequences used).
         with app_connection(stand, "target") as app:
@@ -955,6 +999,18 @@ def test_rollback_after_cutover_brings_back_every_write_the_new_side_took(
                 "INSERT INTO customers (email, name, country) VALUES ('back@example.com', 'B', 'NL') RETURNING id"
             ).fetchone()[0]
         assert again > max(new_ids)
+        # The old app's pooler points at the old database again, resumed: its writes land there.
+        entry = pooler.entry()
+        assert (entry["host"], entry["port"], entry["paused"]) == (source_conn.host, source_conn.port, False)
+        pooled = [(r.run_id, r.task, r.action) for r in Ledger(plan).records() if r.action.endswith("_pooler")]
+        assert (stopped.run_id, "pause_pooler", "pause_pooler") in pooled  # paused by the run stopped at the gate
+        assert {(t, a) for i, t, a in pooled if i == run.run_id} == {
+            ("restore_pooler", "repoint_pooler"),
+            ("restore_pooler", "resume_pooler"),
+        }
+        with psycopg.connect(PgBouncer().dsn(stand), autocommit=True, prepare_threshold=None) as old_app:
+            old_app.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/pooler-back', now())")
+        assert source.execute("SELECT count(*) FROM page_views WHERE path = '/pooler-back'").fetchone() == (1,)
         with app_connection(stand, "target") as app, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             app.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/fenced', now())")
         assert source.execute("SELECT count(*) FROM pg_subscription WHERE subname = %s", (name,)).fetchone() == (0,)
@@ -990,6 +1046,8 @@ def test_rollback_after_cutover_brings_back_every_write_the_new_side_took(
         ]
     finally:
         load(stand, "stop")  # the VM's load unit, started again by start_vm_services
+        PgBouncer().reset(stand)
+        source.execute("DELETE FROM page_views WHERE path = '/pooler-back'")
         source.execute("DELETE FROM customers WHERE email = 'back@example.com' OR email LIKE 'new%@example.com'")
         source.execute("UPDATE customers SET name = %s WHERE id = 3", (renamed,))
         source.execute("DELETE FROM page_views WHERE path = '/new-side'")

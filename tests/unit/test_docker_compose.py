@@ -98,7 +98,13 @@ def test_the_stand_is_seeded_before_airflow_and_the_vm_start(compose):
     # The VM's write load logs in as the role the seeder creates, with its password.
     app = json.loads(scheduler_env["AIRFLOW_CONN_FERRY_TARGET_APP"])
     load = urlparse(services["old-vm"]["environment"]["FERRY_LOAD_DSN"])
-    assert (load.username, load.password, load.hostname) == (app["login"], app["password"], "source-db")
+    assert (load.username, load.password, load.hostname) == (app["login"], app["password"], "127.0.0.1")
+    assert load.port == 6432  # through the VM's PgBouncer, which the pooler's admin connection reaches
+    pooler = json.loads(scheduler_env["AIRFLOW_CONN_OLD_POOLER"])
+    assert (pooler["host"], pooler["port"], pooler["schema"]) == ("old-vm", 6432, "pgbouncer")
+    entrypoint = (ROOT / "include" / "docker" / "vm-entrypoint.sh").read_text()
+    assert "saas = host=source-db port=5432 dbname=saas" in entrypoint and "listen_port = 6432" in entrypoint
+    assert f'"{pooler["login"]}" "{pooler["password"]}"' in entrypoint.replace("\\n", "\n")
 
 
 def test_k3s_can_pull_every_image_the_plan_deploys(compose):

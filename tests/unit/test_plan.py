@@ -44,7 +44,9 @@ def test_stand_plan_loads():
         "kube_stand": "kubernetes",
         "new_app": "http",
         "old_app": "http",
+        "old_pooler": "pgbouncer",
     }
+    assert plan.pooler_vm is not None and plan.pooler_vm.name == plan.source.pooler.vm
 
 
 def test_unknown_key_is_named_with_the_allowed_keys():
@@ -52,7 +54,7 @@ def test_unknown_key_is_named_with_the_allowed_keys():
     data["source"]["databse"] = data["source"].pop("database")
     problems = problems_of(data)
     assert "unknown key 'databse'" in problems["source.databse"]
-    assert "conn_id, database, app_roles, provider_superusers, keep_writing" in problems["source.databse"]
+    assert "conn_id, database, app_roles, provider_superusers, pooler, keep_writing" in problems["source.databse"]
     assert "required" in problems["source.database"]
 
 
@@ -218,3 +220,20 @@ def test_the_freeze_budget_defaults_to_the_comparison_gate():
     with pytest.raises(PlanError) as err:
         parse_plan(yaml.safe_dump(data), "test.yaml")
     assert "thresholds.max_freeze_s" in str(err.value)
+
+
+def test_a_pooler_needs_its_vm_and_the_reverse_replication():
+    """The switch at the pooler: PgBouncer's file is edited over its VM's SSH connection, and from the promotion on
+    the old app writes to the target, which only the reverse replication brings back on a rollback."""
+    data = example()
+    data["source"]["pooler"]["vm"] = "web-9"
+    assert "source.pooler.vm web-9 is not one of vms[].name" in problems_of(data)[""]
+    data = example()
+    del data["replication"]["reverse"]
+    assert "source.pooler needs replication.reverse" in problems_of(data)[""]
+    data = example()
+    data["source"]["pooler"]["config_path"] = "/etc/pgbouncer/pgbouncer.ini; rm -rf /"
+    assert "source.pooler.config_path" in problems_of(data)
+    data["source"]["pooler"] = {"admin_conn_id": "pgb", "database": "app", "vm": "web-1"}
+    plan = parse_plan(yaml.safe_dump(data))
+    assert plan.source.pooler.config_path == "/etc/pgbouncer/pgbouncer.ini" and plan.connections()["pgb"] == "pgbouncer"

@@ -13,6 +13,7 @@ from ferry.report import render_preflight
 def plan_with(**replication):
     data = yaml.safe_load(EXAMPLE_PLAN.read_text())
     data["replication"] = {"schemas": ["public", "billing"], **replication}
+    del data["source"]["pooler"]  # it needs the reverse replication, which this replication section leaves out
     return parse_plan(yaml.safe_dump(data))
 
 

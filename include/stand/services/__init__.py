@@ -2,15 +2,17 @@
 
 from stand.services.kube import KubeApi
 from stand.services.moto import AwsMoto, Moto, seed_aws, seed_spaces
+from stand.services.pgbouncer import PgBouncer
 from stand.services.postgres import AirflowMetadata, PostgresPair
 from stand.services.redis import Redis
 from stand.services.sshd import Sshd
 from stand.services.web import UvicornApp, app_env, recorder_env
 
-AWS = AwsMoto("moto", 5, seed_aws, "aws_default")
+AWS = AwsMoto("moto", 5, seed_aws, "aws_default", slow_like_aws=True)
 
 SERVICES = [
     PostgresPair(),
+    PgBouncer(),  # the old app's pooler, in front of the source
     AWS,
     Moto("spaces", 6, seed_spaces, "do_spaces"),
     UvicornApp(

@@ -8,6 +8,7 @@ import json
 
 from kubernetes.config import new_client_from_config
 
+from stand import profile
 from stand.core import Stand, conn_json
 from stand.seeding import NAMESPACE, deployment, seed_kubernetes
 from stand.services.web import UvicornApp
@@ -16,13 +17,14 @@ __all__ = ["KubeApi", "deployment"]
 
 
 class KubeApi(UvicornApp):
-    def __init__(self, port_offset: int = 11, delay_s: float = 1.0):
+    def __init__(self, port_offset: int = 11):
+        # A deployment converges (its replicas ready) as long after a change as the stand's profile says.
         super().__init__(
             "kube_api",
             "stand.kube_api:app",
             port_offset,
             "kube_stand",
-            lambda stand: {"KUBE_STANDIN_DELAY": str(delay_s)},
+            lambda stand: {"KUBE_STANDIN_DELAY": str(profile.current()[1]["kube_ready_s"])},
         )
 
     def kubeconfig(self, stand: Stand):

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import boto3
 from botocore.config import Config
 
+from stand import profile
 from stand.core import ROOT, Stand, conn_json, venv_bin, wait_for_port
 
 REGION = "us-east-1"
@@ -120,8 +121,16 @@ def seed_spaces(client: Callable[[str], object]) -> None:
 class Moto:
     """A moto server on a loopback port of the stand, seeded once."""
 
-    def __init__(self, name: str, port_offset: int, seed: Callable[[Callable[[str], object]], None], env_conn: str):
+    def __init__(
+        self,
+        name: str,
+        port_offset: int,
+        seed: Callable[[Callable[[str], object]], None],
+        env_conn: str,
+        slow_like_aws: bool = False,
+    ):
         self.name, self.port_offset, self.seed, self.env_conn = name, port_offset, seed, env_conn
+        self.slow_like_aws = slow_like_aws  # RDS replicas and Route53 changes as slow as the stand's profile
 
     def endpoint(self, stand: Stand) -> str:
         return f"http://127.0.0.1:{stand.port(self.port_offset)}"
@@ -143,7 +152,7 @@ class Moto:
                 self.name,
                 [venv_bin("python"), "-m", "stand.services.moto_server", "-H", "127.0.0.1", "-p"]
                 + [str(stand.port(self.port_offset))],
-                env={"PYTHONPATH": str(ROOT / "include")},
+                env={"PYTHONPATH": str(ROOT / "include")} | (profile.moto_env() if self.slow_like_aws else {}),
             )
             wait_for_port(stand.port(self.port_offset), what=f"moto_server ({self.name})")
         if not stand.state().get(f"{self.name}_seeded"):

@@ -45,6 +45,23 @@ def _ping(kind: str, conn_id: str, plan: Plan) -> str:
         namespace = plan.kubernetes.namespace if plan.kubernetes else "default"
         KubernetesHook(conn_id=conn_id).core_v1_client.read_namespace(namespace)
         return f"Kubernetes namespace {namespace}"
+    if kind == "pgbouncer":
+        from ferry.hooks.pooler import PoolerHook, repoint_config
+        from ferry.hooks.vms import VmHook
+
+        pooler = PoolerHook(plan)
+        entry = pooler.entry()
+        if entry["paused"]:
+            raise RuntimeError(
+                f"PgBouncer's {pooler.database} is PAUSED: the old app's queries wait. A D-day stopped in its freeze "
+                "without giving it back? Trigger ferry_rollback (restore_pooler resumes it)"
+            )
+        text = pooler.read_config(VmHook(pooler.vm.ssh_conn_id))
+        repoint_config(text, pooler.database, str(entry["host"]), int(entry["port"] or 5432), str(entry["dbname"]))
+        return (
+            f"PgBouncer: {pooler.database} to {entry['host']}:{entry['port']}/{entry['dbname']}, not paused; its "
+            f"entry found in {pooler.pooler.config_path} on {pooler.vm.name}"
+        )
     raise ValueError(f"no connectivity check for {kind}")
 
 

@@ -29,6 +29,23 @@ class VmHook(SSHHook):
                 stderr.read().decode(errors="replace").strip(),
             )
 
+    def run_raw(
+        self, command: str, stdin: str | None = None, timeout: int = 120, client: Any = None
+    ) -> tuple[int, str, str]:
+        """Exit status, stdout and stderr of ``command``, stdout as it came (a file's text); ``stdin`` is sent to
+        the command (never put on its command line: it may hold a secret). ``client``: an open connection
+        (``get_conn()``) to run it on, so several commands share one SSH handshake."""
+        if client is None:
+            with self.get_conn() as client:
+                return self.run_raw(command, stdin, timeout, client)
+        channel_in, stdout, stderr = client.exec_command(command, timeout=timeout)
+        if stdin is not None:
+            channel_in.write(stdin.encode())
+            channel_in.flush()
+        channel_in.channel.shutdown_write()
+        out, err = stdout.read(), stderr.read()
+        return stdout.channel.recv_exit_status(), out.decode(errors="replace"), err.decode(errors="replace")
+
     def unit_active(self, status_command: str, unit: str) -> bool:
         """Whether ``unit`` runs, by its status command's exit status."""
         return self.run(status_command.format(unit=shlex.quote(unit)))[0] == 0

@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from ferry.hooks.replication import FenceBlocked, fence_allowed_roles, fence_problems, fenced_tables
 from ferry.ledger import Action, Target
 from ferry.operators.base import FENCED_AT_KEY, FerryOperator
+from ferry.operators.pooler import PoolerSteps
 from ferry.sensors.replication import ReplicationCaughtUpSensor
 
 FENCE_LSN_KEY = "fence_lsn"
@@ -63,6 +64,7 @@ class ReplicationFenceOperator(FerryOperator):
             context["ti"].xcom_push(key=FENCED_AT_KEY, value=began)
             return {"fence_lsn": recorded.after["fence_lsn"], "tables": len(tables), "fenced_at": began}
         wanted = {"tables": tables, "roles": roles, "allowed": allowed}
+        self.before_fence(context)
         if self.would(context, action, target, sorted(fenced), wanted):
             return {"fence_lsn": None, "tables": len(tables), "dry_run": True}
         with self.changing(context, action, target, sorted(fenced), wanted) as c:
@@ -94,6 +96,10 @@ class ReplicationFenceOperator(FerryOperator):
             lag,
         )
         return {"fence_lsn": fence_lsn, "tables": len(tables), "fenced_at": fenced_at}
+
+    def before_fence(self, context: Any) -> None:
+        """Called once the fence's checks passed, just before it is installed (D-day pauses the pooler here; a
+        dry run too: it says what it would do)."""
 
 
 class ReplicationFenceSourceOperator(ReplicationFenceOperator):
@@ -130,9 +136,10 @@ class ReplicationUnfenceSourceOperator(FerryOperator):
         return tables
 
 
-class ReplicationFenceAndCatchUpOperator(ReplicationFenceSourceOperator, ReplicationCaughtUpSensor):
-    """D-day's fence and its catch-up wait in one task: fence the source (ReplicationFenceSourceOperator), then
-    wait until the target has confirmed the fence's WAL position (ReplicationCaughtUpSensor: in place for
+class ReplicationFenceAndCatchUpOperator(ReplicationFenceSourceOperator, ReplicationCaughtUpSensor, PoolerSteps):
+    """D-day's fence and its catch-up wait in one task: with ``source.pooler``, first PAUSE the old side's pooler
+    (the old app's queries wait there, none fails: PoolerSteps); fence the source (ReplicationFenceSourceOperator),
+    then wait until the target has confirmed the fence's WAL position (ReplicationCaughtUpSensor: in place for
     ``inline_wait_s``, then deferred to the triggerer, failing at once when replication breaks).
 
     One task, not two: each boundary between two tasks costs 0.3 to 0.6 s of scheduling, inside the write freeze.
@@ -142,6 +149,17 @@ class ReplicationFenceAndCatchUpOperator(ReplicationFenceSourceOperator, Replica
     """
 
     template_fields = ()
+
+    def __init__(self, *, pause_pooler: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pause_pooler_first = pause_pooler
+
+    def before_fence(self, context: Any) -> None:
+        """The pooler paused once the fence's checks passed (the application's queries wait from here), not
+        before: the users' pause is as short as it can be. Not with ``pause_pooler=False`` (a DAG whose promotion
+        does not resume it: the application's writes are then refused by the fence, as without a pooler)."""
+        if self.pause_pooler_first:
+            self.pause_pooler(context)
 
     def execute(self, context: Any) -> dict[str, Any] | None:
         fenced = ReplicationFenceOperator.execute(self, context)

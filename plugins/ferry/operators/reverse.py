@@ -57,31 +57,8 @@ class ReplicationStartReverseOperator(FerryOperator):
                 f"subscription {plan.subscription} still exists on the target: with the reverse replication too, each "
                 "side would apply the other's changes back. drop_subscription runs first; nothing changed"
             )
-        pub, name = plan.reverse_publication, plan.reverse_subscription
-        tables = self.scope_tables(self.target)
-        done = []
-        before = self.target.get_publication_tables(pub)
-        if before != sorted(tables) and not self.would(
-            context, Action.CREATE_REVERSE_PUBLICATION, Target.target(pub), before, tables
-        ):
-            with self.changing(context, Action.CREATE_REVERSE_PUBLICATION, Target.target(pub), before, tables):
-                done.append(f"publication {pub}: {self.target.create_publication(pub, tables)}")
-        slot_target = Target.target(f"slot/{name}")
-        if self.target.get_slot_status(name) is None and not self.would(
-            context, Action.CREATE_REVERSE_SLOT, slot_target, None, {"slot": name}
-        ):
-            with self.changing(context, Action.CREATE_REVERSE_SLOT, slot_target, None, {"slot": name}) as change:
-                lsn = self.target.create_slot(name)
-                change.after = {"slot": name, "lsn": lsn}
-            done.append(f"slot {name} on the target at {lsn}")
-        if self.source.get_subscription_status(name) is None:
-            publisher = BaseHook.get_connection(reverse.publisher_conn_id or plan.target.conn_id)
-            after = {"publication": pub, "slot": name, "publisher": publisher.host}
-            if not self.would(context, Action.CREATE_REVERSE_SUBSCRIPTION, Target.source(name), None, after):
-                conninfo = subscription_conninfo(publisher, plan.target.database, name)
-                with self.changing(context, Action.CREATE_REVERSE_SUBSCRIPTION, Target.source(name), None, after):
-                    self.source.create_subscription(name, pub, conninfo, existing_slot=True)
-                done.append(f"subscription {name} on the old source, from {publisher.host}")
+        done = self.create_reverse_capture(context)
+        done += self.subscribe_reverse(context)
         if self.is_dry_run(context):
             return {"reverse": True, "dry_run": True}
         deadline = time.monotonic() + self.stream_timeout_s
@@ -100,7 +77,47 @@ class ReplicationStartReverseOperator(FerryOperator):
             "Reverse replication streams (%s): every write the target accepts from now on reaches the old source",
             "; ".join(done) or "already set up",
         )
-        return {"reverse": True, "tables": len(tables), "done": done}
+        return {"reverse": True, "tables": len(self.scope_tables(self.target)), "done": done}
+
+    def create_reverse_capture(self, context: Any) -> list[str]:
+        """The target's side of the reverse replication: its publication and its slot. From the slot's creation on,
+        every write the target takes is kept for the old source; what must exist before the first one."""
+        plan = self.plan
+        pub, name = plan.reverse_publication, plan.reverse_subscription
+        tables = self.scope_tables(self.target)
+        done = []
+        before = self.target.get_publication_tables(pub)
+        if before != sorted(tables) and not self.would(
+            context, Action.CREATE_REVERSE_PUBLICATION, Target.target(pub), before, tables
+        ):
+            with self.changing(context, Action.CREATE_REVERSE_PUBLICATION, Target.target(pub), before, tables):
+                done.append(f"publication {pub}: {self.target.create_publication(pub, tables)}")
+        slot_target = Target.target(f"slot/{name}")
+        if self.target.get_slot_status(name) is None and not self.would(
+            context, Action.CREATE_REVERSE_SLOT, slot_target, None, {"slot": name}
+        ):
+            with self.changing(context, Action.CREATE_REVERSE_SLOT, slot_target, None, {"slot": name}) as change:
+                lsn = self.target.create_slot(name)
+                change.after = {"slot": name, "lsn": lsn}
+            done.append(f"slot {name} on the target at {lsn}")
+        return done
+
+    def subscribe_reverse(self, context: Any) -> list[str]:
+        """The old source's side: its subscription to the target's publication, on the slot (copying nothing)."""
+        plan = self.plan
+        reverse = plan.replication.reverse
+        assert reverse is not None
+        pub, name = plan.reverse_publication, plan.reverse_subscription
+        if self.source.get_subscription_status(name) is not None:
+            return []
+        publisher = BaseHook.get_connection(reverse.publisher_conn_id or plan.target.conn_id)
+        after = {"publication": pub, "slot": name, "publisher": publisher.host}
+        if self.would(context, Action.CREATE_REVERSE_SUBSCRIPTION, Target.source(name), None, after):
+            return []
+        conninfo = subscription_conninfo(publisher, plan.target.database, name)
+        with self.changing(context, Action.CREATE_REVERSE_SUBSCRIPTION, Target.source(name), None, after):
+            self.source.create_subscription(name, pub, conninfo, existing_slot=True)
+        return [f"subscription {name} on the old source, from {publisher.host}"]
 
 
 class ReplicationStopReverseOperator(FerryOperator):

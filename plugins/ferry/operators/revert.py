@@ -12,10 +12,11 @@ from ferry import report
 from ferry.guards import new_side_exposure
 from ferry.operators.base import FENCED_AT_KEY
 from ferry.operators.fence import ReplicationUnfenceSourceOperator
+from ferry.operators.pooler import PoolerSteps
 from ferry.operators.vms import VmStartServicesOperator
 
 
-class FerryRevertFreezeOperator(ReplicationUnfenceSourceOperator, VmStartServicesOperator):
+class FerryRevertFreezeOperator(ReplicationUnfenceSourceOperator, VmStartServicesOperator, PoolerSteps):
     """Run when a task of D-day's write freeze failed (``one_failed`` on the fence, the comparison, the large
     objects' copy, the comparison's gate and the promotion), the catch-up past ``thresholds.max_freeze_s``
     included: the source unfenced (ReplicationUnfenceSourceOperator) and the old app's units started again
@@ -42,10 +43,11 @@ class FerryRevertFreezeOperator(ReplicationUnfenceSourceOperator, VmStartService
                 f"{exposed.at}): the new side may hold writes, so this is not the freeze's to revert; "
                 "ferry_rollback_after_cutover brings the service back"
             )
-        if not self.source.get_fenced_tables() and not self.stopped_units():
+        paused = plan.source.pooler is not None and self.pooler.entry()["paused"]
+        if not self.source.get_fenced_tables() and not self.stopped_units() and not paused:
             raise AirflowSkipException(
-                "nothing of the freeze to give back: the source is not fenced and no unit of the old app is stopped "
-                "(D-day stopped before them)"
+                "nothing of the freeze to give back: the source is not fenced, no unit of the old app is stopped and "
+                "the pooler is not paused (D-day stopped before them)"
             )
         failed = self.failed_tasks(context)
         fenced_at = context["ti"].xcom_pull(task_ids=self.fence_task_id, key=FENCED_AT_KEY)
@@ -55,6 +57,9 @@ class FerryRevertFreezeOperator(ReplicationUnfenceSourceOperator, VmStartService
         )
         unfenced = ReplicationUnfenceSourceOperator.execute(self, context)  # the writes first
         unfenced_at = time.time()
+        if plan.source.pooler is not None:  # pointed at the source (Ferry never moved it before the promotion)
+            self.point_pooler(context, "source")
+            self.resume_pooler(context)
         started = VmStartServicesOperator.execute(self, context)
         started_at = time.time()
         since = None if fenced_at is None or not unfenced else float(fenced_at)
@@ -72,17 +77,23 @@ class FerryRevertFreezeOperator(ReplicationUnfenceSourceOperator, VmStartService
             "max_freeze_s": budget,
             "tables_unfenced": len(unfenced),
             "vm_hosts_started": started,
+            "pooler_resumed": plan.source.pooler is not None,
         }
         lines = [
             f"# Ferry D-day reverted: {plan.name}: {run_id}",
             "",
             f"- Failed in the freeze: {', '.join(failed) or 'a task of the freeze (see the run)'}",
             f"- Write freeze: {freeze_s} s (fence to unfence), budget thresholds.max_freeze_s {budget:g} s; the old "
-            f"app's units running again {back_s} s after the fence"
+            f"app {'served through its pooler' if plan.source.pooler else 'units running'} again {back_s} s after "
+            "the fence"
             if freeze_s is not None
             else "- Write freeze: the source was not fenced by this run, or already unfenced",
-            f"- Given back: {len(unfenced)} table(s) unfenced on the source; the old app's units started on "
-            f"{', '.join(started) or 'no host'}",
+            f"- Given back: {len(unfenced)} table(s) unfenced on the source; "
+            + (
+                f"the pooler's {plan.source.pooler.database} resumed on the source"
+                if plan.source.pooler
+                else f"the old app's units started on {', '.join(started) or 'no host'}"
+            ),
             "- Next: read the failed task's log; then trigger ferry_rollback (the webhook route, the change "
             "capture, and what else D-day changed), and D-day again once the cause is fixed.",
             "",

@@ -34,6 +34,13 @@ class ReplicationSyncSequencesOperator(FerryOperator):
         scope = {(t["schema"], t["table"]) for t in self.scope_table_rows(frm)}
         on_target = {s["qualified"]: s for s in to.get_sequences(schemas)}
         before, wanted = {}, {}
+        # What each sequence's columns hold on the side set from: rows may hold values its sequence never handed out
+        # (ids given explicitly, rows that arrived by replication), and the other side must go past those too.
+        fed: dict[str, int] = {}
+        frm_columns = frm.get_sequence_columns(schemas)
+        for col, maximum in zip(frm_columns, frm.column_maxima(frm_columns), strict=True):
+            if maximum is not None:
+                fed[col["sequence"]] = max(fed.get(col["sequence"], maximum), maximum)
         for seq in frm.get_sequences(schemas):
             if seq["owner_table"] is not None and (seq["schema"], seq["owner_table"]) not in scope:
                 continue
@@ -46,6 +53,16 @@ class ReplicationSyncSequencesOperator(FerryOperator):
                     f"{name}: its value cannot be read on the {'source' if frm is self.source else 'target'} "
                     "(Ferry's login needs SELECT or USAGE on it: GRANT SELECT ON SEQUENCE ...)"
                 )
+            held = fed.get(name)
+            if held is not None and held > source_value:
+                self.log.warning(
+                    "%s: its columns hold %d on the %s, past the %d it handed out: set past those",
+                    name,
+                    held,
+                    "source" if frm is self.source else "target",
+                    source_value,
+                )
+                source_value = held
             if seq["last_value"] is None and there is not None and there["last_value"] is None:
                 if target_value is not None and target_value >= source_value:
                     self.log.info("%s: not called yet on either side, the target's next value not behind", name)
@@ -68,10 +85,13 @@ class ReplicationSyncSequencesOperator(FerryOperator):
         if self.is_dry_run(context):
             return {"changed": []}
         columns = to.get_sequence_columns(schemas)
+        # The maxima first, the sequences after: the application may be writing there already (a re-run after the
+        # cutover, the old app through its pooler), and a sequence read first would lag an id handed out since.
+        maxima = to.column_maxima(columns)
         current = {s["qualified"]: to.last_handed_out(s) for s in to.get_sequences(schemas)}
         problems = [
             f"{col['table']}.{col['column']}: next value {(current.get(col['sequence']) or 0) + 1} <= max {maximum}"
-            for col, maximum in zip(columns, to.column_maxima(columns), strict=True)
+            for col, maximum in zip(columns, maxima, strict=True)
             if maximum is not None and (current.get(col["sequence"]) is None or current[col["sequence"]] < maximum)
         ]
         if problems:

@@ -165,6 +165,7 @@ class FerryWriteReportOperator(FerryOperator):
                 (r.target.name for r in records if r.action == Action.CREATE_REVERSE_SUBSCRIPTION and r.done),
                 None,
             ),
+            "users": report.users_view(self.plan, records),
             "would_change": [w for task in context["dag"].task_ids for w in pull_all(context, task, "would_change")],
             "chart": None,
             "ledger": [{"at": r.at, "task": r.task, "action": r.action, "target": r.target} for r in records],

@@ -86,7 +86,10 @@ def replication_dag(dag_id: str, plant: bool, retries: int = 0) -> DAG:
         default_args={"retries": retries, "retry_delay": timedelta(seconds=2)},
     ) as dag:
         tables = ReplicationListTablesOperator(task_id="list_tables")
-        fence = ReplicationFenceAndCatchUpOperator(task_id="fence_source_and_catch_up", timeout_s=600)
+        # No pause at the pooler: this DAG's promotion does not resume it; the load's writes are refused instead.
+        fence = ReplicationFenceAndCatchUpOperator(
+            task_id="fence_source_and_catch_up", timeout_s=600, pause_pooler=False
+        )
         live = ReplicationCompareLiveOperator.partial(task_id="compare_live").expand(table=tables.output)
         changes = ReplicationCompareChangesOperator(task_id="compare_changes", compare_whole=True)
         (
