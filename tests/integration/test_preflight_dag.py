@@ -35,7 +35,7 @@ def test_healthy_stand_is_go(stand, dag_folder):
     assert state == "success"
     assert report.startswith("# Ferry pre-flight: GO\n")
     assert tasks["check_replica_identity"] == "success"
-    assert "| connections | PASS | all 8 connections answer |" in report
+    assert "| connections | PASS | all 9 connections answer |" in report
     assert "public.invoice_number_seq (sequence, owned by no column)" in report
     assert (
         "| writers | PASS | the fence holds every role that can write a table in scope: saas_app, saas_reports |"
@@ -134,7 +134,7 @@ def test_unreachable_connection_is_named(stand, monkeypatch):
     )
     result = check_connections(plan)
     assert result.status == "fail"
-    assert result.summary == "1 of 8 connections do not answer: ferry_target"
+    assert result.summary == "1 of 9 connections do not answer: ferry_target"
     assert any(f.startswith("ferry_target (postgres): UNREACHABLE") for f in result.findings)
 
 

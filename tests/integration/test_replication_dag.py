@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ferry.hooks.replication import ReplicationHook
 from ferry.ledger import Ledger
 from ferry.plan import load_plan
 from stand.control import load, load_stats
@@ -28,6 +29,20 @@ def test_replication_from_scratch_to_a_writable_target_under_write_load(
         source.execute("CREATE SEQUENCE ticket_seq")
     source.execute("SELECT setval('ticket_seq', 5000, false)")
     request.addfinalizer(lambda: source.execute("DROP SEQUENCE IF EXISTS ticket_seq"))
+    # A row whose id its sequence never handed out (given explicitly, or come by replication): the target's
+    # sequence must go past it too, not only past the source's sequence.
+    (subscriptions_seq,) = source.execute("SELECT last_value FROM subscriptions_id_seq").fetchone()
+    source.execute(
+        "INSERT INTO subscriptions (id, customer_id, plan, amount, status, started_at) "
+        "VALUES (%s, 1, 'team', 10, 'active', now())",
+        (subscriptions_seq + 50_000,),
+    )
+
+    def forget_it() -> None:
+        ReplicationHook("ferry_source", "saas").remove_fence()  # the fence holds every role's writes
+        source.execute("DELETE FROM subscriptions WHERE id = %s", (subscriptions_seq + 50_000,))
+
+    request.addfinalizer(forget_it)
     load(stand, "start", rate=100)
     time.sleep(1)
     run = run_dag(TEST_DAGS, "ferry_test_replication")
@@ -66,6 +81,8 @@ def test_replication_from_scratch_to_a_writable_target_under_write_load(
         tgt = target.execute(f"SELECT last_value FROM {seq}").fetchone()[0]
         assert tgt == src + plan.thresholds.sequence_gap, seq
     assert target.execute("SELECT nextval('ticket_seq')").fetchone()[0] > 5000 + plan.thresholds.sequence_gap - 1
+    (past,) = target.execute("SELECT last_value FROM subscriptions_id_seq").fetchone()
+    assert past == subscriptions_seq + 50_000 + plan.thresholds.sequence_gap
 
     # The application writes on the target without a key conflict, through its own role.
     with app_connection(stand, "target") as app:

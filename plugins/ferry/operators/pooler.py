@@ -127,10 +127,11 @@ class PoolerPauseOperator(PoolerSteps):
         if self.plan.source.pooler is None:
             raise AirflowSkipException("the plan declares no source.pooler")
         if self.source.get_subscription_status(self.plan.reverse_subscription) is None:
-            raise AirflowSkipException(
-                f"the reverse replication {self.plan.reverse_subscription} is gone: the way back is over (or never "
-                "began), the pooler is not paused"
+            self.log.info(
+                "The reverse replication %s is gone: the way back is over (or never began); the pooler is not paused",
+                self.plan.reverse_subscription,
             )
+            return None
         return self.pause_pooler(context)
 
 

@@ -54,7 +54,14 @@ class ReplicationSyncSequencesOperator(FerryOperator):
                     "(Ferry's login needs SELECT or USAGE on it: GRANT SELECT ON SEQUENCE ...)"
                 )
             held = fed.get(name)
-            if held is not None and held > source_value:
+            if seq["last_value"] is None and there is not None and there["last_value"] is None:
+                if target_value is not None and target_value >= max(source_value, held or source_value):
+                    self.log.info("%s: not called yet on either side, the target's next value not behind", name)
+                    continue
+            floor = source_value + plan.thresholds.sequence_gap
+            if held is not None and held > source_value and (target_value is None or target_value < held):
+                # Rows the sequence never handed out (ids given explicitly, rows that arrived by replication from a
+                # side whose sequence the other's is not yet past): the other side goes past those too.
                 self.log.warning(
                     "%s: its columns hold %d on the %s, past the %d it handed out: set past those",
                     name,
@@ -62,12 +69,8 @@ class ReplicationSyncSequencesOperator(FerryOperator):
                     "source" if frm is self.source else "target",
                     source_value,
                 )
-                source_value = held
-            if seq["last_value"] is None and there is not None and there["last_value"] is None:
-                if target_value is not None and target_value >= source_value:
-                    self.log.info("%s: not called yet on either side, the target's next value not behind", name)
-                    continue
-            value = max(source_value + plan.thresholds.sequence_gap, target_value or 0)
+                floor = max(floor, held + plan.thresholds.sequence_gap)
+            value = max(floor, target_value or 0)
             if target_value == value:
                 self.log.info("%s: already at %d", name, value)
                 continue

@@ -12,9 +12,12 @@ from airflow.sdk.exceptions import AirflowFailException
 from ferry.guards import Link, forward_link, replication_health, reverse_link, wait_confirmed
 from ferry.ledger import Action, Target
 from ferry.operators.base import FerryContext, FerryOperator
+from ferry.progress import Progress
 from ferry.triggers.replication import ReplicationCaughtUpTrigger
 
 STATES = {"i": "initializing", "d": "copying", "f": "copied", "s": "synchronized", "r": "ready"}
+#: At most one progress line per table this often (seconds).
+PROGRESS_EVERY_S = 30.0
 
 
 class ReplicationInitialCopySensor(FerryContext, BaseSensorOperator):
@@ -47,14 +50,41 @@ class ReplicationInitialCopySensor(FerryContext, BaseSensorOperator):
         waiting = [
             f"{t['schema']}.{t['table']} ({STATES.get(t['state'], t['state'])})" for t in tables if t["state"] != "r"
         ]
-        self.log.info(
-            "Initial copy: %d of %d tables ready; sync errors %d%s",
+        self.log_copy_progress(tables)
+        summary = (
             len(tables) - len(waiting),
             len(tables),
             status["sync_error_count"],
             f"; waiting for {', '.join(waiting[:10])}" if waiting else "",
         )
+        if summary != getattr(self, "_last_summary", None) or not waiting:  # said again only when it changed
+            self._last_summary = summary
+            self.log.info("Initial copy: %d of %d tables ready; sync errors %d%s", *summary)
         return bool(tables) and not waiting
+
+    def log_copy_progress(self, tables: list[dict[str, Any]]) -> None:
+        """Per table being copied: rows and bytes so far (``pg_stat_progress_copy`` on the target) against the
+        source's estimate, the rate and an ETA, at most a line every 30 s; once copied, how long it took."""
+        if not hasattr(self, "_progress"):
+            self._progress = Progress(every_s=PROGRESS_EVERY_S)
+            sizes = self.source.fetch("table_sizes", schemas=self.plan.replication.schemas)
+            self._sizes = {r["qualified"]: r for r in sizes}
+        for row in self.target.fetch("copy_progress"):
+            size = self._sizes.get(row["qualified"], {})
+            line = self._progress.line(
+                row["qualified"],
+                row["rows_done"] or 0,
+                size.get("rows_estimate") or 0,
+                row["bytes_done"] or 0,
+                size.get("bytes") or 0,
+            )
+            if line:
+                self.log.info("Copying %s", line)
+        for t in tables:
+            if t["state"] in ("f", "s", "r"):
+                line = self._progress.done(t["qualified"])
+                if line:
+                    self.log.info("Initial copy of %s", line)
 
 
 class ReplicationCaughtUpSensor(FerryOperator):
