@@ -907,3 +907,24 @@ def test_the_schema_watch_brings_new_tables_and_a_partition_whose_rows_went_to_t
             source.execute("DROP TABLE IF EXISTS usage_records_2028")
             source.execute("ALTER TABLE customers DROP COLUMN IF EXISTS tier")
         source.execute("DELETE FROM customers WHERE email = 't@example.com'")
+
+
+def test_a_running_copy_is_seen_with_its_rows_bytes_and_how_long_it_has_run(stand, target_schema):
+    """What the initial copy's progress lines read (``copy_progress.sql`` as Ferry's login): a COPY into a table of
+    the target, still running, with its rows and bytes so far and the time its transaction has run."""
+    from ferry.progress import copy_line
+
+    hook = ReplicationHook("ferry_target", "saas")
+    with ferry_connection("target") as conn:
+        conn.autocommit = False
+        with conn.cursor().copy("COPY page_views (path, viewed_at) FROM STDIN") as copy:
+            for i in range(20_000):
+                copy.write_row((f"/progress/{i}", "2026-01-01 00:00+00"))
+            time.sleep(1.5)
+            running = [r for r in hook.fetch("copy_progress") if r["qualified"] == "public.page_views"]
+        conn.rollback()
+    assert len(running) == 1, running
+    row = running[0]
+    assert row["rows_done"] > 0 and row["bytes_done"] > 0 and row["elapsed_s"] >= 1.0, row
+    line = copy_line("public.page_views", row["rows_done"], 20_000, row["bytes_done"], 10**6, row["elapsed_s"])
+    assert "rows/s; ETA" in line

@@ -1,35 +1,28 @@
-"""Progress lines of a long copy: rows, bytes, rate and ETA, at most one per table every 30 s, then how long."""
+"""Progress lines of a long copy: rows, bytes, rate and ETA, at most one per table every 30 s, whatever the poke
+interval, without state between pokes (a sensor in reschedule mode is a new process each time)."""
 
 from __future__ import annotations
 
-from ferry.progress import Progress, human_bytes, human_seconds
+from ferry.progress import copy_line, due, human_bytes, human_seconds
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_a_line_every_30_s_per_table_with_rate_and_eta_then_how_long_it_took():
-    clock = Clock()
-    progress = Progress(every_s=30, clock=clock)
-    first = progress.line("public.events", 0, 1_000_000, 0, 2 * 1024**3)
-    assert first == "public.events: 0 of ~1,000,000 rows (0%), 0 B of ~2.0 GB; 0 rows/s; ETA unknown (no rate yet)"
-    clock.now += 10
-    assert progress.line("public.events", 100_000, 1_000_000, 200 * 1024**2, 2 * 1024**3) is None  # < 30 s
-    assert progress.line("public.invoices", 10, 100, 1, 2) is not None  # another table has its own clock
-    clock.now += 20
-    line = progress.line("public.events", 300_000, 1_000_000, 600 * 1024**2, 2 * 1024**3)
+def test_a_line_with_rows_bytes_rate_and_eta():
+    line = copy_line("public.events", 300_000, 1_000_000, 600 * 1024**2, 2 * 1024**3, 30)
     assert line == (
-        "public.events: 300,000 of ~1,000,000 rows (30%), 600.0 MB of ~2.0 GB; 10,000 rows/s; ETA 1 min 10 s"
+        "public.events: 300,000 of ~1,000,000 rows (30%), 600.0 MB of ~2.0 GB in 30 s; 10,000 rows/s; ETA 1 min 10 s"
     )
-    clock.now += 75
-    assert progress.done("public.events") == "public.events: copied in 1 min 45 s"
-    assert progress.done("public.events") is None  # said once
-    assert progress.done("public.never_seen") is None
+    assert copy_line("t", 0, 100, 0, 10, 0).endswith("0 rows/s; ETA unknown (no rate yet)")
+    assert "(100%)" in copy_line("t", 120, 100, 0, 10, 5)  # an estimate is not an exact count
+
+
+def test_at_most_one_line_every_30_s_whatever_the_poke_interval():
+    for interval in (2, 10, 29):
+        polls = [interval * i + 0.5 for i in range(int(600 / interval))]
+        lines = [t for t in polls if due(t, interval)]
+        assert lines[0] == polls[0]  # the first sight
+        assert all(b - a >= 30 - interval for a, b in zip(lines, lines[1:], strict=False))
+        assert 19 <= len(lines) <= 21, (interval, len(lines))  # about one per 30 s over 10 minutes
+    assert all(due(t, 60) for t in (0.5, 60.5, 120.5))  # a slower poke: a line each time
 
 
 def test_human_units():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator
@@ -12,7 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from ferry.guards import Link, forward_link, replication_health, reverse_link, wait_confirmed
 from ferry.ledger import Action, Target
 from ferry.operators.base import FerryContext, FerryOperator
-from ferry.progress import Progress
+from ferry.progress import copy_line, due, human_seconds
 from ferry.triggers.replication import ReplicationCaughtUpTrigger
 
 STATES = {"i": "initializing", "d": "copying", "f": "copied", "s": "synchronized", "r": "ready"}
@@ -64,27 +64,34 @@ class ReplicationInitialCopySensor(FerryContext, BaseSensorOperator):
 
     def log_copy_progress(self, tables: list[dict[str, Any]]) -> None:
         """Per table being copied: rows and bytes so far (``pg_stat_progress_copy`` on the target) against the
-        source's estimate, the rate and an ETA, at most a line every 30 s; once copied, how long it took."""
-        if not hasattr(self, "_progress"):
-            self._progress = Progress(every_s=PROGRESS_EVERY_S)
-            sizes = self.source.fetch("table_sizes", schemas=self.plan.replication.schemas)
-            self._sizes = {r["qualified"]: r for r in sizes}
-        for row in self.target.fetch("copy_progress"):
-            size = self._sizes.get(row["qualified"], {})
-            line = self._progress.line(
-                row["qualified"],
-                row["rows_done"] or 0,
-                size.get("rows_estimate") or 0,
-                row["bytes_done"] or 0,
-                size.get("bytes") or 0,
-            )
-            if line:
+        source's estimate, the rate and an ETA, at most a line every 30 s; once every table is copied, how long it
+        took since the subscription was made (the ledger)."""
+        copying = self.target.fetch("copy_progress")
+        if copying:
+            sizes = {r["qualified"]: r for r in self.source.fetch("table_sizes", schemas=self.plan.replication.schemas)}
+            for row in copying:
+                if not due(row["elapsed_s"], float(self.poke_interval), PROGRESS_EVERY_S):
+                    continue
+                size = sizes.get(row["qualified"], {})
+                line = copy_line(
+                    row["qualified"],
+                    row["rows_done"] or 0,
+                    size.get("rows_estimate") or 0,
+                    row["bytes_done"] or 0,
+                    size.get("bytes") or 0,
+                    row["elapsed_s"],
+                )
                 self.log.info("Copying %s", line)
-        for t in tables:
-            if t["state"] in ("f", "s", "r"):
-                line = self._progress.done(t["qualified"])
-                if line:
-                    self.log.info("Initial copy of %s", line)
+        elif tables and all(t["state"] == "r" for t in tables):
+            made = self.ledger.last(Action.CREATE_SUBSCRIPTION, Target.target(self.plan.subscription))
+            if made is not None and made.done:
+                took = (datetime.now(UTC) - datetime.fromisoformat(made.at)).total_seconds()
+                self.log.info(
+                    "Initial copy of %d table(s) done: %s since the subscription was made (%s)",
+                    len(tables),
+                    human_seconds(took),
+                    made.at,
+                )
 
 
 class ReplicationCaughtUpSensor(FerryOperator):
