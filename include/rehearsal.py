@@ -366,6 +366,12 @@ def rehearse_rollback_late(soak_s: float = 30) -> int:
         f"\n  write load on the new side: {stats.get('committed', 0)} writes committed, "
         f"{stats.get('refused', 0)} refused (the target fenced)"
     )
+    old_path = load_stats(stand)
+    print(
+        f"  write load through the old app's PgBouncer (to the target after D-day, back to the source after the way "
+        f"back): {old_path.get('committed', 0)} committed, {old_path.get('refused', 0)} refused, "
+        f"{old_path.get('errors', 0)} failed, longest pause {old_path.get('longest_pause_s')} s"
+    )
     print(f"  rows written on the new side after the cutover: {written}; of those on the old side: {found}")
     print(
         f"  webhooks: sent {len(providers.acked)}, delivered {len(delivered & set(providers.acked))}, lost {len(lost)}"
@@ -418,7 +424,8 @@ def rehearse_rollback() -> int:
         print(
             f"  D-day reverted by itself ({', '.join(revert['failed_tasks'])} failed): the source unfenced "
             f"{revert['freeze_s']} s after the fence (thresholds.max_freeze_s {revert['max_freeze_s']:g}), the old "
-            f"app's units running again {revert['old_app_started_s']} s after it"
+            + ("app's PgBouncer resumed on the source" if revert.get("pooler_resumed") else "app's units running again")
+            + f" {revert['old_app_started_s']} s after it"
             if revert
             else "  D-day did NOT revert its freeze by itself (no d_day_reverted report)",
             flush=True,
@@ -429,16 +436,15 @@ def rehearse_rollback() -> int:
     found = "keys changed: 7" in (folder / "ferry_d_day.log").read_text()
     serving = httpx.get(old_app + "/healthz", timeout=5).status_code == 200
     try:
-        with connect(
-            host="127.0.0.1",
-            port=stand.port(1),
-            dbname="saas",
-            user="saas_app",
-            password=stand.secret("app_role"),
-            autocommit=True,
-        ) as app:
-            app.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/after-rollback', now())")
-        writes_again = True
+        from stand.services.pgbouncer import PgBouncer
+
+        # The application's own path: through the old side's PgBouncer, which must point at the source again.
+        with connect(PgBouncer().dsn(stand), autocommit=True, prepare_threshold=None) as app:
+            app.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/after-rollback', now()) RETURNING 1")
+            on = app.execute("SELECT inet_server_port()").fetchone()[0]
+        writes_again = on == stand.port(1)
+        if not writes_again:
+            print(f"  the application's write went to port {on}, not the source's {stand.port(1)}")
     except Error as exc:
         print(f"  the application's write on the source failed: {type(exc).__name__}: {exc}".splitlines()[0])
         writes_again = False
