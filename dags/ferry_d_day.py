@@ -67,6 +67,8 @@ watch it; empty: all at once).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.sdk import DAG, BaseOperator, TaskGroup
 
 from ferry.operators.capture import CaptureDrainOperator, CaptureStartOperator, CaptureStopOperator
@@ -214,6 +216,8 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         "queries go on, on the new database: the users' pause ends), then the reverse subscription. One task: each "
         "boundary between tasks costs the freeze (and the waiting users) time. Undone by: restore_pooler "
         "(ferry_rollback_after_cutover).",
+        # With a pooler the users wait in it while this task retries: a short delay, not the DAG's 15 s.
+        **({"retry_delay": timedelta(seconds=2)} if pooled else {}),
     )
     revert = FerryRevertFreezeOperator(
         task_id="revert_freeze",
