@@ -19,15 +19,9 @@ class VmHook(SSHHook):
         super().__init__(ssh_conn_id=ssh_conn_id, no_host_key_check=False, **kwargs)
 
     def run(self, command: str, timeout: int = 120) -> tuple[int, str, str]:
-        """Exit status, stdout and stderr of ``command``."""
-        with self.get_conn() as client:
-            _, stdout, stderr = client.exec_command(command, timeout=timeout)
-            status = stdout.channel.recv_exit_status()
-            return (
-                status,
-                stdout.read().decode(errors="replace").strip(),
-                stderr.read().decode(errors="replace").strip(),
-            )
+        """Exit status, stdout and stderr of ``command``, stripped."""
+        status, out, err = self.run_raw(command, timeout=timeout)
+        return status, out.strip(), err.strip()
 
     def run_raw(
         self, command: str, stdin: str | None = None, timeout: int = 120, client: Any = None

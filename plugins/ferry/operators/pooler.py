@@ -8,6 +8,7 @@ import time
 from functools import cached_property
 from typing import Any
 
+from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ferry.hooks.pooler import PoolerError, PoolerHook, where
@@ -63,8 +64,6 @@ class PoolerSteps(FerryOperator):
         pooler = plan.source.pooler
         assert pooler is not None
         if side == "target":
-            from airflow.sdk import BaseHook
-
             conn = BaseHook.get_connection(plan.target.conn_id)
             return {
                 "host": pooler.target_host or conn.host,

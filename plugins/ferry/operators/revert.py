@@ -57,11 +57,13 @@ class FerryRevertFreezeOperator(ReplicationUnfenceSourceOperator, VmStartService
         )
         unfenced = ReplicationUnfenceSourceOperator.execute(self, context)  # the writes first
         unfenced_at = time.time()
+        back_at = None
         if plan.source.pooler is not None:  # pointed at the source (Ferry never moved it before the promotion)
             self.point_pooler(context, "source")
             self.resume_pooler(context)
+            back_at = time.time()  # the old app's queries go on from here
         started = VmStartServicesOperator.execute(self, context)
-        started_at = time.time()
+        started_at = back_at or time.time()
         since = None if fenced_at is None or not unfenced else float(fenced_at)
         freeze_s = None if since is None else round(unfenced_at - since, 3)
         back_s = None if since is None else round(started_at - since, 3)
