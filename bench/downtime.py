@@ -15,7 +15,9 @@ the write load at 50 writes/s through the old app's path, webhooks arriving, gat
 
 The last line: ``requests= failed= longest_write_pause_s= p99_ms= freeze_s= lost_rows= ok= fallback_downtime_s=``;
 ``ok=yes`` when both migrations passed, no request failed, no row was lost and the longest pause was at most
-``FERRY_BENCH_MAX_PAUSE_S`` (2 s). Exits 1 otherwise.
+``FERRY_BENCH_MAX_PAUSE_S`` (2 s). Exits 1 otherwise. The pooled run also draws the users' view across the cutover
+(``users-view.png`` in its logs folder: writes per half second and each write's latency, the pause and the freeze
+shaded; ``bench/users_view.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "include"), str(ROOT / "bench")]
 
+import users_view  # noqa: E402
 from cutover import fresh_stand  # noqa: E402
 from rehearsal import STAGES, lost_rows, migrate, rehearsal_folder, reverse_caught_up  # noqa: E402
 
@@ -54,11 +57,16 @@ def run(variant: str, rows: int) -> dict:
     lost = sum(lost_rows().values())
     load = result["load"]
     users = report.get("users") or {}
+    people = result.get("users") or {"requests": 0, "failed": 0, "longest_wait_s": None}
+    waits = [w for w in (load.get("longest_pause_s"), people.get("longest_wait_s")) if w is not None]
     out = {
         "ok": result["ok"] and bool(report),
-        "requests": load.get("committed", 0) + load.get("refused", 0) + load.get("errors", 0),
-        "failed": load.get("refused", 0) + load.get("errors", 0),
-        "longest_write_pause_s": load.get("longest_pause_s"),
+        # The write load (through the old app's PgBouncer) and the users following DNS (HTTP to either app).
+        "requests": load.get("committed", 0) + load.get("refused", 0) + load.get("errors", 0) + people["requests"],
+        "failed": load.get("refused", 0) + load.get("errors", 0) + people["failed"],
+        "longest_write_pause_s": max(waits) if waits else None,
+        "write_load": {k: load.get(k) for k in ("committed", "refused", "errors", "longest_pause_s", "p99_ms")},
+        "users_following_dns": people,
         "p99_ms": load.get("p99_ms"),
         "freeze_s": report.get("freeze_window_s"),
         "lost_rows": lost,
@@ -68,6 +76,21 @@ def run(variant: str, rows: int) -> dict:
     }
     for t in report.get("timeline", []):
         print(f"  {t['task']:<44} {t['seconds']:>8.2f} s")
+    recorded = Path(os.environ["FERRY_STAND_DIR"]) / "load-stats.requests.csv"
+    if variant == "pooler" and report and recorded.exists():
+        requests = users_view.read_requests(recorded)
+        png = folder / "users-view.png"
+        people_csv = folder / "users.csv"
+        png.write_bytes(
+            users_view.draw(
+                requests,
+                report,
+                f"The users' view across the cutover ({rows:,} rows, AWS latency profile)",
+                users=users_view.read_users(people_csv) if people_csv.exists() else None,
+            )
+        )
+        out["chart"] = str(png)
+        print(f"  the users' view: {png}")
     print(f"{variant}: {out}", flush=True)
     return out
 

@@ -12,7 +12,8 @@ if a task fails before it, stop and trigger `ferry_rollback`.
    subscribed and copied (each step changes nothing when none was added). `preflight`,
    `check_day_before_complete`.
 2. `start_change_capture` (a logical decoding slot per side: every row changed from now on is
-   captured); beside the comparison, `create_read_replicas` (the target's, available before the go/no-go: on RDS
+   captured); beside the comparison, `copy_large_objects_ahead` (the large objects copied while the application
+   writes: the freeze copies only those written since) and `create_read_replicas` (the target's, available before the go/no-go: on RDS
    they take minutes, spent while the old side still serves, not while the users wait); `list_tables`, `compare_live` (one mapped task per table, while the application still
    writes; ranges that keep differing are carried into the freeze), `drain_change_capture`,
    **`gate_go_no_go`**, `drain_change_capture_after_gate` (what changed while the gate waited, so
@@ -20,13 +21,19 @@ if a task fails before it, stop and trigger `ferry_rollback`.
    `thresholds.compare_in_freeze: full` these compare nothing and the whole comparison runs in the
    freeze.
 3. `route_webhooks_to_recorder`: billing webhooks go to the recorder (stored in S3, replayed later).
-4. With `source.pooler` (the old side's PgBouncer) **the switch happens at the pooler**: nothing is stopped, the
-   fence task first pauses the pooler (the old app's queries wait there, none fails) and the promotion resumes it
-   on the promoted target in the promotion's task (step 7); the users' pause is the freeze. Without one, `stop_vm_services`: the old app's
-   units stopped over SSH, and the users wait until DNS moves them.
-5. `fence_source_and_catch_up`: the source fenced (no role but Ferry's can write; the sessions of every other
-   writer ended, and those of clients sharing Ferry's own login), then a wait until the target confirmed the
-   fence's WAL position (in place for a few seconds, then deferred to the triggerer).
+4. With `source.pooler` (the old side's PgBouncer) **the switch happens at the pooler**: nothing is stopped; the
+   old app's queries wait in the pooler for the freeze, none fails, and go on on the promoted target; the users'
+   pause is the freeze. With `thresholds.comparison_gate: auto` (the default) the whole freeze is **one task**,
+   `cutover_at_pooler`: each boundary between tasks costs the waiting users 0.3 to 1 s of scheduling. Its steps
+   (each in the ledger, each timed in its log and in the report's timeline) are those of steps 5 to 7 below:
+   PAUSE, fence, catch-up in place, the comparison of the changes, the large objects, the last check, the
+   promotion, the reverse publication and slot, the pooler pointed at the target and RESUMEd, the reverse
+   subscription. Without a pooler, `stop_vm_services`: the old app's units stopped over SSH, and the users wait
+   until DNS moves them; the freeze's steps are then tasks of their own (also with a person at the comparison).
+5. `fence_source_and_catch_up`: with a pooler, first `PAUSE` (the old app's queries wait there); the source fenced
+   (no role but Ferry's can write; the sessions of every other writer ended, and those of clients sharing Ferry's
+   own login), then a wait until the target confirmed the fence's WAL position (in place for a few seconds, then
+   deferred to the triggerer).
 6. `compare_changes` (fails first, naming it, when a table carries the fence that `list_tables` never knew:
    created since, never published nor compared; then drains the capture a last time, and verifies every table, side by side:
    only the rows changed since its live comparison and the ranges it left open, so the freeze does
@@ -38,19 +45,18 @@ if a task fails before it, stop and trigger `ferry_rollback`.
    once every table is verified equal, and stops on any difference or any table not verified.
    **The guardrail:** the freeze may last `thresholds.max_freeze_s` up to the promotion (30 s, or 900 s with a
    person at the comparison): the catch-up waits no longer, and no step of the freeze starts past it. When a
-   task of the freeze fails (a difference, a catch-up that cannot finish, the budget spent), `revert_freeze`
+   step of the freeze fails (a difference, a catch-up that cannot finish, the budget spent), `revert_freeze`
    unfences the source and resumes the pooler on it (or starts the old app's units again) by itself, and writes a report saying why; D-day
    fails, and `ferry_rollback` undoes the rest.
 7. `drop_subscription_and_sync_sequences`: first the last check, read from the change capture without consuming
    it: no table in scope changed on either side since `compare_changes` (a client sharing Ferry's login, a write
    made directly on the target while the gate waited); else it stops, naming each, the subscription still
    there. Then the subscription dropped, every sequence set past the
-   source's (one task: each boundary between tasks costs the freeze a fraction of a second); the target
-   stands alone and is writable; `drop_change_capture`; `start_reverse_replication` (with `replication.reverse` in the plan: before the
-   target takes its first application write, a publication and a slot on it and a subscription on the old
-   source, so every write the new side accepts reaches the old database). With a pooler, the promotion's task
-   itself creates the reverse publication and slot, points PgBouncer at the target and resumes it (the old app
-   serves from the new database), then subscribes the old source: no task boundary inside the users' pause.
+   source's; the target stands alone and is writable; `drop_change_capture`; `start_reverse_replication` (with
+   `replication.reverse` in the plan: before the target takes its first application write, a publication and a
+   slot on it and a subscription on the old source, so every write the new side accepts reaches the old
+   database). With a pooler, the promotion itself creates the reverse publication and slot, points PgBouncer at
+   the target and resumes it (the old app serves from the new database), then subscribes the old source.
 8. `apply_ssm_cutover`, `refresh_materialized_views`, `restore_deployments`,
    `restart_pgbouncer`, `smoke_test_new_app`.
 9. **`gate_point_of_no_return`** (with the reverse replication it is not one: `ferry_rollback_after_cutover`
@@ -77,7 +83,7 @@ from ferry.operators.compare import (
     ReplicationCompareLiveOperator,
     ReplicationListTablesOperator,
 )
-from ferry.operators.cutover import ReplicationPromoteAtPoolerOperator
+from ferry.operators.cutover import ReplicationCutoverAtPoolerOperator, ReplicationPromoteAtPoolerOperator
 from ferry.operators.fence import ReplicationFenceAndCatchUpOperator
 from ferry.operators.kube import KubeRestoreReplicasOperator, KubeRolloutRestartOperator
 from ferry.operators.objects import ReplicationCopyLargeObjectsOperator, ReplicationRefreshMaterializedViewsOperator
@@ -160,6 +166,12 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         "Pre-flight passed, ferry_day_before completed, every table compared live (compare_live's logs). "
         "The freeze starts next.",
     )
+    objects_ahead = ReplicationCopyLargeObjectsOperator(
+        task_id="copy_large_objects_ahead",
+        doc_md="Copies the large objects to the target before the freeze, while the application still writes "
+        "(replication does not carry them), verified by md5: the freeze's copy then carries only those written "
+        "since. Undone by: remove_copied_large_objects (ferry_rollback with undo_all_stages).",
+    )
     webhooks = Route53RouteWebhooksToRecorderOperator(
         task_id="route_webhooks_to_recorder",
         doc_md="Points the webhook host at the recorder. Undone by: restore_dns (ferry_rollback).",
@@ -173,54 +185,74 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
             task_id="stop_vm_services", doc_md="Stops the old side's units. Undone by: start_vm_services."
         )
     )
-    fence = ReplicationFenceAndCatchUpOperator(
-        task_id="fence_source_and_catch_up",
-        timeout_s=1800,
-        retries=0,  # inside the freeze a retry waits retry_delay: revert_freeze gives the service back instead
-        doc_md="With source.pooler, first pauses the old side's PgBouncer (the old app's queries wait there, none "
-        "fails). Fences the source against app writes, then waits (in place, then deferred) until the target "
-        "confirmed the fence's LSN, no longer than what is left of thresholds.max_freeze_s. One task: each boundary "
-        "between tasks costs the freeze time. Undone by: unfence_source and restore_pooler (revert_freeze, "
-        "ferry_rollback).",
-    )
     asks_a_person = plan.thresholds.comparison_gate == "person"
-    changes = ReplicationCompareChangesOperator(
-        task_id="compare_changes",
-        compare_whole=True,
-        no_person_after=not asks_a_person,
-        freeze_fence_task_id="fence_source_and_catch_up",
-        doc_md="Drains the change capture a last time (up to the fence on the source, after the catch-up on the "
-        "target), then verifies every table by the rows changed since its live comparison and the ranges it left "
-        "open (a table nothing touched is not read); a table it cannot verify that way is compared whole, with the "
-        "reason (every table with thresholds.compare_in_freeze: full). Writes the comparison report; fails on any "
-        "difference (and, with thresholds.comparison_gate: auto, on any table not verified).",
-    )
-    large_objects = ReplicationCopyLargeObjectsOperator(
-        task_id="copy_large_objects",
-        freeze_fence_task_id="fence_source_and_catch_up",
-        doc_md="Copies the large objects (replication does not carry them) with their OIDs, verified by md5. "
-        "Undone by: remove_copied_large_objects (ferry_rollback with undo_all_stages).",
-    )
-    compared = asks_a_person and gate(
-        "gate_comparison",
-        "{{ ti.xcom_pull(task_ids='compare_changes', key='verdict') or 'Source and target are equal' }}: go on?",
-        "Read compare_changes' log (the comparison report). Next, the target becomes the primary.",
-    )
-    promote = (ReplicationPromoteAtPoolerOperator if pooled else ReplicationPromoteTargetOperator)(
-        task_id="drop_subscription_and_sync_sequences",
-        large_objects_task_id="copy_large_objects",
-        freeze_fence_task_id="fence_source_and_catch_up",
-        doc_md="Drops the subscription (the target stands alone), then sets every sequence on the target past the "
-        "source's: the end of the write freeze. With source.pooler, then also the reverse replication's publication "
-        "and slot on the target, the old side's PgBouncer pointed at the target and resumed (the old app's waiting "
-        "queries go on, on the new database: the users' pause ends), then the reverse subscription. One task: each "
-        "boundary between tasks costs the freeze (and the waiting users) time. Undone by: restore_pooler "
-        "(ferry_rollback_after_cutover).",
-        # With a pooler the users wait in it while this task retries: a short delay, not the DAG's 15 s.
-        **({"retry_delay": timedelta(seconds=2)} if pooled else {}),
-    )
+    one_task = pooled and not asks_a_person  # the whole freeze in one task: no scheduling gap in the users' pause
+    if one_task:
+        fence = changes = large_objects = promote = ReplicationCutoverAtPoolerOperator(
+            task_id="cutover_at_pooler",
+            timeout_s=1800,
+            retries=2,  # a re-run after the promotion only finishes the switch; a difference fails without retry
+            retry_delay=timedelta(seconds=2),  # the users wait in the pooler meanwhile
+            doc_md="The whole write freeze in one task (each boundary between tasks costs the waiting users 0.3 to "
+            "1 s): PAUSE the old side's PgBouncer (its queries wait there, none fails); fence the source; wait in "
+            "place until the target confirmed the fence, no longer than thresholds.max_freeze_s; verify every table "
+            "by the rows changed since its live comparison (the comparison report; stops on any difference or any "
+            "table not verified); copy the large objects (md5); the last check; drop the subscription and set the "
+            "sequences; the reverse publication and slot; PgBouncer pointed at the target and RESUMEd (the users' "
+            "pause ends); the reverse subscription. Each step in the ledger, its duration in the log and in the "
+            "D-day report's timeline. Undone by: revert_freeze (before the promotion), "
+            "ferry_rollback_after_cutover (after).",
+        )
+        compared = None
+    else:
+        fence = ReplicationFenceAndCatchUpOperator(
+            task_id="fence_source_and_catch_up",
+            timeout_s=1800,
+            retries=0,  # inside the freeze a retry waits retry_delay: revert_freeze gives the service back instead
+            doc_md="With source.pooler, first pauses the old side's PgBouncer (the old app's queries wait there, none "
+            "fails). Fences the source against app writes, then waits (in place, then deferred) until the target "
+            "confirmed the fence's LSN, no longer than what is left of thresholds.max_freeze_s. One task: each boundary "
+            "between tasks costs the freeze time. Undone by: unfence_source and restore_pooler (revert_freeze, "
+            "ferry_rollback).",
+        )
+        changes = ReplicationCompareChangesOperator(
+            task_id="compare_changes",
+            compare_whole=True,
+            no_person_after=not asks_a_person,
+            freeze_fence_task_id="fence_source_and_catch_up",
+            doc_md="Drains the change capture a last time (up to the fence on the source, after the catch-up on the "
+            "target), then verifies every table by the rows changed since its live comparison and the ranges it left "
+            "open (a table nothing touched is not read); a table it cannot verify that way is compared whole, with the "
+            "reason (every table with thresholds.compare_in_freeze: full). Writes the comparison report; fails on any "
+            "difference (and, with thresholds.comparison_gate: auto, on any table not verified).",
+        )
+        large_objects = ReplicationCopyLargeObjectsOperator(
+            task_id="copy_large_objects",
+            freeze_fence_task_id="fence_source_and_catch_up",
+            doc_md="Copies the large objects (replication does not carry them) with their OIDs, verified by md5. "
+            "Undone by: remove_copied_large_objects (ferry_rollback with undo_all_stages).",
+        )
+        compared = asks_a_person and gate(
+            "gate_comparison",
+            "{{ ti.xcom_pull(task_ids='compare_changes', key='verdict') or 'Source and target are equal' }}: go on?",
+            "Read compare_changes' log (the comparison report). Next, the target becomes the primary.",
+        )
+        promote = (ReplicationPromoteAtPoolerOperator if pooled else ReplicationPromoteTargetOperator)(
+            task_id="drop_subscription_and_sync_sequences",
+            large_objects_task_id="copy_large_objects",
+            freeze_fence_task_id="fence_source_and_catch_up",
+            doc_md="Drops the subscription (the target stands alone), then sets every sequence on the target past the "
+            "source's: the end of the write freeze. With source.pooler, then also the reverse replication's publication "
+            "and slot on the target, the old side's PgBouncer pointed at the target and resumed (the old app's waiting "
+            "queries go on, on the new database: the users' pause ends), then the reverse subscription. One task: each "
+            "boundary between tasks costs the freeze (and the waiting users) time. Undone by: restore_pooler "
+            "(ferry_rollback_after_cutover).",
+            # With a pooler the users wait in it while this task retries: a short delay, not the DAG's 15 s.
+            **({"retry_delay": timedelta(seconds=2)} if pooled else {}),
+        )
     revert = FerryRevertFreezeOperator(
         task_id="revert_freeze",
+        fence_task_id=fence.task_id,
         doc_md="Only when a task of the freeze failed (or it ran past thresholds.max_freeze_s): unfences the source "
         "and starts the old app's units again, then writes a report saying why; D-day still fails (then "
         "ferry_rollback for the rest). Skipped otherwise.",
@@ -282,7 +314,8 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
     report = FerryWriteReportOperator(
         task_id="write_report",
         compare_task_id=None,
-        caught_up_task_id="fence_source_and_catch_up",
+        changes_task_id=changes.task_id,
+        caught_up_task_id=fence.task_id,
         doc_md="Writes the D-day report.",
     )
     done = FerryMarkStageCompleteOperator(
@@ -291,17 +324,21 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
 
     scope >> preflight >> previous >> capture >> tables
     capture >> replicas >> go  # slow on AWS (minutes): made while the old side still serves, not in the downtime
+    capture >> objects_ahead >> go  # the freeze copies only the large objects written since
     live >> drain_live >> go >> drain_after_gate >> webhooks
     if stop:
         webhooks >> stop >> fence
     else:
         webhooks >> fence
-    fence >> [changes, large_objects]
-    if compared:  # thresholds.comparison_gate: person; auto goes on once everything is verified equal
-        [changes, large_objects] >> compared >> promote
+    if one_task:
+        freeze = [promote, reverse]
     else:
-        [changes, large_objects] >> promote
-    freeze = [fence, changes, large_objects, *([compared] if compared else []), promote, reverse]
+        fence >> [changes, large_objects]
+        if compared:  # thresholds.comparison_gate: person; auto goes on once everything is verified equal
+            [changes, large_objects] >> compared >> promote
+        else:
+            [changes, large_objects] >> promote
+        freeze = [fence, changes, large_objects, *([compared] if compared else []), promote, reverse]
     [*([stop] if stop else []), *freeze] >> revert
     promote >> [ssm, matviews, drop_capture, reverse]
     [ssm, matviews, reverse] >> scale_up >> pgbouncer

@@ -202,8 +202,11 @@ def migrate(folder: Path, stages: list[str] = STAGES, after_week_prior=None) -> 
 
     stand = Stand()
     runs: list[StageRun] = []
+    users = None
     with live_stand(folder, http_url("AIRFLOW_CONN_NEW_APP")) as (deployment, providers):
         for dag_id in stages:
+            if dag_id == "ferry_d_day":  # after ferry_day_before lowered the TTL, as users meet D-day
+                users = start_users(folder)
             runs.append(run_stage(deployment, dag_id, folder))
             print(runs[-1].line(), flush=True)
             if not runs[-1].passed:
@@ -212,6 +215,8 @@ def migrate(folder: Path, stages: list[str] = STAGES, after_week_prior=None) -> 
                 for line in (after_week_prior or add_table_after_week_prior)():
                     print(f"  {line}", flush=True)
         time.sleep(1)
+        if users is not None:
+            stop_users(users)
     delivered = received_ids(stand)
     d_day = (
         sorted((folder / "reports" / "d_day").glob("d_day__*.json")) if (folder / "reports" / "d_day").exists() else []
@@ -226,7 +231,43 @@ def migrate(folder: Path, stages: list[str] = STAGES, after_week_prior=None) -> 
         "delivered": delivered & set(providers.acked),
         "lost_webhooks": sorted(set(providers.acked) - delivered),
         "d_day_report": json.loads(d_day[-1].read_text()) if d_day else None,
+        "users": users.summary() if users is not None else None,
     }
+
+
+def start_users(folder: Path):
+    """The application's users (stand.users.DnsUsers): they resolve the app's hostname through Route53, keep the
+    answer for its TTL, and sign up (and read back) at whichever app it names, through that app's PgBouncer."""
+    from ferry.plan import load_plan
+    from stand.users import DnsUsers, route53_resolver
+
+    record = load_plan().dns.records[0]
+    users = DnsUsers(
+        route53_resolver(record.name),
+        {
+            record.old_value: ("old_app", http_url("AIRFLOW_CONN_OLD_APP")),
+            record.new_value: ("new_app", http_url("AIRFLOW_CONN_NEW_APP")),
+        },
+        folder / "users.csv",
+    )
+    users.start()
+    print(f"  users started: {users.users} following {record.name} (TTL as Route53 answers), {folder / 'users.csv'}")
+    return users
+
+
+def stop_users(users, moved_within_s: float = 75) -> None:
+    """Once every user's cached answer names the new side (their TTL expired after the DNS switch), or after
+    ``moved_within_s``: stop them."""
+    from ferry.plan import load_plan
+
+    new = load_plan().dns.records[0].new_value
+    deadline = time.monotonic() + moved_within_s
+    while time.monotonic() < deadline and not (
+        len(users.cache) == users.users and all(v == new for v, _ in users.cache.values())
+    ):
+        time.sleep(1)
+    users.stop.set()
+    users.join()
 
 
 def main() -> int:
@@ -291,7 +332,14 @@ def summary(result: dict, folder: Path) -> tuple[list[str], bool]:
         f"{freeze} s",
         f"  {users_line(report)}",
     ]
-    ok = result["ok"] and not lost and rows_lost == 0
+    people = result.get("users")
+    if people is not None:
+        from stand.users import line
+
+        lines.append(f"  {line(people)}")
+    # With the switch at the pooler no user's request may fail (without, the old app is down until DNS moves them).
+    pooled = bool(report) and (report.get("users") or {}).get("switch") == "pooler"
+    ok = result["ok"] and not lost and rows_lost == 0 and not (pooled and people and people["failed"])
     verdict = "passed" if ok else "FAILED"
     if failed:
         first = failed[0]

@@ -4,7 +4,9 @@ Each operation is its own transaction, as a web request's would be. Refused writ
 read-only source) and lost connections are counted and retried later, never fatal. Counts are
 written to a JSON file every second and on SIGTERM, with what the users would feel: each write's latency
 (``max_latency_s``, ``p99_ms``) and the longest time between two committed writes (``longest_pause_s``, ending at
-``longest_pause_end``, epoch seconds): a write waiting at a paused pooler, or writes refused or failing.
+``longest_pause_end``, epoch seconds): a write waiting at a paused pooler, or writes refused or failing. Every
+write is also appended to ``<stats>.requests.csv`` (``done`` epoch seconds, ``latency_ms``, ``outcome``: ok, refused
+or error), for the users' view across the cutover (``bench/users_view.py``).
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ def run(dsn: str, rate: float, stats_file: Path, seed: int | None) -> None:
         "longest_pause_end": None,
     }
     latencies: list[float] = []
+    requests = requests_file(stats_file)
+    if not requests.exists():  # a restart of the unit appends
+        requests.write_text("done,latency_ms,outcome\n")
+    pending: list[str] = []
     last_commit: float | None = None
     stopping = False
 
@@ -88,7 +94,7 @@ def run(dsn: str, rate: float, stats_file: Path, seed: int | None) -> None:
             continue
         next_at += interval
         if now - last_write > 1:
-            write_stats(stats_file, stats, latencies)
+            write_stats(stats_file, stats, latencies, requests, pending)
             last_write = now
         try:
             if conn is None or conn.closed:
@@ -108,6 +114,7 @@ def run(dsn: str, rate: float, stats_file: Path, seed: int | None) -> None:
                 },
             )
             done = time.monotonic()
+            pending.append(f"{time.time():.3f},{(done - began) * 1000:.2f},ok\n")
             stats["committed"] += 1
             stats["by_operation"][name] += 1
             latencies.append(done - began)
@@ -118,16 +125,28 @@ def run(dsn: str, rate: float, stats_file: Path, seed: int | None) -> None:
             last_commit = done
         except psycopg.errors.ReadOnlySqlTransaction:
             stats["refused"] += 1
+            pending.append(f"{time.time():.3f},,refused\n")
         except psycopg.OperationalError:
             stats["errors"] += 1
+            pending.append(f"{time.time():.3f},,error\n")
             conn = None
             time.sleep(0.2)
         except psycopg.Error:
             stats["errors"] += 1
-    write_stats(stats_file, stats, latencies)
+            pending.append(f"{time.time():.3f},,error\n")
+    write_stats(stats_file, stats, latencies, requests, pending)
 
 
-def write_stats(stats_file: Path, stats: dict, latencies: list[float]) -> None:
+def requests_file(stats_file: Path) -> Path:
+    """Where the load appends each write (beside its stats file)."""
+    return stats_file.with_name(stats_file.stem + ".requests.csv")
+
+
+def write_stats(stats_file: Path, stats: dict, latencies: list[float], requests: Path, pending: list[str]) -> None:
+    if pending:
+        with requests.open("a") as out:
+            out.writelines(pending)
+        pending.clear()
     if latencies:
         ordered = sorted(latencies)
         stats["p99_ms"] = round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2)

@@ -89,7 +89,7 @@ def test_every_stage_offers_a_dry_run_and_d_day_its_tables_and_timeouts(dagbag):
     assert d_day["catch_up_timeout_s"] is None and d_day["rollout_timeout_s"] is None
     assert d_day.get_param("catch_up_timeout_s").schema["minimum"] == 1
     task = dagbag.dags["ferry_d_day"].task_dict
-    assert task["fence_source_and_catch_up"].timeout_s == 1800 and task["restore_deployments"].timeout_s == 600
+    assert task["cutover_at_pooler"].timeout_s == 1800 and task["restore_deployments"].timeout_s == 600
 
 
 def test_d_day_gates_are_approval_operators_in_runbook_order(dagbag):
@@ -100,37 +100,32 @@ def test_d_day_gates_are_approval_operators_in_runbook_order(dagbag):
     # thresholds.comparison_gate: auto (the default): no person inside the write freeze
     assert gates == ["gate_go_no_go", "gate_point_of_no_return"]
     assert dag.get_task("switch_dns").upstream_task_ids == {"gate_point_of_no_return"}
-    assert dag.get_task("drop_subscription_and_sync_sequences").upstream_task_ids == {
-        "compare_changes",
-        "copy_large_objects",
-    }
-    assert dag.get_task("compare_changes").no_person_after
+    # With the stand's pooler and no person at the comparison, the whole freeze is one task.
+    cutover = dag.get_task("cutover_at_pooler")
+    assert cutover.upstream_task_ids == {"route_webhooks_to_recorder"}
+    assert cutover.no_person_after and cutover.compare_whole
 
 
 def test_a_failure_in_d_days_freeze_and_only_there_reverts_it(dagbag):
-    """With the stand's pooler: nothing is stopped, the fence task pauses the pooler and the promotion's task resumes
-    it on the target (no task boundary in the users' pause). revert_freeze runs when a task of the freeze or the
-    reverse replication's start failed, and never for a task after that: then the target may be serving."""
+    """With the stand's pooler (and no person at the comparison): nothing is stopped, one task pauses the pooler,
+    fences, catches up, compares, copies the large objects, promotes and resumes the pooler on the target (no task
+    boundary in the users' pause). revert_freeze runs when it or the reverse replication's start failed, and never for
+    a task after that: then the target may be serving."""
     dag = dagbag.dags["ferry_d_day"]
     revert = dag.get_task("revert_freeze")
     assert revert.trigger_rule == "one_failed"
     assert "stop_vm_services" not in dag.task_ids
-    assert dag.get_task("fence_source_and_catch_up").upstream_task_ids == {"route_webhooks_to_recorder"}
-    assert type(dag.get_task("drop_subscription_and_sync_sequences")).__name__ == "ReplicationPromoteAtPoolerOperator"
-    assert dag.get_task("start_reverse_replication").upstream_task_ids == {"drop_subscription_and_sync_sequences"}
-    freeze = {
-        "fence_source_and_catch_up",
-        "compare_changes",
-        "copy_large_objects",
-        "drop_subscription_and_sync_sequences",
-        "start_reverse_replication",
-    }
-    assert revert.upstream_task_ids == freeze
+    for gone in ("fence_source_and_catch_up", "compare_changes", "copy_large_objects"):
+        assert gone not in dag.task_ids
+    assert type(dag.get_task("cutover_at_pooler")).__name__ == "ReplicationCutoverAtPoolerOperator"
+    assert dag.get_task("start_reverse_replication").upstream_task_ids == {"cutover_at_pooler"}
+    assert revert.upstream_task_ids == {"cutover_at_pooler", "start_reverse_replication"}
+    assert revert.fence_task_id == "cutover_at_pooler"
+    assert dag.get_task("write_report").changes_task_id == "cutover_at_pooler"
     assert not revert.downstream_task_ids
     after = dag.get_task("start_reverse_replication").get_flat_relative_ids(upstream=False)
     assert not after & revert.upstream_task_ids
-    for task_id in ("compare_changes", "copy_large_objects", "drop_subscription_and_sync_sequences"):
-        assert dag.get_task(task_id).freeze_fence_task_id == "fence_source_and_catch_up", task_id
+    assert dag.get_task("write_report").caught_up_task_id == "cutover_at_pooler"
 
 
 def test_without_a_pooler_d_day_stops_the_old_app_for_the_freeze(dag_folder, monkeypatch, tmp_path):
@@ -224,7 +219,7 @@ def test_after_the_cutover_the_way_back_keeps_the_new_sides_writes(dagbag):
     assert retire.require == "healthy"
     assert "gate_decommission" in {t.task_id for t in retire.get_flat_relatives(upstream=True)}
     d_day = dagbag.dags["ferry_d_day"]
-    assert {"drop_subscription_and_sync_sequences", "compare_changes"} <= {
+    assert "cutover_at_pooler" in {
         t.task_id for t in d_day.get_task("start_reverse_replication").get_flat_relatives(upstream=True)
     }
     assert "start_reverse_replication" in {

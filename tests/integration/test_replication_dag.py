@@ -40,6 +40,8 @@ def test_replication_from_scratch_to_a_writable_target_under_write_load(
 
     def forget_it() -> None:
         ReplicationHook("ferry_source", "saas").remove_fence()  # the fence holds every role's writes
+        # The write load may have invoiced it meanwhile.
+        source.execute("DELETE FROM invoices WHERE subscription_id = %s", (subscriptions_seq + 50_000,))
         source.execute("DELETE FROM subscriptions WHERE id = %s", (subscriptions_seq + 50_000,))
 
     request.addfinalizer(forget_it)

@@ -466,9 +466,11 @@ def test_a_table_created_after_the_tables_were_listed_stops_the_freeze_naming_it
 
     try:
         run, states, said, answered = stages_to_d_day(capfd, before={"gate_go_no_go": migrate})
-        assert run.state == "failed" and states["compare_changes"] == "failed", states
+        assert run.state == "failed" and states["cutover_at_pooler"] == "failed", states
         assert answered == ["gate_go_no_go"]
-        assert "fenced but never compared: public.vouchers" in said
+        assert "fenced but never compared: public.vouchers" in said, said[said.find("Task failed with exception") :][
+            :6000
+        ]
         the_service_goes_back_before_the_cutover(stand, target, plan, original)
     finally:
         source.execute("DROP TABLE IF EXISTS vouchers")
@@ -479,17 +481,19 @@ def test_with_no_person_at_the_comparison_a_narrowed_comparison_stops_the_freeze
     stand, source, target, after_week_prior, capfd
 ):
     """thresholds.comparison_gate: auto (the stand's plan) asks no one inside the freeze: D-day goes on by itself
-    only once every table is verified. Triggered with one table to compare, it stops at compare_changes after
-    writing its report, naming what was not verified, the subscription in place; ferry_rollback gives the
-    service back."""
+    only once every table is verified. Triggered with one table to compare, its freeze (one task with the pooler)
+    stops at the comparison after writing its report, naming what was not verified, the subscription in place;
+    ferry_rollback gives the service back."""
+    from ferry.ledger import Action
     from tests.integration.test_aws_side import records
 
     plan, original = load_plan(), records(stand)
     assert plan.thresholds.comparison_gate == "auto"
     try:
         run, states, said, answered = stages_to_d_day(capfd, conf={"tables": ["customers"]})
-        assert run.state == "failed" and states["compare_changes"] == "failed", states
-        assert states["drop_subscription_and_sync_sequences"] == "upstream_failed", states
+        assert run.state == "failed" and states["cutover_at_pooler"] == "failed", states
+        assert states["start_reverse_replication"] == "upstream_failed", states
+        assert not [r for r in Ledger(plan).records(action=Action.DROP_SUBSCRIPTION) if r.run_id == run.run_id]
         assert "gate_comparison" not in states and answered == ["gate_go_no_go"]
         assert "not everything was verified" in said and "no person is asked before the cutover" in said
         assert "table(s) in scope not compared" in said, said[-3000:]
@@ -499,7 +503,7 @@ def test_with_no_person_at_the_comparison_a_narrowed_comparison_stops_the_freeze
         assert "**Not everything was verified:**" in narrowed
         # The guardrail gave the service back by itself: the source unfenced, the old app's units started.
         assert states["revert_freeze"] == "success", states
-        the_freeze_was_reverted(plan, run, ["compare_changes"])
+        the_freeze_was_reverted(plan, run, ["cutover_at_pooler"])
         the_service_goes_back_before_the_cutover(stand, target, plan, original)
     finally:
         give_the_stand_back(stand)
@@ -523,7 +527,8 @@ def the_freeze_was_reverted(plan, run, failed: list[str]) -> dict:
     stopped = {r.target for r in mine if r.action == Action.STOP_UNIT}
     if plan.source.pooler:  # the old app kept running; its queries waited in the pooler, now on the source again
         assert not stopped
-        assert [r.task for r in mine if r.action == Action.PAUSE_POOLER] == ["fence_source_and_catch_up"]
+        paused_by = "cutover_at_pooler" if plan.thresholds.comparison_gate == "auto" else "fence_source_and_catch_up"
+        assert [r.task for r in mine if r.action == Action.PAUSE_POOLER] == [paused_by]
         assert [r.task for r in mine if r.action == Action.RESUME_POOLER] == ["revert_freeze"]
         assert not [r for r in mine if r.action == Action.REPOINT_POOLER]
         entry = PoolerHook(plan).entry()
@@ -708,16 +713,20 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
             "revert_freeze",  # nothing in the freeze failed: skipped
         }
         assert states_of(run)["revert_freeze"] == "skipped"
-        assert {t["task"] for t in report["timeline"]} >= {f"compare_live[{i}]" for i in range(8)} | {"compare_changes"}
-        # The freeze, fence to writable, is three tasks and no person (thresholds.comparison_gate: auto): each
-        # boundary between tasks costs it time.
+        # The freeze, fence to writable, is one task and no person (source.pooler, thresholds.comparison_gate:
+        # auto): no boundary between tasks inside the users' pause. Its steps are in the timeline, in order.
         start, end = (datetime.fromisoformat(report[k]) for k in ("freeze_start", "freeze_end"))
-        freeze = [t for t in report["timeline"] if start <= datetime.fromisoformat(t["start"]) <= end]
-        assert {t["task"] for t in freeze} == {
-            "compare_changes",
-            "copy_large_objects",
-            "drop_subscription_and_sync_sequences",
-        }, freeze
+        freeze = {t["task"] for t in report["timeline"] if start <= datetime.fromisoformat(t["start"]) <= end}
+        assert freeze == {
+            "cutover_at_pooler: compare_changes",
+            "cutover_at_pooler: large_objects",  # copy_large_objects, beside the comparison, in a thread
+            "cutover_at_pooler: promote_and_switch",
+        }, report["timeline"]
+        steps = {t["task"].removeprefix("cutover_at_pooler: "): t for t in report["timeline"] if ": " in t["task"]}
+        assert len(steps) == 4, steps
+        fenced, promoted = steps["fence_source_and_catch_up"], steps["promote_and_switch"]
+        for beside in (steps["compare_changes"], steps["large_objects"]):
+            assert fenced["end"] <= beside["start"] and beside["end"] <= promoted["start"], steps
         assert all(t["seconds"] >= 0 for t in report["timeline"])
         png = Path(os.environ["FERRY_REPORT_DIR"], "d_day", f"{stem}.png").read_bytes()
         assert png.startswith(b"\x89PNG\r\n\x1a\n")

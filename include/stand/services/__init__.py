@@ -2,7 +2,7 @@
 
 from stand.services.kube import KubeApi
 from stand.services.moto import AwsMoto, Moto, seed_aws, seed_spaces
-from stand.services.pgbouncer import PgBouncer
+from stand.services.pgbouncer import NewPgBouncer, PgBouncer
 from stand.services.postgres import AirflowMetadata, PostgresPair
 from stand.services.redis import Redis
 from stand.services.sshd import Sshd
@@ -13,6 +13,7 @@ AWS = AwsMoto("moto", 5, seed_aws, "aws_default", slow_like_aws=True)
 SERVICES = [
     PostgresPair(),
     PgBouncer(),  # the old app's pooler, in front of the source
+    NewPgBouncer(),  # the new app's, in front of the target
     AWS,
     Moto("spaces", 6, seed_spaces, "do_spaces"),
     UvicornApp(
@@ -22,8 +23,9 @@ SERVICES = [
         "webhook_recorder",
         recorder_env(AWS.endpoint, "ferry-stand-webhooks"),
     ),
-    UvicornApp("old_app", "stand.apps:app", 8, "old_app", app_env("old_app")),
-    UvicornApp("new_app", "stand.apps:app", 9, "new_app", app_env("new_app")),
+    # The same application on each side, each through its side's PgBouncer.
+    UvicornApp("old_app", "stand.apps:app", 8, "old_app", app_env("old_app", PgBouncer().dsn)),
+    UvicornApp("new_app", "stand.apps:app", 9, "new_app", app_env("new_app", NewPgBouncer().dsn)),
     # Where a failed scheduled pre-flight is posted (a chat or paging webhook in a real deployment).
     UvicornApp("alerts", "stand.apps:app", 18, "ferry_alerts", app_env("alerts")),
     Sshd(),

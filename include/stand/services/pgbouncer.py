@@ -1,6 +1,8 @@
 """The old side's connection pooler: Debian's PgBouncer on a loopback port, in front of the source, as it runs on
-the application's VM. The old app's path to its database (the write load, the ``saas-worker`` unit, writes
-through it). Transaction pooling; SSL to the source; its admin console for Ferry's login ``ferry_pooler``.
+the application's VM. The old app's path to its database (the old app and the write load, the ``saas-worker`` unit,
+write through it). Transaction pooling; SSL to the source; its admin console for Ferry's login ``ferry_pooler``.
+The new side's (``NewPgBouncer``, in front of the target, as the new app's PgBouncer deployment on EKS) is the same
+program on its own port; the new app reaches the target through it.
 
 Its configuration file is in the stand's folder (``$FERRY_STAND_DIR/pgbouncer/pgbouncer.ini``), which Ferry edits
 over the stand's SSH "VM" for the switch at the pooler. PgBouncer refuses to run as root: it runs as ``postgres``.
@@ -33,16 +35,20 @@ def binary() -> str:
 
 class PgBouncer:
     name = "pgbouncer"
+    folder_name = "pgbouncer"
+    port_offset = PORT_OFFSET
+    server_offset = SOURCE_OFFSET
+    conn_id: str | None = CONN_ID
 
     def folder(self, stand: Stand) -> Path:
-        return stand.dir / "pgbouncer"
+        return stand.dir / self.folder_name
 
     def config(self, stand: Stand) -> Path:
         return self.folder(stand) / "pgbouncer.ini"
 
     def entry(self, stand: Stand) -> str:
-        """The old app's entry, pointing at the source."""
-        return f"{DATABASE} = host=127.0.0.1 port={stand.port(SOURCE_OFFSET)} dbname={DATABASE}\n"
+        """The app's entry, pointing at its side's database (the old app's: the source)."""
+        return f"{DATABASE} = host=127.0.0.1 port={stand.port(self.server_offset)} dbname={DATABASE}\n"
 
     def write_config(self, stand: Stand) -> None:
         folder = self.folder(stand)
@@ -51,7 +57,7 @@ class PgBouncer:
         users.write_text(f'"{APP_ROLE}" "{stand.secret("app_role")}"\n"{ADMIN}" "{stand.secret("pooler_admin")}"\n')
         self.config(stand).write_text(
             "[databases]\n" + self.entry(stand) + "\n[pgbouncer]\n"
-            f"listen_addr = 127.0.0.1\nlisten_port = {stand.port(PORT_OFFSET)}\nunix_socket_dir =\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {stand.port(self.port_offset)}\nunix_socket_dir =\n"
             f"auth_type = scram-sha-256\nauth_file = {users}\nadmin_users = {ADMIN}\n"
             "pool_mode = transaction\nmax_client_conn = 200\ndefault_pool_size = 20\n"
             "server_tls_sslmode = require\nignore_startup_parameters = extra_float_digits\n"
@@ -67,12 +73,12 @@ class PgBouncer:
             return
         self.write_config(stand)
         stand.start_process(self.name, [binary(), "-u", "postgres", str(self.config(stand))])
-        wait_for_port(stand.port(PORT_OFFSET), what="pgbouncer")
+        wait_for_port(stand.port(self.port_offset), what=self.name)
 
     def admin(self, stand: Stand) -> psycopg.Connection:
         return psycopg.connect(
             host="127.0.0.1",
-            port=stand.port(PORT_OFFSET),
+            port=stand.port(self.port_offset),
             user=ADMIN,
             password=stand.secret("pooler_admin"),
             dbname="pgbouncer",
@@ -103,18 +109,20 @@ class PgBouncer:
             return False
 
     def dsn(self, stand: Stand) -> str:
-        """The old app's connection string: through the pooler, as the application role."""
+        """The app's connection string: through the pooler, as the application role."""
         return (
-            f"host=127.0.0.1 port={stand.port(PORT_OFFSET)} dbname={DATABASE} user={APP_ROLE} "
+            f"host=127.0.0.1 port={stand.port(self.port_offset)} dbname={DATABASE} user={APP_ROLE} "
             f"password={stand.secret('app_role')} sslmode=disable"
         )
 
     def env(self, stand: Stand) -> dict[str, str]:
+        if self.conn_id is None:
+            return {}
         return {
-            f"AIRFLOW_CONN_{CONN_ID.upper()}": conn_json(
+            f"AIRFLOW_CONN_{self.conn_id.upper()}": conn_json(
                 conn_type="postgres",
                 host="127.0.0.1",
-                port=stand.port(PORT_OFFSET),
+                port=stand.port(self.port_offset),
                 login=ADMIN,
                 password=stand.secret("pooler_admin"),
                 schema="pgbouncer",
@@ -124,3 +132,15 @@ class PgBouncer:
 
     def down(self, stand: Stand) -> None:
         stand.stop_process(self.name)
+
+
+class NewPgBouncer(PgBouncer):
+    """The new app's PgBouncer, in front of the target (on EKS, a PgBouncer deployment beside the app). Ferry does
+    not drive it (no Airflow connection): the new app reaches the target through it, as the users' requests do once
+    DNS sends them to the new app."""
+
+    name = "pgbouncer_new"
+    folder_name = "pgbouncer-new"
+    port_offset = 20
+    server_offset = 2  # stand.services.postgres.CLUSTERS["target"]
+    conn_id = None

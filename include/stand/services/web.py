@@ -60,10 +60,14 @@ class UvicornApp:
         stand.stop_process(self.name)
 
 
-def app_env(name: str) -> Callable[[Stand], dict[str, str]]:
+def app_env(name: str, dsn: Callable[[Stand], str] | None = None) -> Callable[[Stand], dict[str, str]]:
+    """The app's name, where it keeps the webhooks it received, and (``dsn``) its database: through its side's
+    PgBouncer."""
+
     def env(stand: Stand) -> dict[str, str]:
         (stand.dir / "apps").mkdir(exist_ok=True)
-        return {"FERRY_APP_NAME": name, "FERRY_APP_FILE": str(stand.dir / "apps" / f"{name}.jsonl")}
+        found = {"FERRY_APP_NAME": name, "FERRY_APP_FILE": str(stand.dir / "apps" / f"{name}.jsonl")}
+        return found | ({"FERRY_APP_DSN": dsn(stand)} if dsn else {})
 
     return env
 

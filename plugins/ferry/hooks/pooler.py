@@ -76,12 +76,21 @@ class PoolerHook:
         self.pooler, self.vm = plan.source.pooler, plan.pooler_vm
         self.database = self.pooler.database
         self._ssh: Any = None  # an SSH connection to the VM opened ahead (connect_vm), used once by repoint
+        self._vm: VmHook | None = None
 
-    def connect_vm(self) -> None:
+    def vm_hook(self) -> VmHook:
+        """The VM's SSH hook. Made in the task's own thread: it reads the Airflow connection (a call to the
+        supervisor), which another thread must not make at the same time."""
+        if self._vm is None:
+            self._vm = VmHook(self.vm.ssh_conn_id)
+        return self._vm
+
+    def connect_vm(self, hook: VmHook | None = None) -> None:
         """Open the SSH connection the next :meth:`repoint` uses, ahead of time: its handshake then does not fall
-        inside the users' pause."""
+        inside the users' pause. ``hook`` (from :meth:`vm_hook`) lets another thread open it: only the handshake
+        happens there."""
         if self._ssh is None:
-            self._ssh = VmHook(self.vm.ssh_conn_id).get_conn()
+            self._ssh = (hook or self.vm_hook()).get_conn()
 
     def close(self) -> None:
         if self._ssh is not None:
@@ -177,7 +186,7 @@ class PoolerHook:
         """Point the entry at ``host``:``port``/``dbname`` in the configuration file (every other setting kept,
         written whole, then renamed over the old file: never half a file), ``RELOAD``, and verify PgBouncer runs
         it."""
-        vm = VmHook(self.vm.ssh_conn_id)
+        vm = self.vm_hook()
         path, new, sudo = self._shell_path(), f'"{self.pooler.config_path}.ferry-new"', self._sudo()
         command = f"{sudo}cp -p -- {path} {new} && {sudo}tee -- {new} >/dev/null && {sudo}mv -f -- {new} {path}"
         client, self._ssh = self._ssh or vm.get_conn(), None

@@ -24,6 +24,10 @@ from ferry.redaction import plan_secrets, redact
 FENCED_AT_KEY = "fenced_at"
 
 
+#: XCom key: the steps of a task that does several (a list of ``timing`` values), for the D-day report's timeline.
+STEPS_KEY = "timing_steps"
+
+
 class Timed:
     """Pushes the task's start and end to XCom (key ``timing``), for the D-day report's timeline.
 

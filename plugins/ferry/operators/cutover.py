@@ -3,9 +3,18 @@ pause."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
+from ferry.ledger import Action, Target
+from ferry.operators.base import FENCED_AT_KEY, STEPS_KEY
+from ferry.operators.compare import ReplicationCompareChangesOperator
+from ferry.operators.fence import ReplicationFenceAndCatchUpOperator
+from ferry.operators.objects import ReplicationCopyLargeObjectsOperator
 from ferry.operators.pooler import PoolerSteps
 from ferry.operators.replication import ReplicationPromoteTargetOperator
 from ferry.operators.reverse import ReplicationStartReverseOperator
@@ -30,8 +39,9 @@ class ReplicationPromoteAtPoolerOperator(
 
     def execute(self, context: Any) -> dict[str, Any]:
         # The SSH connection the repoint needs, opened beside the promotion: its handshake is not in the pause.
+        # (The hook is made here: reading its Airflow connection is not for another thread.)
         pool = ThreadPoolExecutor(max_workers=1)
-        ssh = pool.submit(self.pooler.connect_vm)
+        ssh = pool.submit(self.pooler.connect_vm, self.pooler.vm_hook())
         try:
             promoted = ReplicationPromoteTargetOperator.execute(self, context)
             captured = self.create_reverse_capture(context)
@@ -46,3 +56,91 @@ class ReplicationPromoteAtPoolerOperator(
         resumed_at = self.resume_pooler(context)
         subscribed = self.subscribe_reverse(context)
         return promoted | {"reverse": captured + subscribed, "pooler_repointed": moved, "pooler_resumed_at": resumed_at}
+
+
+class ReplicationCutoverAtPoolerOperator(
+    ReplicationFenceAndCatchUpOperator,
+    ReplicationCompareChangesOperator,
+    ReplicationCopyLargeObjectsOperator,
+    ReplicationPromoteAtPoolerOperator,
+):
+    """D-day's whole write freeze in one task, with ``source.pooler`` and no person inside the freeze
+    (``thresholds.comparison_gate: auto``). From the pooler's PAUSE to its RESUME, no task boundary (each costs the
+    waiting users 0.3 to 1 s of scheduling):
+
+    1. PAUSE the old side's PgBouncer, fence the source, wait in place until the target confirmed the fence's WAL
+       position, no longer than ``thresholds.max_freeze_s`` (ReplicationFenceAndCatchUpOperator; never deferred:
+       the budget is seconds, a deferral costs seconds);
+    2. verify every table by the rows changed since its live comparison, write the comparison report, fail on any
+       difference or any table not verified (ReplicationCompareChangesOperator with ``compare_whole``);
+    3. copy the large objects changed since ``copy_large_objects_ahead`` copied them before the freeze, verified by
+       md5 (ReplicationCopyLargeObjectsOperator);
+    4. the last check, the promotion, the reverse publication and slot, the pooler pointed at the target and
+       RESUMEd, the reverse subscription (ReplicationPromoteAtPoolerOperator).
+
+    No step of 2 to 4 starts past ``thresholds.max_freeze_s``; any failure before the promotion leaves the pooler
+    paused on the source, and ``revert_freeze`` gives the service back. Each step is its own change in the ledger;
+    a re-run after the promotion (the forward subscription dropped after the fence) does only what is left of 4.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("compare_whole", True)
+        kwargs.setdefault("no_person_after", True)
+        super().__init__(**kwargs)
+        self.large_objects_task_id = self.task_id  # the last check verifies the objects this task copied
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        plan = self.plan
+        if self.promoted_after_fence():
+            self.log.info("The target was promoted after the fence by an earlier try: only what is left of the switch")
+            return {"promoted_earlier": True} | ReplicationPromoteAtPoolerOperator.execute(self, context)
+        steps: list[dict[str, Any]] = []
+
+        def timed(step: str, run: Any, operator: Any = self) -> Any:
+            start = datetime.now(UTC)
+            try:
+                return run(operator, context)
+            finally:
+                end = datetime.now(UTC)
+                steps.append({"task": f"{self.task_id}: {step}", "start": start.isoformat(), "end": end.isoformat()})
+                self.log.info("%s: %.3f s", step, (end - start).total_seconds())
+                # For the D-day report's timeline, also when a step fails.
+                context["ti"].xcom_push(key=STEPS_KEY, value=steps)
+
+        # The budget is seconds: the catch-up waits in place for all of it, never deferred (a deferral costs a
+        # round trip through the triggerer and a second start of this task, both inside the users' pause).
+        self.inline_wait_s = max(self.inline_wait_s, plan.thresholds.freeze_budget_s)
+        caught_up = timed("fence_source_and_catch_up", ReplicationFenceAndCatchUpOperator.execute) or {}
+        fenced_at = context["ti"].xcom_pull(task_ids=self.task_id, key=FENCED_AT_KEY) or time.time()
+        self.refuse_past_freeze_budget(context, self.freeze_left_since(context, fenced_at))
+        # One after the other, in this thread: Airflow's calls (connections, XCom, the ledger) are not made from two
+        # threads of a task (dag.test's in-process supervisor swaps a module global for each). The large objects
+        # were copied before the freeze (copy_large_objects_ahead): here only what changed since.
+        context["ti"].xcom_push(
+            key="compare_changes", value=timed("compare_changes", ReplicationCompareChangesOperator.execute)
+        )
+        self.refuse_past_freeze_budget(context, self.freeze_left_since(context, fenced_at))
+        context["ti"].xcom_push(
+            key="large_objects", value=timed("large_objects", ReplicationCopyLargeObjectsOperator.execute)
+        )
+        self.refuse_past_freeze_budget(context, self.freeze_left_since(context, fenced_at))
+        promoted = timed("promote_and_switch", ReplicationPromoteAtPoolerOperator.execute)
+        return promoted | {"waited_s": caught_up.get("waited_s"), "caught_up": caught_up}
+
+    def defer(self, **kwargs: Any) -> None:
+        """Never: resumed after a deferral, the task would end after the catch-up, the cutover not done."""
+        raise AirflowFailException(
+            "the cutover at the pooler waits for the catch-up in place, within thresholds.max_freeze_s; it does "
+            "not defer. revert_freeze gives the service back"
+        )
+
+    def promoted_after_fence(self) -> bool:
+        """True when the forward subscription is gone and the ledger says this freeze dropped it (after the
+        source's last fence): the cutover's first steps are done, and must not run again (the old app may be
+        writing to the target through the pooler by now)."""
+        plan = self.plan
+        if self.target.get_subscription_status(plan.subscription) is not None:
+            return False
+        fenced = self.ledger.last(Action.FENCE_SOURCE, Target.source(plan.source.database))
+        dropped = self.ledger.last(Action.DROP_SUBSCRIPTION, Target.target(plan.subscription))
+        return bool(fenced and fenced.done and dropped and dropped.done and dropped.at > fenced.at)

@@ -32,14 +32,14 @@ class ReplicationCopyLargeObjectsOperator(FerryOperator):
         super().__init__(**kwargs)
         if direction not in ("to_target", "to_source"):
             raise ValueError(f"direction must be to_target or to_source, not {direction!r}")
-        self.direction = direction
+        self.objects_direction = direction
 
     def execute(self, context: Any) -> dict[str, Any]:
         plan = self.plan
         if plan.replication.large_objects == "out_of_scope":
             self.log.info("Large objects are out of scope (replication.large_objects); none copied")
             return {"copied": 0, "objects": None}
-        forward = self.direction == "to_target"
+        forward = self.objects_direction == "to_target"
         frm, to = (self.source, self.target) if forward else (self.target, self.source)
         names = ("source", "target") if forward else ("target", "old source")
         src, dst = frm.large_object_digests(), to.large_object_digests()

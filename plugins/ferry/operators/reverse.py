@@ -240,7 +240,7 @@ class ReverseCaughtUpSensor(ReplicationCaughtUpSensor):
     :param timeout_s: the longest wait (the run's ``catch_up_timeout_s`` param overrides it).
     """
 
-    direction = "reverse"
+    link_direction = "reverse"
 
 
 class ReverseCheckOperator(FerryOperator):

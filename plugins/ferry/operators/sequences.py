@@ -25,12 +25,12 @@ class ReplicationSyncSequencesOperator(FerryOperator):
         super().__init__(**kwargs)
         if direction not in ("to_target", "to_source"):
             raise ValueError(f"direction must be to_target or to_source, not {direction!r}")
-        self.direction = direction
+        self.sequences_direction = direction
 
     def execute(self, context: Any) -> dict[str, Any]:
         plan = self.plan
         schemas = plan.replication.schemas
-        frm, to = (self.source, self.target) if self.direction == "to_target" else (self.target, self.source)
+        frm, to = (self.source, self.target) if self.sequences_direction == "to_target" else (self.target, self.source)
         scope = {(t["schema"], t["table"]) for t in self.scope_table_rows(frm)}
         on_target = {s["qualified"]: s for s in to.get_sequences(schemas)}
         before, wanted = {}, {}
@@ -79,7 +79,7 @@ class ReplicationSyncSequencesOperator(FerryOperator):
         # One change for them all: set in one transaction, inside the freeze.
         target = (
             Target.target(f"{plan.target.database}/sequences")
-            if self.direction == "to_target"
+            if self.sequences_direction == "to_target"
             else Target.source(f"{plan.source.database}/sequences")
         )
         if wanted and not self.would(context, Action.SET_SEQUENCE, target, before, wanted):
@@ -99,7 +99,8 @@ class ReplicationSyncSequencesOperator(FerryOperator):
         ]
         if problems:
             raise AirflowFailException(
-                f"sequences behind their columns on the {self.direction.removeprefix('to_')}: " + "; ".join(problems)
+                f"sequences behind their columns on the {self.sequences_direction.removeprefix('to_')}: "
+                + "; ".join(problems)
             )
         self.log.info("%d sequence(s) set; every sequence-fed column's next value is above its maximum", len(wanted))
         return {"changed": sorted(wanted)}

@@ -9,7 +9,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from ferry import report
 from ferry.ledger import Action, Target
-from ferry.operators.base import FerryOperator, pull_all
+from ferry.operators.base import STEPS_KEY, FerryOperator, pull_all
 from ferry.operators.webhooks import destination_url
 
 
@@ -129,7 +129,14 @@ class FerryWriteReportOperator(FerryOperator):
         fence = next((r for r in records if r.action == Action.FENCE_SOURCE), None)
         seconds, freeze_start, freeze_end = report.freeze_window(records)
         started = context["ti"].xcom_pull(task_ids=self.task_id, key="started", map_indexes=-1)
-        rows = report.timeline([t for task in context["dag"].task_ids for t in pull_all(context, task, "timing")])
+        rows = report.timeline(
+            [
+                t
+                for task in context["dag"].task_ids
+                for key in ("timing", STEPS_KEY)
+                for t in pull_all(context, task, key)
+            ]
+        )
         caught_up = context["ti"].xcom_pull(task_ids=self.caught_up_task_id) or {}
         comparisons = [
             c

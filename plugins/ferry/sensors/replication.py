@@ -96,7 +96,7 @@ class ReplicationInitialCopySensor(FerryContext, BaseSensorOperator):
 
 class ReplicationCaughtUpSensor(FerryOperator):
     """Wait (deferred) until the subscriber has confirmed everything its publisher wrote before the fence. One wait
-    for both directions (``direction``): forward, the target confirming the source's fence (D-day); reverse, the
+    for both directions (``link_direction``): forward, the target confirming the source's fence (D-day); reverse, the
     old source confirming the target's (ReverseCaughtUpSensor, the way back).
 
     Fails at once with the reason when the subscription is gone or disabled, or hits apply errors, instead
@@ -114,7 +114,7 @@ class ReplicationCaughtUpSensor(FerryOperator):
     """
 
     template_fields = ("fence_lsn",)
-    direction = "forward"
+    link_direction = "forward"
     #: what each direction says when its subscription does not exist
     MISSING = {
         "forward": "ferry_week_prior creates it: run that stage first",
@@ -141,7 +141,7 @@ class ReplicationCaughtUpSensor(FerryOperator):
 
     @property
     def link(self) -> Link:
-        make = forward_link if self.direction == "forward" else reverse_link
+        make = forward_link if self.link_direction == "forward" else reverse_link
         return make(self.plan, self.source, self.target)
 
     def execute(self, context: Any) -> dict[str, Any] | None:
@@ -244,7 +244,7 @@ class ReplicationCaughtUpSensor(FerryOperator):
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         if event["status"] != "success":
             message = event["message"]
-            if self.direction == "forward" and "apply error" in message:
+            if self.link_direction == "forward" and "apply error" in message:
                 from ferry.checks.schema import apply_stoppers, explain_apply_errors
 
                 message += f". {explain_apply_errors(apply_stoppers(self.plan))}"
