@@ -90,6 +90,7 @@ def run(variant: str, rows: int) -> dict:
             )
         )
         out["chart"] = str(png)
+        (folder / recorded.name).write_bytes(recorded.read_bytes())  # kept: the next run's stand starts afresh
         print(f"  the users' view: {png}")
     print(f"{variant}: {out}", flush=True)
     return out

@@ -104,7 +104,12 @@ def _draw_users(users: list[tuple[float, str, str, float]], report: dict[str, An
     from ferry.ledger import Action
 
     switched = min(
-        (epoch(r["at"]) for r in report.get("ledger", []) if r.get("action") == Action.SWITCH_RECORD), default=None
+        (
+            epoch(r["at"])
+            for r in report.get("ledger", [])
+            if r.get("action") == Action.SWITCH_RECORD and r.get("task") == "switch_dns"  # not the webhooks' route
+        ),
+        default=None,
     )
     colours = {"old_app": "#1565c0", "new_app": "#6a1b9a"}
     per: dict[int, dict[str, int]] = {}
@@ -136,8 +141,8 @@ def _draw_users(users: list[tuple[float, str, str, float]], report: dict[str, An
     failed = sum(1 for u in users if u[2] not in ("200", "201"))
     d.text(
         (left, top + h + 24),
-        f"users following DNS (resolver cache for the record's TTL): {len(users)} requests per second by the app "
-        f"that answered (blue: old app, purple: new app, red: failed, {failed}); seconds from the pause",
+        f"users following DNS (each keeps an answer for its TTL): {len(users)} requests, {failed} failed. Per second, "
+        "by the app that answered: blue old, purple new, red failed",
         fill="black",
         font=font,
     )
