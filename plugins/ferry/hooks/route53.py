@@ -45,9 +45,17 @@ class Route53Hook(AwsBaseHook):
 
     def upsert_record(self, zone_id: str, record: dict[str, Any], comment: str) -> str:
         """UPSERT ``record`` (a ResourceRecordSet); return the change id."""
+        return self.upsert_records(zone_id, [record], comment)
+
+    def upsert_records(self, zone_id: str, records: list[dict[str, Any]], comment: str) -> str:
+        """UPSERT ``records`` in one change batch (applied together: one change, one wait for INSYNC); return the
+        change id."""
         change = self.conn.change_resource_record_sets(
             HostedZoneId=zone_id,
-            ChangeBatch={"Comment": comment, "Changes": [{"Action": "UPSERT", "ResourceRecordSet": record}]},
+            ChangeBatch={
+                "Comment": comment,
+                "Changes": [{"Action": "UPSERT", "ResourceRecordSet": record} for record in records],
+            },
         )
         return change["ChangeInfo"]["Id"]
 

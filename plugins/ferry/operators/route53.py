@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -62,24 +63,43 @@ class _Route53Operator(FerryOperator):
 
     def change(self, context: Any, hook: Route53Hook, zone_id: str, action: Action, before: dict, after: dict) -> None:
         """UPSERT ``after``, wait for INSYNC and read it back, intent and outcome recorded (on a dry run: report it only)."""
-        target = Target.dns(after["Name"], after["Type"])
-        if self.would(context, action, target, before, after):
+        self.change_all(context, hook, zone_id, action, [(before, after)])
+
+    def change_all(
+        self, context: Any, hook: Route53Hook, zone_id: str, action: Action, pairs: list[tuple[dict, dict]]
+    ) -> None:
+        """:meth:`change` for several records at once: one change batch, one wait for INSYNC (a Route53 change takes
+        up to a minute to propagate: waiting once, not once per record). Each record's intent is in the ledger
+        before the batch and its outcome after it read back."""
+        wanted = [
+            (before, after)
+            for before, after in pairs
+            if not self.would(context, action, Target.dns(after["Name"], after["Type"]), before, after)
+        ]
+        if not wanted:
             return
-        with self.changing(context, action, target, before, after):
-            change_id = hook.upsert_record(zone_id, after, f"ferry {action} {after['Name']}")
+        with ExitStack() as stack:
+            for before, after in wanted:
+                stack.enter_context(
+                    self.changing(context, action, Target.dns(after["Name"], after["Type"]), before, after)
+                )
+            names = ", ".join(after["Name"] for _, after in wanted)
+            change_id = hook.upsert_records(zone_id, [after for _, after in wanted], f"ferry {action} {names}"[:256])
             hook.wait_for_change_insync(change_id)
-            back = hook.get_record(zone_id, after["Name"], after["Type"])
-            if back is None or record_value(back) != record_value(after) or back.get("TTL") != after["TTL"]:
-                raise AirflowFailException(f"{after['Name']}: reads back as {back}, not {after}")
-        self.log.info(
-            "%s %s: %s (TTL %s) -> %s (TTL %s), INSYNC",
-            action,
-            after["Name"],
-            record_value(before),
-            before.get("TTL"),
-            record_value(after),
-            after["TTL"],
-        )
+            for _, after in wanted:
+                back = hook.get_record(zone_id, after["Name"], after["Type"])
+                if back is None or record_value(back) != record_value(after) or back.get("TTL") != after["TTL"]:
+                    raise AirflowFailException(f"{after['Name']}: reads back as {back}, not {after}")
+        for before, after in wanted:
+            self.log.info(
+                "%s %s: %s (TTL %s) -> %s (TTL %s), INSYNC",
+                action,
+                after["Name"],
+                record_value(before),
+                before.get("TTL"),
+                record_value(after),
+                after["TTL"],
+            )
 
 
 class Route53LowerTtlOperator(_Route53Operator):
@@ -92,14 +112,14 @@ class Route53LowerTtlOperator(_Route53Operator):
 
     def execute(self, context: Any) -> int:
         hook, zone_id, live = self.checked_records("old_or_new")
-        changed = 0
+        pairs = []
         for _, rec, current in live:
             if current["TTL"] <= rec.low_ttl:
                 self.log.info("%s: TTL already %s", rec.name, current["TTL"])
                 continue
-            self.change(context, hook, zone_id, Action.LOWER_TTL, current, {**current, "TTL": rec.low_ttl})
-            changed += 1
-        return changed
+            pairs.append((current, {**current, "TTL": rec.low_ttl}))
+        self.change_all(context, hook, zone_id, Action.LOWER_TTL, pairs)
+        return len(pairs)
 
 
 def check_steps(steps: list[int], field: str) -> list[int]:
@@ -140,21 +160,14 @@ class Route53SwitchRecordsOperator(_Route53Operator):
                 context, steps, float(self.param(context, "dns_step_pause_s", self.step_pause_s))
             )
         hook, zone_id, live = self.checked_records("old_or_new")
-        changed = 0
+        pairs = []
         for _, rec, current in live:
             if record_value(current) == rec.new_value:
                 self.log.info("%s: already points at %s", rec.name, rec.new_value)
                 continue
-            self.change(
-                context,
-                hook,
-                zone_id,
-                Action.SWITCH_RECORD,
-                current,
-                record_set(rec.name, rec.type, rec.new_value, min(current["TTL"], rec.low_ttl)),
-            )
-            changed += 1
-        return changed
+            pairs.append((current, record_set(rec.name, rec.type, rec.new_value, min(current["TTL"], rec.low_ttl))))
+        self.change_all(context, hook, zone_id, Action.SWITCH_RECORD, pairs)  # together: one wait for INSYNC
+        return len(pairs)
 
     def switch_weighted(self, context: Any, steps: list[int], pause_s: float) -> int:
         """Move each record to its new value in the weighted ``steps``, ``pause_s`` apart."""
