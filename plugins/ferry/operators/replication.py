@@ -113,6 +113,16 @@ class ReplicationRefreshSubscriptionOperator(FerryOperator):
         return missing
 
 
+class _Drained:
+    """A capture store holding the states a drain just left (read from memory, not S3 again)."""
+
+    def __init__(self, states: dict[str, Any]) -> None:
+        self.states = states
+
+    def load(self, side: str) -> Any:
+        return self.states.get(side)
+
+
 class ReplicationDropSubscriptionOperator(FerryOperator):
     """Drop the subscription on the target, also when the source is unreachable.
 
@@ -178,7 +188,10 @@ class ReplicationPromoteTargetOperator(ReplicationDropSubscriptionOperator, Repl
         if self.plan.thresholds.compare_in_freeze == "full":
             self.log.info("No change capture (thresholds.compare_in_freeze is 'full'): no last check by the capture")
             return
-        store, scope = CaptureStore(self.plan), self.scope_tables(self.source)
+        # The states the same task's comparison just drained (cutover_at_pooler), else as the drain stored them.
+        drained = getattr(self, "drained_states", None)
+        store = _Drained(drained) if drained and all(drained.values()) else CaptureStore(self.plan)
+        scope = self.scope_tables(self.source)
         hooks = {"source": self.source, "target": self.target}
         found, unreadable = {}, {}
         with ThreadPoolExecutor(max_workers=2) as pool:  # inside the freeze: both sides at once, a hook each
