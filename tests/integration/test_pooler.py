@@ -85,6 +85,33 @@ def test_the_entry_is_repointed_over_ssh_and_back(stand, target):
     assert (stand.dir / "pgbouncer" / "pgbouncer.ini").read_text() == original
 
 
+def test_a_repoint_read_ahead_never_overwrites_a_change_made_to_the_file_since(stand, target):
+    """The cutover reads PgBouncer's file with its SSH connection before the pause (connect_vm): written ahead, the
+    repoint writes only if the file is still what was read. Changed in between (a setting an operator added), it
+    reads the file again: the change is kept, and the entry points at the target."""
+    plan = load_plan()
+    pooler = PoolerHook(plan)
+    to = ReplicationHook("ferry_target", "saas").connection
+    config = stand.dir / "pgbouncer" / "pgbouncer.ini"
+    try:
+        pooler.connect_vm()
+        assert pooler._config_ahead == config.read_text()  # read over the connection opened ahead
+        config.write_text(config.read_text().replace("[pgbouncer]\n", "[pgbouncer]\nstats_period = 61\n"))
+        pooler.repoint(to.host, to.port, "saas")
+        now = config.read_text()
+        assert "stats_period = 61\n" in now and f"saas = host={to.host} port={to.port} dbname=saas\n" in now
+        assert (pooler.entry()["host"], pooler.entry()["port"]) == (to.host, to.port)
+
+        pooler.connect_vm()  # unchanged since read ahead: written as read
+        source = ReplicationHook("ferry_source", "saas").connection
+        pooler.repoint(source.host, source.port, "saas")
+        assert f"saas = host={source.host} port={source.port} dbname=saas\n" in config.read_text()
+        assert "stats_period = 61\n" in config.read_text()
+    finally:
+        pooler.close()
+        PgBouncer().reset(stand)
+
+
 def test_the_preflight_reaches_the_pooler_and_refuses_a_paused_one(stand):
     """check_connections: the admin console answers, the entry is in the file on the VM; a pooler left paused (a
     D-day stopped in its freeze without giving it back) fails, naming the fix."""

@@ -7,6 +7,7 @@ the ledger or an exception; only its host, port and database are.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import select
 import time
@@ -77,6 +78,7 @@ class PoolerHook:
         self.database = self.pooler.database
         self._ssh: Any = None  # an SSH connection to the VM opened ahead (connect_vm), used once by repoint
         self._vm: VmHook | None = None
+        self._config_ahead: str | None = None  # the file as connect_vm read it
 
     def vm_hook(self) -> VmHook:
         """The VM's SSH hook. Made in the task's own thread: it reads the Airflow connection (a call to the
@@ -86,11 +88,16 @@ class PoolerHook:
         return self._vm
 
     def connect_vm(self, hook: VmHook | None = None) -> None:
-        """Open the SSH connection the next :meth:`repoint` uses, ahead of time: its handshake then does not fall
-        inside the users' pause. ``hook`` (from :meth:`vm_hook`) lets another thread open it: only the handshake
-        happens there."""
+        """Open the SSH connection the next :meth:`repoint` uses, ahead of time, and read the file over it: the
+        handshake and the read then do not fall inside the users' pause (the repoint writes only if the file is
+        still what was read). ``hook`` (from :meth:`vm_hook`) lets another thread do it: only SSH happens there."""
         if self._ssh is None:
-            self._ssh = (hook or self.vm_hook()).get_conn()
+            vm = hook or self.vm_hook()
+            self._ssh = vm.get_conn()
+            try:
+                self._config_ahead = self.read_config(vm, self._ssh)
+            except PoolerError:
+                self._config_ahead = None  # the repoint reads it, and says why it cannot
 
     def close(self) -> None:
         if self._ssh is not None:
@@ -110,10 +117,13 @@ class PoolerHook:
         names = [c.name for c in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
-    def entry(self) -> dict[str, Any]:
-        """The entry as PgBouncer runs it (``SHOW DATABASES``): ``host``, ``port``, ``dbname``, ``paused``."""
-        with self.admin() as conn:
-            rows = self._command(conn, "SHOW DATABASES")
+    def entry(self, conn: psycopg.Connection | None = None) -> dict[str, Any]:
+        """The entry as PgBouncer runs it (``SHOW DATABASES``): ``host``, ``port``, ``dbname``, ``paused``. ``conn``:
+        an admin session already open."""
+        if conn is None:
+            with self.admin() as conn:
+                return self.entry(conn)
+        rows = self._command(conn, "SHOW DATABASES")
         for row in rows:
             if row["name"] == self.database:
                 return {
@@ -190,17 +200,25 @@ class PoolerHook:
         path, new, sudo = self._shell_path(), f'"{self.pooler.config_path}.ferry-new"', self._sudo()
         command = f"{sudo}cp -p -- {path} {new} && {sudo}tee -- {new} >/dev/null && {sudo}mv -f -- {new} {path}"
         client, self._ssh = self._ssh or vm.get_conn(), None
-        with client:  # one SSH handshake for both (opened ahead by connect_vm, when it was)
-            text = repoint_config(self.read_config(vm, client), self.database, host, port, dbname)
-            status, _, err = vm.run_raw(command, stdin=text, client=client)
+        ahead, self._config_ahead = self._config_ahead, None
+        with client:  # one SSH handshake for all (opened ahead by connect_vm, when it was)
+            if ahead is not None:
+                # Written only if the file is still what connect_vm read (else exit 75: read it again, then write).
+                digest = hashlib.md5(ahead.encode(), usedforsecurity=False).hexdigest()
+                guard = f'[ "$({sudo}md5sum -- {path} | cut -c1-32)" = "{digest}" ] || exit 75; '
+                text = repoint_config(ahead, self.database, host, port, dbname)
+                status, _, err = vm.run_raw(guard + command, stdin=text, client=client)
+            if ahead is None or status == 75:
+                text = repoint_config(self.read_config(vm, client), self.database, host, port, dbname)
+                status, _, err = vm.run_raw(command, stdin=text, client=client)
         if status != 0:
             raise PoolerError(
                 f"could not write the pooler's configuration {self.pooler.config_path} on {self.vm.name} (exit "
                 f"{status}: {err.strip()[:300]}): the SSH login must be able to write it (or set source.pooler.sudo)"
             )
-        with self.admin() as conn:
+        with self.admin() as conn:  # one admin session for both
             self._command(conn, "RELOAD")
-        running = self.entry()
+            running = self.entry(conn)
         if (running["host"], running["port"], running["dbname"]) != (host, port, dbname):
             raise PoolerError(
                 f"PgBouncer still runs {self.database} against {where(running)} after RELOAD, not "

@@ -28,6 +28,17 @@ class CaptureOperator(FerryOperator):
     def store(self) -> CaptureStore:
         return CaptureStore(self.plan)
 
+    #: Both sides' stored states, read before the freeze by a task that drains inside it (cutover_at_pooler): the
+    #: drain then does not read S3 while the users wait. Used once.
+    preloaded_states: dict[str, Any] | None = None
+
+    def preload_states(self) -> None:
+        """Read both sides' stored states now (before the freeze), for the next :meth:`drain_captures`."""
+        if self.in_use():
+            self.preloaded_states = {side: self.store.load(side) for side in SIDES}
+            if not all(self.preloaded_states.values()):
+                self.preloaded_states = None  # the drain says why
+
     def captures(self) -> dict[str, ChangeCapture]:
         store = self.store
         return {
@@ -60,7 +71,8 @@ class CaptureOperator(FerryOperator):
             return {"drained": False, "ended": ended}
         captures = self.captures()
         with ThreadPoolExecutor(max_workers=2) as pool:  # inside the write freeze: both sides at once
-            states = dict(zip(SIDES, pool.map(lambda s: captures[s].store.load(s), SIDES), strict=True))
+            preloaded, self.preloaded_states = self.preloaded_states, None
+            states = preloaded or dict(zip(SIDES, pool.map(lambda s: captures[s].store.load(s), SIDES), strict=True))
             if any(state is None for state in states.values()):
                 if self.is_dry_run(context):
                     self.log.info("DRY RUN: no change capture was started; nothing to drain")

@@ -106,8 +106,10 @@ class ReplicationCutoverAtPoolerOperator(
         if self.promoted_after_fence():
             self.log.info("The target was promoted after the fence by an earlier try: only what is left of the switch")
             return {"promoted_earlier": True} | ReplicationPromoteAtPoolerOperator.execute(self, context)
-        # The SSH connection for the repoint: opened now, while the fence's checks run, before the pause.
+        # Before the pause: the SSH connection for the repoint (and the file read), opened while the fence's checks
+        # run; the change capture's stored states (the drain in the freeze then reads no S3).
         self.open_vm_ahead()
+        self.preload_states()
         steps: list[dict[str, Any]] = []
 
         def timed(step: str, run: Any, operator: Any = self) -> Any:
