@@ -119,13 +119,9 @@ def _draw_users(users: list[tuple[float, str, str, float]], report: dict[str, An
         b[key] = b.get(key, 0) + 1
     most = max((sum(b.values()) for b in per.values()), default=1)
     for second, counts in per.items():
-        base = top + h
-        for key in ("old_app", "new_app", "failed"):
-            n = counts.get(key, 0)
-            if n:
-                y = base - n / most * h
-                d.rectangle((x(t0 + second), y, x(t0 + second + 1) - 1, base), fill=colours.get(key, "#c62828"))
-                base = y
+        _stack_bar(
+            d, counts, most, (x(t0 + second), x(t0 + second + 1) - 1), top + h, h, colours | {"failed": "#c62828"}
+        )
     for at, label in ((paused, "pooler paused"), (switched, "DNS switched")):
         if at:
             d.line((x(at), top - 4, x(at), top + h), fill="#e65100", width=2)
@@ -149,6 +145,18 @@ def _draw_users(users: list[tuple[float, str, str, float]], report: dict[str, An
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
+
+
+def _stack_bar(
+    d: Any, counts: dict[str, int], most: int, span: tuple[float, float], base: float, h: float, colours: dict
+) -> None:
+    """One bar of ``counts`` stacked upwards from ``base``, in ``colours``' order, ``most`` filling ``h``."""
+    for key, colour in colours.items():
+        n = counts.get(key, 0)
+        if n:
+            y = base - n / most * h
+            d.rectangle((span[0], y, span[1], base), fill=colour)
+            base = y
 
 
 def _draw_writes(
@@ -193,13 +201,7 @@ def _draw_writes(
     most = max((sum(b.values()) for b in buckets.values()), default=1)
     bar = max(1.0, BUCKET_S * scale - 1)
     for i, counts in buckets.items():
-        base = top1 + h1
-        for outcome in ("ok", "refused", "error"):
-            n = counts.get(outcome, 0)
-            if n:
-                y = base - n / most * h1
-                d.rectangle((x(t0 + i * BUCKET_S), y, x(t0 + i * BUCKET_S) + bar, base), fill=COLOURS[outcome])
-                base = y
+        _stack_bar(d, counts, most, (x(t0 + i * BUCKET_S), x(t0 + i * BUCKET_S) + bar), top1 + h1, h1, COLOURS)
     d.line((left, top1 + h1, width - right, top1 + h1), fill="black")
     d.text(
         (left, top1 + h1 + 4),

@@ -50,15 +50,13 @@ class DnsProviders(threading.Thread):
         self.stop = threading.Event()
 
     def resolve(self) -> str:
-        from ferry.hooks.route53 import Route53Hook
         from ferry.plan import load_plan
+        from stand.users import route53_resolver
 
-        if not hasattr(self, "zone"):
-            plan = load_plan()
-            self.host, self.hook = plan.webhooks.host, Route53Hook(aws_conn_id=plan.aws.conn_id)
-            self.zone = self.hook.get_zone_id(plan.dns.zone)
-        sets = self.hook.get_record_sets(self.zone, self.host, "CNAME")
-        return self.where[max(sets, key=lambda r: r.get("Weight", 100))["ResourceRecords"][0]["Value"]]
+        if not hasattr(self, "lookup"):
+            self.lookup = route53_resolver(load_plan().webhooks.host)
+        value, _ttl = self.lookup()
+        return self.where[value]
 
     def run(self) -> None:
         with httpx.Client(timeout=5) as client:

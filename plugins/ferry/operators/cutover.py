@@ -111,37 +111,41 @@ class ReplicationCutoverAtPoolerOperator(
         self.open_vm_ahead()
         self.preload_states()
         steps: list[dict[str, Any]] = []
+        results: dict[str, Any] = {}
 
-        def timed(step: str, run: Any, operator: Any = self) -> Any:
+        def timed(step: str, run: Any) -> Any:
             start = datetime.now(UTC)
             try:
-                return run(operator, context)
+                results[step] = run(self, context)
+                return results[step]
             finally:
                 end = datetime.now(UTC)
                 steps.append({"task": f"{self.task_id}: {step}", "start": start.isoformat(), "end": end.isoformat()})
                 self.log.info("%s: %.3f s", step, (end - start).total_seconds())
-                # For the D-day report's timeline, also when a step fails.
-                context["ti"].xcom_push(key=STEPS_KEY, value=steps)
 
         # The budget is seconds: the catch-up waits in place for all of it, never deferred (a deferral costs a
         # round trip through the triggerer and a second start of this task, both inside the users' pause).
         self.inline_wait_s = max(self.inline_wait_s, plan.thresholds.freeze_budget_s)
-        caught_up = timed("fence_source_and_catch_up", ReplicationFenceAndCatchUpOperator.execute) or {}
-        fenced_at = context["ti"].xcom_pull(task_ids=self.task_id, key=FENCED_AT_KEY) or time.time()
-        self.refuse_past_freeze_budget(context, self.freeze_left_since(context, fenced_at))
-        # One after the other, in this thread: Airflow's calls (connections, XCom, the ledger) are not made from two
-        # threads of a task (dag.test's in-process supervisor swaps a module global for each). The large objects
-        # were copied before the freeze (copy_large_objects_ahead): here only what changed since.
-        context["ti"].xcom_push(
-            key="compare_changes", value=timed("compare_changes", ReplicationCompareChangesOperator.execute)
-        )
-        self.refuse_past_freeze_budget(context, self.freeze_left_since(context, fenced_at))
-        context["ti"].xcom_push(
-            key="large_objects", value=timed("large_objects", ReplicationCopyLargeObjectsOperator.execute)
-        )
-        self.refuse_past_freeze_budget(context, self.freeze_left_since(context, fenced_at))
-        promoted = timed("promote_and_switch", ReplicationPromoteAtPoolerOperator.execute)
-        return promoted | {"waited_s": caught_up.get("waited_s"), "caught_up": caught_up}
+        try:
+            caught_up = timed("fence_source_and_catch_up", ReplicationFenceAndCatchUpOperator.execute) or {}
+            fenced_at = context["ti"].xcom_pull(task_ids=self.task_id, key=FENCED_AT_KEY) or time.time()
+            # One after the other, in this thread: Airflow's calls (connections, XCom, the ledger) are not made from
+            # two threads of a task (dag.test's in-process supervisor swaps a module global for each). The large
+            # objects were copied before the freeze (copy_large_objects_ahead): here only what changed since.
+            for step, run in (
+                ("compare_changes", ReplicationCompareChangesOperator.execute),
+                ("large_objects", ReplicationCopyLargeObjectsOperator.execute),
+                ("promote_and_switch", ReplicationPromoteAtPoolerOperator.execute),
+            ):
+                self.refuse_past_freeze_budget(context, self.freeze_left_since(context, fenced_at))
+                timed(step, run)
+        finally:
+            # After the pause (or the failure): the steps for the D-day report's timeline, and their results.
+            context["ti"].xcom_push(key=STEPS_KEY, value=steps)
+            for step in ("compare_changes", "large_objects"):
+                if step in results:
+                    context["ti"].xcom_push(key=step, value=results[step])
+        return results["promote_and_switch"] | {"waited_s": caught_up.get("waited_s"), "caught_up": caught_up}
 
     def defer(self, **kwargs: Any) -> None:
         """Never: resumed after a deferral, the task would end after the catch-up, the cutover not done."""
