@@ -1,25 +1,30 @@
 """
 # ferry_d_day: the cutover
 
-Trigger it on D-day, after `ferry_day_before` completed (it refuses to start otherwise). Human
-gates (Airflow's Required Actions): go/no-go after the pre-flight, before anything changes, and at
-the **point of no return** before DNS moves; no person inside the write freeze (it goes on by itself
-once every table is verified equal) unless the plan sets `thresholds.comparison_gate: person`, which
-adds a gate after the data comparison. Until the last gate everything is undone by `ferry_rollback`;
-if a task fails before it, stop and trigger `ferry_rollback`.
+Trigger it on D-day, after `ferry_day_before` completed (it refuses to start otherwise). Everything slow on AWS
+happens before the go/no-go, while the old side still serves; nothing slow and no person is inside the cutover.
+Human gates (Airflow's Required Actions): the **go/no-go** before the freeze, and, with the reverse replication,
+after the DNS switch the decision to keep the new side (`gate_point_of_no_return`); no person inside the write
+freeze (it goes on by itself once every table is verified equal) unless the plan sets
+`thresholds.comparison_gate: person`, which adds a gate after the data comparison. Until the promotion everything
+is undone by `ferry_rollback`; if a task fails before it, stop and trigger `ferry_rollback`. After it,
+`ferry_rollback_after_cutover`.
 
 1. `scope`: tables added to the source since week prior are created on the target, published,
    subscribed and copied (each step changes nothing when none was added). `preflight`,
    `check_day_before_complete`.
-2. `start_change_capture` (a logical decoding slot per side: every row changed from now on is
-   captured); beside the comparison, `copy_large_objects_ahead` (the large objects copied while the application
-   writes: the freeze copies only those written since) and `create_read_replicas` (the target's, available before the go/no-go: on RDS
-   they take minutes, spent while the old side still serves, not while the users wait); `list_tables`, `compare_live` (one mapped task per table, while the application still
-   writes; ranges that keep differing are carried into the freeze), `drain_change_capture`,
-   **`gate_go_no_go`**, `drain_change_capture_after_gate` (what changed while the gate waited, so
-   the freeze's own drain holds only the seconds before the fence). With
-   `thresholds.compare_in_freeze: full` these compare nothing and the whole comparison runs in the
-   freeze.
+2. `start_change_capture` (a logical decoding slot per side: every row changed from now on is captured). Then,
+   beside the comparison, what is slow on AWS, while the application writes and before the go/no-go (not in the
+   users' downtime): `create_read_replicas` (the target's: minutes on RDS; they follow the target as it
+   replicates), `copy_large_objects_ahead` (the freeze copies only those written since), and **the new side up and
+   ready**: `fence_target` (the target refuses every application write until the promotion; replication still
+   applies), `apply_ssm_cutover`, `restore_deployments` (scaled up, every replica ready: tens of seconds per
+   deployment on EKS), `restart_pgbouncer`, `smoke_test_new_app`, `refresh_materialized_views_ahead`. Then
+   `list_tables`, `compare_live` (one mapped task per table, while the application still writes; ranges that keep
+   differing are carried into the freeze), `drain_change_capture`, **`gate_go_no_go`**,
+   `drain_change_capture_after_gate` (what changed while the gate waited, so the freeze's own drain holds only the
+   seconds before the fence). With `thresholds.compare_in_freeze: full` these compare nothing and the whole
+   comparison runs in the freeze.
 3. `route_webhooks_to_recorder`: billing webhooks go to the recorder (stored in S3, replayed later).
 4. With `source.pooler` (the old side's PgBouncer) **the switch happens at the pooler**: nothing is stopped; the
    old app's queries wait in the pooler for the freeze, none fails, and go on on the promoted target; the users'
@@ -55,14 +60,18 @@ if a task fails before it, stop and trigger `ferry_rollback`.
    source's; the target stands alone and is writable; `drop_change_capture`; `start_reverse_replication` (with
    `replication.reverse` in the plan: before the target takes its first application write, a publication and a
    slot on it and a subscription on the old source, so every write the new side accepts reaches the old
-   database). With a pooler, the promotion itself creates the reverse publication and slot, points PgBouncer at
-   the target and resumes it (the old app serves from the new database), then subscribes the old source.
-8. `apply_ssm_cutover`, `refresh_materialized_views`, `restore_deployments`,
-   `restart_pgbouncer`, `smoke_test_new_app`.
-9. **`gate_point_of_no_return`** (with the reverse replication it is not one: `ferry_rollback_after_cutover`
-   brings the service back with the new side's writes until `ferry_decommission`), then `switch_dns` (every record to its new value, INSYNC),
-   `replay_webhooks` (every recorded webhook, in order, once, to the new app), `write_report`
-   (Markdown, JSON and a timeline chart, locally and in S3).
+   database). With a pooler, the promotion itself creates the reverse publication and slot, lifts the target's
+   fence, points PgBouncer at the target and resumes it (the old app serves from the new database), then
+   subscribes the old source.
+8. After the promotion, nothing slow: `refresh_materialized_views` again and `drop_change_capture` beside the
+   switch; without a pooler, `unfence_target` (after `start_reverse_replication`: the reverse slot keeps the new
+   app's first write), then at once `switch_dns` (every record to its new value, INSYNC); `replay_webhooks` (every
+   recorded webhook, in order, once, to the new app), `write_report` (Markdown, JSON and a timeline chart, locally
+   and in S3).
+9. With `replication.reverse`, **`gate_point_of_no_return`** after the switch: the new side serves; keep it? It
+   is not a point of no return: `ferry_rollback_after_cutover` brings the service back with the new side's writes
+   until `ferry_decommission`. Without `replication.reverse` the promotion is the point of no return, and the
+   go/no-go says so.
 
 The trigger form: **dry run** (every task reports what it would change and changes nothing; the
 gates still ask), the **tables to compare** (empty: the plan's choice), the **timeouts** of
@@ -84,7 +93,7 @@ from ferry.operators.compare import (
     ReplicationListTablesOperator,
 )
 from ferry.operators.cutover import ReplicationCutoverAtPoolerOperator, ReplicationPromoteAtPoolerOperator
-from ferry.operators.fence import ReplicationFenceAndCatchUpOperator
+from ferry.operators.fence import ReplicationFenceAndCatchUpOperator, ReplicationFenceTargetOperator
 from ferry.operators.kube import KubeRestoreReplicasOperator, KubeRolloutRestartOperator
 from ferry.operators.objects import ReplicationCopyLargeObjectsOperator, ReplicationRefreshMaterializedViewsOperator
 from ferry.operators.rds import RdsCreateReadReplicasOperator
@@ -93,7 +102,7 @@ from ferry.operators.replication import (
     ReplicationPromoteTargetOperator,
     ReplicationRefreshSubscriptionOperator,
 )
-from ferry.operators.reverse import ReplicationStartReverseOperator
+from ferry.operators.reverse import ReplicationStartReverseOperator, ReplicationUnfenceTargetOperator
 from ferry.operators.revert import FerryRevertFreezeOperator
 from ferry.operators.route53 import Route53RouteWebhooksToRecorderOperator, Route53SwitchRecordsOperator
 from ferry.operators.schema import ReplicationCopySchemaOperator
@@ -160,11 +169,19 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         doc_md="Drains again what changed while the gate waited (the application still up), so the freeze's "
         "drain holds only the seconds before the fence.",
     )
+    plan = load_plan()
     go = gate(
         "gate_go_no_go",
-        "Start the cutover?",
-        "Pre-flight passed, ferry_day_before completed, every table compared live (compare_live's logs). "
-        "The freeze starts next.",
+        "Start the cutover?" if plan.replication.reverse else "Start the cutover? This is the point of no return.",
+        "Pre-flight passed, ferry_day_before completed, every table compared live (compare_live's logs); the new "
+        "side is up and ready (restore_deployments, smoke_test_new_app) with the target fenced. The freeze starts "
+        "next, and nothing in it waits for a person."
+        + (
+            ""
+            if plan.replication.reverse
+            else " The plan has no replication.reverse: after the promotion, rolling back means moving data back by "
+            "hand."
+        ),
     )
     objects_ahead = ReplicationCopyLargeObjectsOperator(
         task_id="copy_large_objects_ahead",
@@ -176,7 +193,6 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
         task_id="route_webhooks_to_recorder",
         doc_md="Points the webhook host at the recorder. Undone by: restore_dns (ferry_rollback).",
     )
-    plan = load_plan()
     pooled = plan.source.pooler is not None  # the switch at the pooler: the old app keeps serving
     stop = (
         None
@@ -243,7 +259,7 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
             freeze_fence_task_id="fence_source_and_catch_up",
             doc_md="Drops the subscription (the target stands alone), then sets every sequence on the target past the "
             "source's: the end of the write freeze. With source.pooler, then also the reverse replication's publication "
-            "and slot on the target, the old side's PgBouncer pointed at the target and resumed (the old app's waiting "
+            "and slot on the target, the target's fence lifted, the old side's PgBouncer pointed at the target and resumed (the old app's waiting "
             "queries go on, on the new database: the users' pause ends), then the reverse subscription. One task: each "
             "boundary between tasks costs the freeze (and the waiting users) time. Undone by: restore_pooler "
             "(ferry_rollback_after_cutover).",
@@ -260,9 +276,23 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
     drop_capture = CaptureStopOperator(
         task_id="drop_change_capture", doc_md="Drops the change capture slots (a slot nobody reads fills a disk)."
     )
+    fence_target = ReplicationFenceTargetOperator(
+        task_id="fence_target",
+        before_promotion=True,
+        doc_md="Fences the target against every application write (replication still applies) before the new side "
+        "comes up, so the new app's pods can be ready before the freeze and still write nothing until the promotion "
+        "lifts the fence (a re-run after it changes nothing). Undone by: unfence_target (ferry_rollback with "
+        "undo_all_stages; a next D-day attempt finds it in place).",
+    )
+    matviews_ahead = ReplicationRefreshMaterializedViewsOperator(
+        task_id="refresh_materialized_views_ahead",
+        doc_md="Refreshes every materialized view on the target before the freeze (replication does not carry their "
+        "contents): the new app has them from its first request; refreshed again after the promotion.",
+    )
     matviews = ReplicationRefreshMaterializedViewsOperator(
         task_id="refresh_materialized_views",
-        doc_md="Refreshes every materialized view on the target (replication does not carry their contents).",
+        doc_md="Refreshes every materialized view on the target again after the promotion, beside the DNS switch "
+        "(nothing waits for it).",
     )
     replicas = RdsCreateReadReplicasOperator(
         task_id="create_read_replicas",
@@ -273,36 +303,47 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
     ssm = SsmApplyParametersOperator(
         task_id="apply_ssm_cutover",
         phase="cutover",
-        doc_md="Points SSM parameters at RDS. Undone by: SsmRestoreParametersOperator(phase=cutover).",
+        doc_md="Points SSM parameters at RDS, before the go/no-go (the new side reads them as it comes up). Undone "
+        "by: restore_ssm_cutover (ferry_rollback).",
     )
     scale_up = KubeRestoreReplicasOperator(
-        task_id="restore_deployments", doc_md="Scales the new deployments back up and waits."
+        task_id="restore_deployments",
+        doc_md="Scales the new deployments back up and waits until every replica is ready, before the go/no-go: "
+        "tens of seconds per deployment on EKS, spent while the old side serves. The target is fenced meanwhile. "
+        "Undone by: scale_down_new_deployments (ferry_rollback).",
     )
     pgbouncer = KubeRolloutRestartOperator(
-        task_id="restart_pgbouncer", doc_md="Restarts PgBouncer so it reads the new endpoints."
+        task_id="restart_pgbouncer", doc_md="Restarts the new side's PgBouncer so it reads the new endpoints."
     )
-    smoke = FerrySmokeTestOperator(task_id="smoke_test_new_app", doc_md="Checks the new application answers.")
+    smoke = FerrySmokeTestOperator(
+        task_id="smoke_test_new_app", doc_md="Checks the new application answers, before the go/no-go."
+    )
     reverse = ReplicationStartReverseOperator(
         task_id="start_reverse_replication",
         doc_md="With replication.reverse: a publication and a slot on the target, a subscription on the old source "
         "(copying nothing), before the target's first application write. Undone by: stop_reverse_replication "
         "(ferry_rollback_after_cutover, ferry_decommission).",
     )
+    unfence_target = (
+        None
+        if pooled  # the switch at the pooler lifts it itself, after the reverse slot and before RESUME
+        else ReplicationUnfenceTargetOperator(
+            task_id="unfence_target",
+            doc_md="Lifts the target's fence (fence_target): the new app may write, once the reverse replication's "
+            "slot keeps every write for the old source. Then the DNS switch.",
+        )
+    )
     if plan.replication.reverse:
         no_return = gate(
             "gate_point_of_no_return",
-            "Switch DNS to AWS?",
-            "The new app passed its smoke test. The reverse replication streams every write the new side takes back "
-            "to the old database: until ferry_decommission, ferry_rollback_after_cutover gives the service back "
-            "without losing one.",
+            "The new side serves: keep it?",
+            "DNS points at AWS and the report is written (write_report). The reverse replication streams every write "
+            "the new side takes back to the old database: until ferry_decommission, ferry_rollback_after_cutover "
+            "gives the service back without losing one. Approve to close D-day; reject and trigger "
+            "ferry_rollback_after_cutover to go back.",
         )
     else:
-        no_return = gate(
-            "gate_point_of_no_return",
-            "Switch DNS to AWS? This is the point of no return.",
-            "After this, rolling back means moving data back by hand (the plan has no replication.reverse). "
-            "The new app passed its smoke test.",
-        )
+        no_return = None  # without the reverse replication the promotion is the point of no return: the go/no-go
     dns = Route53SwitchRecordsOperator(
         task_id="switch_dns",
         doc_md="Points every record at its new value, INSYNC, verified: all at once, or in the trigger form's "
@@ -323,8 +364,14 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
     )
 
     scope >> preflight >> previous >> capture >> tables
-    capture >> replicas >> go  # slow on AWS (minutes): made while the old side still serves, not in the downtime
-    capture >> objects_ahead >> go  # the freeze copies only the large objects written since
+    # Slow on AWS (minutes), so made while the old side still serves and before the go/no-go, not in the users'
+    # downtime: the read replicas (they follow the target as it replicates), the large objects, and the new side
+    # ready to serve (the target fenced first: the new app's pods refuse to write until the promotion).
+    capture >> replicas >> go
+    capture >> objects_ahead >> go
+    capture >> fence_target >> [ssm, matviews_ahead]
+    ssm >> scale_up >> pgbouncer >> smoke >> go
+    matviews_ahead >> go
     live >> drain_live >> go >> drain_after_gate >> webhooks
     if stop:
         webhooks >> stop >> fence
@@ -340,7 +387,13 @@ with DAG(schedule=None, **stage_dag_args("ferry_d_day", __doc__, "d-day", retry_
             [changes, large_objects] >> promote
         freeze = [fence, changes, large_objects, *([compared] if compared else []), promote, reverse]
     [*([stop] if stop else []), *freeze] >> revert
-    promote >> [ssm, matviews, drop_capture, reverse]
-    [ssm, matviews, reverse] >> scale_up >> pgbouncer
-    pgbouncer >> smoke
-    smoke >> no_return >> dns >> replay >> report >> done
+    promote >> [matviews, drop_capture, reverse]
+    if unfence_target:  # without a pooler: the target takes the new app's writes once the reverse slot keeps them
+        reverse >> unfence_target >> dns
+    else:
+        reverse >> dns
+    dns >> replay >> report
+    if no_return:  # with the reverse replication: after the switch, the decision to keep the new side
+        report >> no_return >> done
+    else:
+        report >> done

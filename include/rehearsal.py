@@ -16,6 +16,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +47,7 @@ class DnsProviders(threading.Thread):
     def __init__(self, where: dict[str, str]):
         super().__init__(daemon=True)
         self.where = where  # record value -> URL
+        self.tag = uuid.uuid4().hex[:8]  # this run's events: an earlier run's in the apps' files never count
         self.acked: list[str] = []
         self.stop = threading.Event()
 
@@ -67,33 +69,9 @@ class DnsProviders(threading.Thread):
                         url, resolved = self.resolve(), time.monotonic()
                     except Exception:  # noqa: BLE001 - DNS did not answer: keep the last answer, as a resolver does
                         pass
-                event_id = f"rehearsal_{i}"
+                event_id = f"rehearsal_{self.tag}_{i}"
                 try:
                     if client.post(url + "/webhooks/stripe", json=stripe_event(event_id, i)).status_code < 300:
-                        self.acked.append(event_id)
-                        i += 1
-                except httpx.TransportError:
-                    pass
-
-
-class Providers(threading.Thread):
-    """Billing providers sending webhooks: to the webhook host, which DNS sends to the recorder, then to the new app."""
-
-    def __init__(self, recorder: str, new_app: str, gates: GateAnswerer):
-        super().__init__(daemon=True)
-        self.recorder, self.new_app, self.gates = recorder, new_app, gates
-        self.acked: list[str] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        with httpx.Client(timeout=5) as client:
-            i = 0
-            while not self.stop.wait(0.2):
-                # After the point of no return DNS points at the new app: webhooks go there directly.
-                target = self.new_app if self.gates.answered("gate_point_of_no_return") else self.recorder
-                event_id = f"rehearsal_{i}"
-                try:
-                    if client.post(target + "/webhooks/stripe", json=stripe_event(event_id, i)).status_code < 300:
                         self.acked.append(event_id)
                         i += 1
                 except httpx.TransportError:
@@ -104,6 +82,21 @@ def stripe_event(event_id: str, i: int) -> dict:
     """A billing event about one of 50 customers, shaped as Stripe's: the replay keeps each customer's events in
     order (the plan's ``webhooks.order_key``) and sends different customers' at once."""
     return {"id": event_id, "type": "invoice.paid", "data": {"object": {"customer": f"cus_{i % 50}"}}}
+
+
+def dns_providers() -> DnsProviders:
+    """Providers following the webhook host's record: its old value (the old app), the recorder's, its new one."""
+    from ferry.plan import load_plan
+
+    plan = load_plan()
+    record = next(r for r in plan.dns.records if r.name == plan.webhooks.host)
+    return DnsProviders(
+        {
+            record.old_value: http_url("AIRFLOW_CONN_OLD_APP"),
+            record.new_value: http_url("AIRFLOW_CONN_NEW_APP"),
+            plan.webhooks.recorder_address: http_url("AIRFLOW_CONN_WEBHOOK_RECORDER"),
+        }
+    )
 
 
 def http_url(conn_env: str) -> str:
@@ -161,10 +154,10 @@ def rehearsal_folder(suffix: str = "") -> Path:
 
 
 @contextmanager
-def live_stand(folder: Path, after_switch: str):
+def live_stand(folder: Path):
     """The stand as a migration meets it: Airflow deployed (``include/deployment.py``), the write load
-    running, providers sending webhooks (to the recorder, and to ``after_switch`` once the point of no
-    return is approved), the gates answered through the API. Yields (deployment, providers); everything
+    running, providers sending webhooks where the webhook host's DNS record points (the old app, the recorder,
+    then the new app), the gates answered through the API. Yields (deployment, providers); everything
     is stopped on the way out."""
     from stand.control import load
     from stand.core import Stand
@@ -177,7 +170,7 @@ def live_stand(folder: Path, after_switch: str):
     deployment.start()
     print(f"  Airflow up in {time.monotonic() - started:.0f} s on {deployment.url}", flush=True)
     gates = GateAnswerer(deployment)
-    providers = Providers(http_url("AIRFLOW_CONN_WEBHOOK_RECORDER"), after_switch, gates)
+    providers = dns_providers()
     load(stand, "start", rate=50)
     gates.start()
     providers.start()
@@ -201,7 +194,7 @@ def migrate(folder: Path, stages: list[str] = STAGES, after_week_prior=None) -> 
     stand = Stand()
     runs: list[StageRun] = []
     users = None
-    with live_stand(folder, http_url("AIRFLOW_CONN_NEW_APP")) as (deployment, providers):
+    with live_stand(folder) as (deployment, providers):
         for dag_id in stages:
             if dag_id == "ferry_d_day":  # after ferry_day_before lowered the TTL, as users meet D-day
                 users = start_users(folder)
@@ -215,7 +208,7 @@ def migrate(folder: Path, stages: list[str] = STAGES, after_week_prior=None) -> 
         time.sleep(1)
         if users is not None:
             stop_users(users)
-    delivered = received_ids(stand)
+    delivered = received_ids(stand, "new_app") | received_ids(stand, "old_app")  # DNS names one, then the other
     d_day = (
         sorted((folder / "reports" / "d_day").glob("d_day__*.json")) if (folder / "reports" / "d_day").exists() else []
     )
@@ -325,7 +318,7 @@ def summary(result: dict, folder: Path) -> tuple[list[str], bool]:
         f"  users' view (the write load, through the old app's path): longest pause between two writes "
         f"{stats.get('longest_pause_s')} s, slowest write {stats.get('max_latency_s')} s, p99 {stats.get('p99_ms')} ms",
         f"  rows on the source that the target lacks or holds otherwise: {compared}",
-        f"  webhooks: sent {len(result['acked'])}, delivered to the new app {len(result['delivered'])}, lost {len(lost)}",
+        f"  webhooks: sent {len(result['acked'])}, delivered (old app before the switch, new app after) {len(result['delivered'])}, lost {len(lost)}",
         f"  D-day: {result['timings'].get('ferry_d_day', 0):.1f} s in all; write freeze (fence to target writable) "
         f"{freeze} s",
         f"  {users_line(report)}",
@@ -366,17 +359,7 @@ def rehearse_rollback_late(soak_s: float = 30) -> int:
     plan, source, target = plan_and_sides()
     tables = keyed_tables(source)
     passed: dict[str, bool] = {}
-    with live_stand(folder, http_url("AIRFLOW_CONN_NEW_APP")) as (deployment, providers):
-        providers.stop.set()  # these follow the gates; the DNS-following providers below replace them
-        providers.join()
-        providers = DnsProviders(
-            {
-                plan.dns.records[0].old_value: http_url("AIRFLOW_CONN_OLD_APP"),
-                plan.dns.records[0].new_value: http_url("AIRFLOW_CONN_NEW_APP"),
-                plan.webhooks.recorder_address: http_url("AIRFLOW_CONN_WEBHOOK_RECORDER"),
-            }
-        )
-        providers.start()
+    with live_stand(folder) as (deployment, providers):
         for dag_id in STAGES:
             run = run_stage(deployment, dag_id, folder)
             passed[dag_id] = run.passed
@@ -457,8 +440,8 @@ def rehearse_rollback() -> int:
         passed[dag_id] = run.passed
         print(run.line(failure_expected), flush=True)
 
-    # The point of no return is never approved here, so every webhook goes to the recorder.
-    with live_stand(folder, http_url("AIRFLOW_CONN_WEBHOOK_RECORDER")) as (deployment, providers):
+    # DNS never moves to the new app here: webhooks go to the old app, then the recorder, then the old app again.
+    with live_stand(folder) as (deployment, providers):
         for dag_id in ("ferry_preflight", "ferry_week_prior", "ferry_day_before"):
             stage(dag_id)
         with ReplicationHook("ferry_target", "saas").session() as conn:  # a row the application never updates

@@ -111,9 +111,20 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "app": NAME})
 
 
+async def readyz(request: Request) -> JSONResponse:
+    """Ready to serve: its database answers through its PgBouncer (a Kubernetes readiness probe's path)."""
+    if DSN:
+        try:
+            await run_in_threadpool(_query, "SELECT 1", ())
+        except psycopg.Error as err:
+            return JSONResponse({"status": "not ready", "error": type(err).__name__, "app": NAME}, status_code=503)
+    return JSONResponse({"status": "ready", "app": NAME})
+
+
 app = Starlette(
     routes=[
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         Route("/_fail", fail, methods=["POST"]),
         Route("/customers", sign_up, methods=["POST"]),
         Route("/customers/{customer:int}", read_customer, methods=["GET"]),

@@ -3,13 +3,14 @@
 A real API server cannot run on the machines Ferry is developed on, so the stand serves what
 Ferry uses of the Kubernetes API over HTTP, on the real wire protocol, for the official client
 and Airflow's KubernetesHook: apps/v1 Deployments (list, get, create, replace, patch, delete, the
-scale subresource) and core/v1 namespaces, pods, services and configmaps. Nothing runs: a
-deployment's status converges ``KUBE_STANDIN_DELAY`` seconds after its spec changes, as a
-controller's would, and its pods are made up to match. Errors come back as Status objects
+scale subresource) and core/v1 namespaces, pods, services and configmaps. Errors come back as Status objects
 (404 NotFound, 409 AlreadyExists, 422 Invalid). Patches: JSON merge patch and strategic merge
 patch, the latter applied as a merge patch (lists replaced), which is all Ferry sends.
 
-A deployment annotated ``stand.ferry/stuck: "true"`` never converges: a failure a test asks for.
+Its pods are real: the kubelet (``stand.kubelet``) runs each deployment's replicas as local processes, ready once
+their readiness probe passes (after ``KUBE_STANDIN_DELAY`` seconds by default, the stand's profile); a deployment's
+status counts them, so scaling, a rollout restart and "ready" take what they take. A deployment annotated
+``stand.ferry/stuck: "true"`` has its probes fail: a failure a test asks for.
 Run: ``uvicorn stand.kube_api:app``; ``docker-compose.yaml`` uses k3s for a real API server.
 """
 
@@ -20,8 +21,9 @@ import hashlib
 import json
 import os
 import threading
-import time
 import uuid
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,13 +32,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from stand.kubelet import Kubelet
+
 DELAY_S = float(os.environ.get("KUBE_STANDIN_DELAY", "1.0"))
 CORE_KINDS = {"pods": "Pod", "services": "Service", "configmaps": "ConfigMap"}
 _lock = threading.Lock()
 _version = [1]
 namespaces: dict[str, dict[str, Any]] = {}
 objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (kind plural, namespace, name) -> object
-_changed_at: dict[tuple[str, str], float] = {}  # deployment -> when its spec last changed
+kubelet: Kubelet | None = None  # runs the pods (started with the app)
 
 
 def now() -> str:
@@ -104,39 +108,52 @@ def template_hash(deployment: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(deployment["spec"]["template"], sort_keys=True).encode()).hexdigest()[:10]
 
 
+def deployments_now() -> dict[tuple[str, str], dict[str, Any]]:
+    """What the kubelet runs: each deployment's wanted replicas, its template (hashed), probe and stuck flag."""
+    found = {}
+    for (kind, ns, name), d in list(objects.items()):
+        if kind != "deployments":
+            continue
+        template = d["spec"]["template"]
+        probe = (template["spec"].get("containers") or [{}])[0].get("readinessProbe") or {}
+        found[(ns, name)] = {
+            "replicas": d["spec"].get("replicas", 1),
+            "hash": template_hash(d),
+            "labels": dict(template.get("metadata", {}).get("labels", {})),
+            "annotations": dict(template.get("metadata", {}).get("annotations", {})),
+            "spec": template["spec"],
+            "probe": probe.get("httpGet", {}).get("path"),
+            "initial_delay_s": probe.get("initialDelaySeconds"),
+            "stuck": d["metadata"].get("annotations", {}).get("stand.ferry/stuck") == "true",
+        }
+    return found
+
+
 def converged(deployment: dict[str, Any]) -> dict[str, Any]:
-    """The deployment with its status as the controller would report it now."""
+    """The deployment with its status as the controller reports it now: from its pods, real processes the kubelet
+    runs (stand.kubelet), counted ready when their readiness probe passes."""
     ns, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]
-    spec_replicas = deployment["spec"].get("replicas", 1)
-    stuck = deployment["metadata"].get("annotations", {}).get("stand.ferry/stuck") == "true"
-    done = not stuck and time.monotonic() >= _changed_at.get((ns, name), 0) + DELAY_S
-    previous = deployment.get("status", {})
-    if done:
-        ready = spec_replicas
-        deployment["status"] = {
-            "observedGeneration": deployment["metadata"]["generation"],
-            "replicas": ready,
-            "updatedReplicas": ready,
-            "readyReplicas": ready,
-            "availableReplicas": ready,
-            "conditions": [
-                {"type": "Available", "status": "True"},
-                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
-            ],
-        }
-        deployment.setdefault("_ready_hash", None)
-        if deployment["_ready_hash"] != (template_hash(deployment), ready):
-            deployment["_ready_hash"] = (template_hash(deployment), ready)
-            deployment["_ready_at"] = now()
-    else:
-        deployment["status"] = {
-            "observedGeneration": deployment["metadata"]["generation"],
-            "replicas": previous.get("replicas", 0),
-            "updatedReplicas": 0,
-            "readyReplicas": previous.get("readyReplicas", 0),
-            "availableReplicas": previous.get("availableReplicas", 0),
-            "conditions": [{"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}],
-        }
+    pods = kubelet.pods_of_deployment(ns, name) if kubelet is not None else []
+    wanted, digest = deployment["spec"].get("replicas", 1), template_hash(deployment)
+    updated = [p for p in pods if p.template_hash == digest]
+    ready = [p for p in pods if p.ready]
+    done = len(updated) == wanted and len(pods) == wanted and len(ready) == wanted
+    deployment["status"] = {
+        "observedGeneration": deployment["metadata"]["generation"],
+        "replicas": len(pods),
+        "updatedReplicas": len(updated),
+        "readyReplicas": len(ready),
+        "availableReplicas": len(ready),
+        "unavailableReplicas": max(0, wanted - len(ready)),
+        "conditions": [
+            {"type": "Available", "status": "True" if len(ready) >= wanted else "False"},
+            {
+                "type": "Progressing",
+                "status": "True",
+                "reason": "NewReplicaSetAvailable" if done else "ReplicaSetUpdated",
+            },
+        ],
+    }
     return deployment
 
 
@@ -147,13 +164,11 @@ def public(obj: dict[str, Any]) -> dict[str, Any]:
 def save_deployment(ns: str, obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
     if old is None or old["spec"] != obj["spec"]:
         obj["metadata"]["generation"] = (old["metadata"]["generation"] if old else 0) + 1
-        _changed_at[(ns, obj["metadata"]["name"])] = time.monotonic()
     else:
         obj["metadata"]["generation"] = old["metadata"]["generation"]
     if old is not None:
-        for key in ("_ready_hash", "_ready_at", "status"):
-            if key in old:
-                obj[key] = old[key]
+        if "status" in old:
+            obj["status"] = old["status"]
         obj["metadata"]["uid"] = old["metadata"]["uid"]
         obj["metadata"]["creationTimestamp"] = old["metadata"]["creationTimestamp"]
     objects[("deployments", ns, obj["metadata"]["name"])] = stamp(obj, "Deployment", "apps/v1", ns)
@@ -161,33 +176,13 @@ def save_deployment(ns: str, obj: dict[str, Any], old: dict[str, Any] | None) ->
 
 
 def pods_of(ns: str) -> list[dict[str, Any]]:
-    """Pods the deployments of ``ns`` would have now (those whose rollout is done)."""
+    """The pods of the deployments of ``ns``: the kubelet's processes, ready or not."""
     pods = []
     for (kind, d_ns, name), deployment in list(objects.items()):
         if kind != "deployments" or d_ns != ns:
             continue
-        converged(deployment)
-        if not deployment.get("_ready_hash"):
-            continue
-        digest, count = deployment["_ready_hash"]
-        labels = deployment["spec"]["template"].get("metadata", {}).get("labels", {})
-        for i in range(count):
-            pods.append(
-                {
-                    "kind": "Pod",
-                    "apiVersion": "v1",
-                    "metadata": {
-                        "name": f"{name}-{digest}-{i}",
-                        "namespace": ns,
-                        "labels": dict(labels),
-                        "creationTimestamp": deployment["_ready_at"],
-                        "uid": f"{digest}-{i}",
-                        "annotations": deployment["spec"]["template"].get("metadata", {}).get("annotations", {}),
-                    },
-                    "spec": deployment["spec"]["template"]["spec"],
-                    "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
-                }
-            )
+        annotations = deployment["spec"]["template"].get("metadata", {}).get("annotations", {})
+        pods += [p.as_object(annotations) for p in (kubelet.pods_of_deployment(ns, name) if kubelet else [])]
     return pods
 
 
@@ -370,8 +365,19 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncGenerator[None, None]:
+    global kubelet
+    kubelet = Kubelet(DELAY_S, deployments_now).start()
+    try:
+        yield
+    finally:
+        kubelet.shutdown()  # every pod's process ends with the stand-in
+
+
 VERBS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 app = Starlette(
+    lifespan=lifespan,
     routes=[
         Route("/version", version),
         Route("/healthz", healthz),
@@ -382,5 +388,5 @@ app = Starlette(
         Route("/apis/apps/v1/namespaces/{ns}/deployments", deployments, methods=VERBS),
         Route("/apis/apps/v1/namespaces/{ns}/deployments/{name}", deployments, methods=VERBS),
         Route("/apis/apps/v1/namespaces/{ns}/deployments/{name}/{sub}", deployments, methods=VERBS),
-    ]
+    ],
 )

@@ -97,9 +97,26 @@ def test_d_day_gates_are_approval_operators_in_runbook_order(dagbag):
 
     dag = dagbag.dags["ferry_d_day"]
     gates = [t.task_id for t in dag.topological_sort() if isinstance(t, ApprovalOperator)]
-    # thresholds.comparison_gate: auto (the default): no person inside the write freeze
+    # thresholds.comparison_gate: auto (the default): no person inside the write freeze, none between it and the
+    # DNS switch; with the reverse replication the decision to keep the new side comes after the switch.
     assert gates == ["gate_go_no_go", "gate_point_of_no_return"]
-    assert dag.get_task("switch_dns").upstream_task_ids == {"gate_point_of_no_return"}
+    assert dag.get_task("switch_dns").upstream_task_ids == {"start_reverse_replication"}
+    assert dag.get_task("gate_point_of_no_return").upstream_task_ids == {"write_report"}
+    assert dag.get_task("mark_stage_complete").upstream_task_ids == {"gate_point_of_no_return"}
+    # Everything slow on AWS is done before the go/no-go, while the old side serves: the new side ready (on a
+    # fenced target), the read replicas, the large objects, the SSM values, the materialized views.
+    before_go = {t.task_id for t in dag.get_task("gate_go_no_go").get_flat_relatives(upstream=True)}
+    assert {
+        "fence_target",
+        "apply_ssm_cutover",
+        "restore_deployments",
+        "restart_pgbouncer",
+        "smoke_test_new_app",
+        "create_read_replicas",
+        "copy_large_objects_ahead",
+        "refresh_materialized_views_ahead",
+    } <= before_go
+    assert "fence_target" in {t.task_id for t in dag.get_task("restore_deployments").get_flat_relatives(upstream=True)}
     # With the stand's pooler and no person at the comparison, the whole freeze is one task.
     cutover = dag.get_task("cutover_at_pooler")
     assert cutover.upstream_task_ids == {"route_webhooks_to_recorder"}
@@ -152,10 +169,21 @@ def test_without_a_pooler_d_day_stops_the_old_app_for_the_freeze(dag_folder, mon
         "drop_subscription_and_sync_sequences",
         "start_reverse_replication",
     }
-    assert dag.get_task("restore_deployments").upstream_task_ids == {
-        "apply_ssm_cutover",
-        "refresh_materialized_views",
+    # Nothing slow and no person between the stop and the DNS switch: the promotion, the reverse replication, the
+    # target's fence lifted, the switch.
+    assert dag.get_task("unfence_target").upstream_task_ids == {"start_reverse_replication"}
+    assert dag.get_task("switch_dns").upstream_task_ids == {"unfence_target"}
+    between = dag.get_task("switch_dns").get_flat_relative_ids(upstream=True) - dag.get_task(
+        "stop_vm_services"
+    ).get_flat_relative_ids(upstream=True)
+    assert between == {
+        "stop_vm_services",
+        "fence_source_and_catch_up",
+        "compare_changes",
+        "copy_large_objects",
+        "drop_subscription_and_sync_sequences",
         "start_reverse_replication",
+        "unfence_target",
     }
 
 
@@ -222,8 +250,12 @@ def test_after_the_cutover_the_way_back_keeps_the_new_sides_writes(dagbag):
     assert "cutover_at_pooler" in {
         t.task_id for t in d_day.get_task("start_reverse_replication").get_flat_relatives(upstream=True)
     }
-    assert "start_reverse_replication" in {
+    # The new app's pods come up before the freeze on a fenced target; the fence goes after the reverse slot exists.
+    assert "fence_target" in {
         t.task_id for t in d_day.get_task("restore_deployments").get_flat_relatives(upstream=True)
+    }
+    assert "start_reverse_replication" in {
+        t.task_id for t in d_day.get_task("switch_dns").get_flat_relatives(upstream=True)
     }
 
 

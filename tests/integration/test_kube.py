@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 
 import pytest
@@ -94,3 +96,69 @@ def test_the_stand_in_answers_errors_as_the_api_server_does(kube):
             and body["reason"] == reason
             and body["code"] == code
         )
+
+
+def pod_processes(core, name: str) -> dict[str, tuple[int, int]]:
+    """Each pod of ``name``: its process id and the port its process listens on."""
+    return {
+        p.metadata.name: (
+            int(p.status.container_statuses[0].container_id.removeprefix("standin://")),
+            int(p.metadata.annotations["stand.ferry/port"]),
+        )
+        for p in core.list_namespaced_pod("saas", label_selector=f"app.kubernetes.io/name={name}").items
+    }
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_pods_are_processes_ready_when_their_probe_passes(kube):
+    """The stand-in's pods run: the web deployment's are the new application, answering its readiness probe
+    through the target's PgBouncer; a rollout restart ends the old processes only once the new ones are ready; a
+    process that dies is started again (its restart counted) and the deployment is not ready meanwhile."""
+    import httpx
+
+    apps, core = kube
+    before = pod_processes(core, "web")
+    assert len(before) == 2 and all(alive(pid) for pid, _ in before.values())
+    for _, port in before.values():
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz")
+        assert ready.status_code == 200 and ready.json()["app"] == "new_app_pods", ready.text
+
+    apps.patch_namespaced_deployment(
+        "web", "saas", {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "t"}}}}}
+    )
+    seen_both = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = apps.read_namespaced_deployment("web", "saas").status
+        now = pod_processes(core, "web")
+        seen_both |= len(now) == 4 and all(alive(pid) for pid, _ in before.values())  # old ones serve meanwhile
+        if (status.updated_replicas, status.available_replicas, status.replicas) == (2, 2, 2) and not set(now) & set(
+            before
+        ):
+            break
+        time.sleep(0.1)
+    assert seen_both, "the old pods were ended before the new ones were ready"
+    after = pod_processes(core, "web")
+    assert not set(after) & set(before) and len(after) == 2
+    time.sleep(0.5)
+    assert not any(alive(pid) for pid, _ in before.values())  # the old processes are gone
+
+    name, (pid, _) = next(iter(after.items()))
+    os.kill(pid, signal.SIGKILL)
+    deadline, unready = time.monotonic() + 30, False
+    while time.monotonic() < deadline:
+        status = apps.read_namespaced_deployment("web", "saas").status
+        unready |= (status.ready_replicas or 0) < 2
+        pod = core.read_namespaced_pod(name, "saas")
+        if pod.status.container_statuses[0].restart_count == 1 and (status.ready_replicas or 0) == 2:
+            break
+        time.sleep(0.1)
+    assert unready and pod.status.container_statuses[0].restart_count == 1
+    assert alive(pod_processes(core, "web")[name][0])

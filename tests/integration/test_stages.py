@@ -394,6 +394,7 @@ def give_the_stand_back(stand) -> None:
     load(stand, "stop")
     PgBouncer().reset(stand)
     ReplicationHook("ferry_source", "saas").remove_fence()
+    ReplicationHook("ferry_target", "saas").remove_fence()  # D-day's fence_target, when it stopped before promoting
     restore_new_cluster()
     assert run_dag(TEST_DAGS, "ferry_test_dns_restore").state == "success"
 
@@ -417,7 +418,9 @@ def test_a_write_past_the_fence_while_the_comparison_gate_waits_stops_the_cutove
         with ferry_connection("source") as dba:
             dba.execute("SET application_name = 'dba-script'")
             dba.execute("INSERT INTO customers (email, name, country) VALUES ('gate@example.com', 'G', 'NL')")
-        target.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/direct-on-target', now())")
+        # The target is fenced since before the go/no-go: only Ferry's login writes there (a DBA script using it).
+        with ferry_connection("target") as dba_on_target:
+            dba_on_target.execute("INSERT INTO page_views (path, viewed_at) VALUES ('/direct-on-target', now())")
         with app_connection(stand, "source") as app:  # the fence holds tables, not large objects
             app.execute("SELECT lo_from_bytea(0, 'written after the copy')")
 
@@ -710,6 +713,7 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
         assert {t["task"] for t in report["timeline"]} >= {ti.task_id for ti in run.get_task_instances()} - {
             "compare_live",
             "mark_stage_complete",
+            "gate_point_of_no_return",  # asked after the report: nobody waits on it
             "revert_freeze",  # nothing in the freeze failed: skipped
         }
         assert states_of(run)["revert_freeze"] == "skipped"
@@ -772,6 +776,8 @@ def test_d_day_end_to_end_with_its_gates_answered(stand, source, target, after_w
             "revert_freeze",  # skipped again: the application reaches the new side, not the freeze's to revert
         }
         assert rerun["revert_freeze"] == "skipped"
+        # fence_target again after the promotion changes nothing: the serving target is never fenced again.
+        assert target.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'ferry_fence'").fetchone() == (0,)
 
         assert all(value == "new-lb.stand.example.net" for value, _ in records(stand).values())
         got = [

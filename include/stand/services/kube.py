@@ -11,21 +11,26 @@ from kubernetes.config import new_client_from_config
 from stand import profile
 from stand.core import Stand, conn_json
 from stand.seeding import NAMESPACE, deployment, seed_kubernetes
-from stand.services.web import UvicornApp
+from stand.services.pgbouncer import NewPgBouncer
+from stand.services.web import UvicornApp, app_env
 
 __all__ = ["KubeApi", "deployment"]
 
 
 class KubeApi(UvicornApp):
     def __init__(self, port_offset: int = 11):
-        # A deployment converges (its replicas ready) as long after a change as the stand's profile says.
-        super().__init__(
-            "kube_api",
-            "stand.kube_api:app",
-            port_offset,
-            "kube_stand",
-            lambda stand: {"KUBE_STANDIN_DELAY": str(profile.current()[1]["kube_ready_s"])},
-        )
+        # Each replica is a process (stand.kubelet), ready as long after its start as the stand's profile says and
+        # once its probe passes: the web deployment's pods are the new application itself, through the target's
+        # PgBouncer, ready when their database answers.
+        super().__init__("kube_api", "stand.kube_api:app", port_offset, "kube_stand", self.standin_env)
+
+    @staticmethod
+    def standin_env(stand: Stand) -> dict[str, str]:
+        web = {"app": "stand.apps:app", "probe": "/readyz", "env": app_env("new_app_pods", NewPgBouncer().dsn)(stand)}
+        return {
+            "KUBE_STANDIN_DELAY": str(profile.current()[1]["kube_ready_s"]),
+            "KUBE_STANDIN_PODS": json.dumps({"web": web}),
+        }
 
     def kubeconfig(self, stand: Stand):
         return stand.dir / "kubeconfig"

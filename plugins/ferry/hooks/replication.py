@@ -222,7 +222,7 @@ class ReplicationHook(FerryPostgresHook):
             return tables
 
         return self._locking_transaction(
-            "the fence was not removed", "the source is still fenced", remove, lock_timeout_ms, attempts
+            "the fence was not removed", "it is still in place", remove, lock_timeout_ms, attempts
         )
 
     def _locking_transaction(

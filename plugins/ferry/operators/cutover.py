@@ -17,7 +17,7 @@ from ferry.operators.fence import ReplicationFenceAndCatchUpOperator
 from ferry.operators.objects import ReplicationCopyLargeObjectsOperator
 from ferry.operators.pooler import PoolerSteps
 from ferry.operators.replication import ReplicationPromoteTargetOperator
-from ferry.operators.reverse import ReplicationStartReverseOperator
+from ferry.operators.reverse import ReplicationStartReverseOperator, ReplicationUnfenceTargetOperator
 
 
 class ReplicationPromoteAtPoolerOperator(
@@ -28,9 +28,10 @@ class ReplicationPromoteAtPoolerOperator(
     1. the promotion (ReplicationPromoteTargetOperator: the last check, the subscription dropped, the sequences set);
     2. the reverse replication's publication and slot on the target (from here every write the target takes is kept
        for the old source);
-    3. the old side's PgBouncer pointed at the target and resumed: the old app's waiting queries go on, on the new
+    3. the target's fence lifted (fence_target put it there before the new side came up);
+    4. the old side's PgBouncer pointed at the target and resumed: the old app's waiting queries go on, on the new
        database (PoolerSteps);
-    4. then the reverse subscription on the old source (it streams from the slot, losing nothing meanwhile).
+    5. then the reverse subscription on the old source (it streams from the slot, losing nothing meanwhile).
 
     Each step is its own change in the ledger, with its inverse, and a re-run does only what is left. Each boundary
     between tasks would cost the waiting users 0.3 to 0.6 s. ``start_reverse_replication`` after it waits until the
@@ -54,6 +55,9 @@ class ReplicationPromoteAtPoolerOperator(
         try:
             promoted = ReplicationPromoteTargetOperator.execute(self, context)
             captured = self.create_reverse_capture(context)
+            # The target refused the application's writes since fence_target (the new side came up before the
+            # freeze); the old app's queries reach it once the pooler resumes, and the reverse slot now keeps them.
+            unfenced = ReplicationUnfenceTargetOperator.execute(self, context)
             try:
                 ssh.result()
             except Exception as err:  # noqa: BLE001 (the repoint opens its own, and says why it fails)
@@ -67,7 +71,12 @@ class ReplicationPromoteAtPoolerOperator(
             self.pooler.close()
         resumed_at = self.resume_pooler(context)
         subscribed = self.subscribe_reverse(context)
-        return promoted | {"reverse": captured + subscribed, "pooler_repointed": moved, "pooler_resumed_at": resumed_at}
+        return promoted | {
+            "reverse": captured + subscribed,
+            "target_unfenced": len(unfenced),
+            "pooler_repointed": moved,
+            "pooler_resumed_at": resumed_at,
+        }
 
 
 class ReplicationCutoverAtPoolerOperator(

@@ -110,10 +110,31 @@ class ReplicationFenceSourceOperator(ReplicationFenceOperator):
 
 
 class ReplicationFenceTargetOperator(ReplicationFenceOperator):
-    """Fence the target (the way back's first step on the databases): see ReplicationFenceOperator. The fence's LSN
-    goes to XCom under ``target_fence_lsn``. Inverse: ReplicationUnfenceTargetOperator."""
+    """Fence the target: see ReplicationFenceOperator. The fence's LSN goes to XCom under ``target_fence_lsn``.
+    Inverse: ReplicationUnfenceTargetOperator.
+
+    Used twice: on D-day before the new side comes up (``before_promotion``: the new app's pods may be ready and
+    still write nothing until the promotion lifts it), and as the way back's first step on the databases.
+
+    :param before_promotion: D-day's: once the target was promoted (the forward subscription is gone) it serves the
+        application, and a re-run of this task must not fence it again: it then changes nothing.
+    """
 
     side = "target"
+
+    def __init__(self, *, before_promotion: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.before_promotion = before_promotion
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        if self.before_promotion and self.target.get_subscription_status(self.plan.subscription) is None:
+            self.log.info(
+                "Subscription %s is not on the target: it was promoted and serves the application. Nothing to fence "
+                "(the fence is for the new side's start, before the promotion)",
+                self.plan.subscription,
+            )
+            return {"fence_lsn": None, "promoted": True}
+        return super().execute(context)
 
 
 class ReplicationUnfenceSourceOperator(FerryOperator):
