@@ -18,7 +18,7 @@ export AWS_EC2_METADATA_DISABLED := true
 export FERRY_STAND_DIR ?= /tmp/ferry-stand
 STAND_ENV := $(FERRY_STAND_DIR)/stand.env
 
-.PHONY: help deps apt test lint rehearsal rehearsal-ddl rehearsal-rollback rehearsal-rollback-late airflow stand-up stand-down stand-env stand-status load-start load-stop clean bench-venv bench-compare bench-s3sync bench-webhooks bench-cutover bench-downtime
+.PHONY: help deps apt test lint rehearsal rehearsal-ddl rehearsal-rollback rehearsal-rollback-late screenshots airflow stand-up stand-down stand-env stand-status load-start load-stop clean bench-venv bench-compare bench-s3sync bench-webhooks bench-cutover bench-downtime
 
 help:
 	@echo "make rehearsal    bring the stand up and rehearse the migration on it (installs what it needs)"
@@ -26,7 +26,8 @@ help:
 	@echo "make rehearsal-ddl    the rehearsal with a release of migrations shipped during the replication window"
 	@echo "make rehearsal-rollback   D-day with a planted divergence, stopped by the comparison, then ferry_rollback"
 	@echo "make rehearsal-rollback-late   the migration, writes on the new side, then ferry_rollback_after_cutover"
-	@echo "make airflow      Airflow UI and scheduler on http://127.0.0.1:8080, wired to the stand"
+	@echo "make airflow      Airflow UI and scheduler on http://127.0.0.1:8080, wired to the stand (its Ferry page: /plugin/ferry)"
+	@echo "make screenshots  the docs' pictures (docs/img) from a migration on the stand's deployment, by headless chromium"
 	@echo "make stand-up | stand-down | stand-env | stand-status | load-start | load-stop"
 	@echo "make bench-compare   Ferry's comparison against reladiff and the bare hashing query (ROWS=2000000)"
 	@echo "make bench-s3sync    bucket sync through 30 ms of injected latency, parallel against one at a time, then a re-run"
@@ -112,6 +113,13 @@ rehearsal-rollback-late: deps
 	$(PY) -m stand down
 	$(PY) -m stand up
 	set -a; . $(STAND_ENV); set +a; PATH=$(VENV)/bin:$$PATH $(PY) include/rehearsal.py --rollback-late
+
+# The docs' pictures (docs/img): the Ferry page, a stage's grid, a gate's form, the D-day report's chart, taken by
+# Debian's headless chromium from a migration on the stand's deployment.
+screenshots: deps
+	$(PY) -m stand down
+	$(PY) -m stand up
+	set -a; . $(STAND_ENV); set +a; PATH=$(VENV)/bin:$$PATH $(PY) include/screenshots.py docs/img
 
 # The same deployment the rehearsal runs on (include/deployment.py: api-server, scheduler, dag-processor,
 # triggerer, two Celery workers; EXECUTOR=local for the LocalExecutor), with the UI on 8080. Ctrl-C stops it.

@@ -409,6 +409,26 @@ class Deployment:
                 if ti["state"]:
                     out.write(self.task_log(ti) + "\n")
 
+    def waiting_gate(self, dag_id: str, run_id: str, task_id: str, deadline_s: float = 600) -> str:
+        """Once the gate ``task_id`` of the run waits for a person: the REST path that answers it. Fails when the run
+        ends first, or past the deadline."""
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            pending = self.api("GET", "/dags/~/dagRuns/~/hitlDetails", params={"response_received": False}) or {}
+            for gate in pending.get("hitl_details", []):
+                ti = gate["task_instance"]
+                if (ti["dag_run_id"], ti["task_id"], ti.get("state")) == (run_id, task_id, "awaiting_input"):
+                    return f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{ti['map_index']}/hitlDetails"
+            state = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            if state not in ("queued", "running"):
+                raise DeploymentError(f"{dag_id} ended {state} before {task_id} asked")
+            time.sleep(1)
+        raise StageTimeout(f"{task_id} of {dag_id} did not ask within {deadline_s:.0f} s")
+
+    def answer_gate(self, path: str, choice: str = "Approve") -> None:
+        """Answer a gate (a path from :meth:`waiting_gate`) as the UI's form does."""
+        self.api("PATCH", path, json={"chosen_options": [choice], "params_input": {}})
+
     def run_stage(self, dag_id: str, deadline_s: float, log: Path, conf: dict | None = None) -> tuple[str, str]:
         """Trigger ``dag_id``, wait for it (gates are answered by a ``GateAnswerer``), keep its logs in ``log``.
         Returns (state, run id); raises :class:`StageTimeout` past the deadline (logs kept all the same)."""

@@ -314,3 +314,28 @@ def clean_replication(stand, target):
     source_hook.drop_slot(plan.subscription)
     source_hook.drop_publication(plan.publication)
     empty_public_schema(target)
+
+
+@pytest.fixture
+def after_week_prior(stand, target):
+    """Undo what ferry_week_prior does: subscription, slot, publication, target schema, SSM parameters."""
+    yield
+    plan = load_plan()
+    src, tgt = ReplicationHook("ferry_source", "saas"), ReplicationHook("ferry_target", "saas")
+    src.drop_subscription(plan.reverse_subscription, publisher_reachable=False)  # D-day's reverse replication
+    tgt.drop_slot(plan.reverse_subscription)
+    tgt.drop_publication(plan.reverse_publication)
+    tgt.remove_fence()
+    tgt.drop_subscription(plan.subscription, publisher_reachable=False)
+    src.drop_slot(plan.subscription)
+    src.drop_publication(plan.publication)
+    empty_public_schema(target)
+    ssm = aws(stand, "ssm")
+    for p in ssm.get_parameters_by_path(Path="/stand", Recursive=True)["Parameters"]:
+        ssm.delete_parameter(Name=p["Name"])
+    # A new migration begins with a new ledger: what this one did (a D-day past its cutover, a decommission) must
+    # not make the next test's rollback refuse.
+    s3, prefix = aws(stand, "s3"), f"{plan.ledger_prefix}/ledger/"
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=plan.ledger.bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            s3.delete_object(Bucket=plan.ledger.bucket, Key=obj["Key"])

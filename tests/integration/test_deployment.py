@@ -10,6 +10,7 @@ import shutil
 import time
 from collections import Counter
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -327,20 +328,28 @@ def browser():
     driver.quit()
 
 
-def test_log_in_trigger_ferry_preflight_and_see_it_succeed(deployment, browser, tmp_path):
-    """``make airflow`` as a person uses it: Debian's chromium (headless, on loopback) logs in to the
-    deployment's UI, triggers ferry_preflight from its Trigger form, and sees the run succeed."""
-    url = deployment.url
-    password = json.loads((deployment.home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+def log_in(browser, deployment) -> str:
+    """Log in to the deployment's UI as a person does (its login page); returns the admin's password."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser.get(url + "/")
+    password = json.loads((deployment.home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+    browser.get(deployment.url + "/")
     WebDriverWait(browser, 60).until(lambda d: "/auth/login" in d.current_url)  # not logged in: the login page
     browser.find_element(By.NAME, "username").send_keys("admin")
     browser.find_element(By.NAME, "password").send_keys(password)
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     WebDriverWait(browser, 60).until(lambda d: "/auth/login" not in d.current_url)
+    return password
+
+
+def test_log_in_trigger_ferry_preflight_and_see_it_succeed(deployment, browser, tmp_path):
+    """``make airflow`` as a person uses it: Debian's chromium (headless, on loopback) logs in to the
+    deployment's UI, triggers ferry_preflight from its Trigger form, and sees the run succeed."""
+    url = deployment.url
+    password = log_in(browser, deployment)
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(url + "/dags/ferry_preflight")
     browser.find_element(By.XPATH, "//button[normalize-space()='Trigger']").click()  # opens the Trigger form
@@ -363,3 +372,82 @@ def test_log_in_trigger_ferry_preflight_and_see_it_succeed(deployment, browser, 
         f"{url}/api/v2/dags/ferry_preflight/dagRuns/{run_id}", headers={"Authorization": f"Bearer {token}"}
     ).json()
     assert run["state"] == "success" and run["triggered_by"] == "ui"
+
+
+def ferry_page(browser, deployment, shot: Path | None = None) -> dict[str, str]:
+    """The Ferry page as the browser shows it: each section's text, by its id."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(deployment.url + "/ferry/")
+    sections = {s.get_attribute("id"): s.text for s in browser.find_elements(By.TAG_NAME, "section")}
+    if shot is not None:
+        browser.save_screenshot(str(shot))
+    return sections
+
+
+def test_the_ferry_page_shows_the_migration_during_week_prior_and_after_d_day(
+    deployment, browser, stand, source, target, after_week_prior, stand_secrets, tmp_path
+):
+    """The Ferry page in the UI (plugins/ferry_ui_plugin.py), read by Debian's chromium through the UI's login, at two
+    moments of a migration on the deployment: in the week before D-day (week prior done), and at the end of D-day
+    (the DNS switched, the last gate waiting), then once D-day completed. It needs the UI's login."""
+    import re
+
+    from selenium.webdriver.common.by import By
+
+    from tests.integration.test_stages import give_the_stand_back
+
+    url = deployment.url
+    anonymous = httpx.get(url + "/ferry/state.json")
+    assert anonymous.status_code == 401 and "log in to Airflow" in anonymous.text
+    log_in(browser, deployment)
+    views = [v for p in deployment.api("GET", "/plugins")["plugins"] for v in p.get("external_views", [])]
+    assert any(v["href"] == "ferry/" and v["url_route"] == "ferry" and v["destination"] == "nav" for v in views), views
+    browser.get(url + "/plugin/ferry")  # the page inside the UI, from its navigation
+    frame = browser.find_element(By.TAG_NAME, "iframe")
+    assert frame.get_attribute("src").rstrip("/").endswith("/ferry"), frame.get_attribute("src")
+    try:
+        for dag_id in ("ferry_preflight", "ferry_week_prior"):
+            state, _ = deployment.run_stage(dag_id, 900, tmp_path / f"{dag_id}.log")
+            assert state == "success", dag_id
+
+        week = ferry_page(browser, deployment, tmp_path / "week-prior.png")
+        assert re.search(r"Ferry 1 · Pre-flight done", week["stages"]), week["stages"]
+        assert re.search(r"Ferry 2 · Week prior done", week["stages"]), week["stages"]
+        assert re.search(r"Ferry 5 · D-day not started", week["stages"]), week["stages"]
+        assert week["preflight"].startswith("Last pre-flight\npassed"), week["preflight"]
+        assert re.search(r"forward \S+ running 0 apply, 0 sync", week["replication"]), week["replication"]
+        copied = re.search(r"(\d+) of (\d+) tables ready", week["copy"])
+        assert copied and copied.group(1) == copied.group(2) != "0", week["copy"]
+        assert week["next"] == "Next step\nTrigger Ferry 4 · Day before (ferry_day_before).", week["next"]
+
+        state, _ = deployment.run_stage("ferry_day_before", 900, tmp_path / "day_before.log")
+        assert state == "success"
+        run_id = deployment.trigger("ferry_d_day")
+        deployment.answer_gate(deployment.waiting_gate("ferry_d_day", run_id, "gate_go_no_go"))
+        last = deployment.waiting_gate("ferry_d_day", run_id, "gate_point_of_no_return")
+        after = ferry_page(browser, deployment, tmp_path / "d-day-gate.png")
+        assert "ferry_d_day · gate_point_of_no_return" in after["gates"], after
+        assert after["next"] == (
+            "Next step\nAnswer the gate gate_point_of_no_return of ferry_d_day (Required Actions): it waits for a "
+            "person."
+        )
+        assert "Ferry 5 · D-day running" in after["stages"], after["stages"]
+        assert re.search(r"reverse \S+ running 0 apply, 0 sync", after["replication"]), after["replication"]
+        assert "forward" not in after["replication"]  # the forward subscription was dropped at the cutover
+        link = browser.find_element(By.CSS_SELECTOR, "#gates a")
+        assert link.get_attribute("href").endswith(
+            f"/dags/ferry_d_day/runs/{run_id}/tasks/gate_point_of_no_return/required_actions"
+        )
+        link.click()  # the gate's form, in the UI
+        assert browser.find_element(By.XPATH, "//button[normalize-space()='Approve']")
+
+        deployment.answer_gate(last)
+        assert deployment.wait("ferry_d_day", run_id, 300) == "success"
+        done = ferry_page(browser, deployment, tmp_path / "after-d-day.png")
+        assert "Ferry 5 · D-day done" in done["stages"] and "gates" not in done, done
+        assert done["next"].startswith("Next step\nThe new side serves. Soak:"), done["next"]
+        page_text = "".join(done.values())
+        assert not [secret for secret in stand_secrets if secret in page_text]
+    finally:
+        give_the_stand_back(stand)
