@@ -44,3 +44,18 @@ def copy_line(
         f"{item}: {rows:,.0f} of ~{total_rows:,.0f} rows{share}, {human_bytes(bytes_done)} of ~{human_bytes(total_bytes)} "
         f"in {human_seconds(elapsed_s)}; {rate:,.0f} rows/s; {eta}"
     )
+
+
+def catch_up_line(behind_bytes: float, first_behind_bytes: float, elapsed_s: float) -> str:
+    """A catch-up wait: how far behind the fence the subscriber is, how fast that shrinks since the wait began, an
+    ETA at that pace."""
+    shrunk = first_behind_bytes - behind_bytes
+    rate = shrunk / elapsed_s if elapsed_s > 0 else 0.0
+    if rate > 0:
+        pace = f"shrinking {human_bytes(rate)}/s; ETA {human_seconds(behind_bytes / rate)}"
+    else:
+        pace = "not shrinking yet (the apply worker may be on a long transaction); ETA unknown"
+    return (
+        f"{human_bytes(behind_bytes)} behind the fence (it was {human_bytes(first_behind_bytes)}) after "
+        f"{human_seconds(elapsed_s)}; {pace}"
+    )

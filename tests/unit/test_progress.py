@@ -28,3 +28,12 @@ def test_at_most_one_line_every_30_s_whatever_the_poke_interval():
 def test_human_units():
     assert human_bytes(512) == "512 B" and human_bytes(1536) == "1.5 kB" and human_bytes(3 * 1024**4) == "3.0 TB"
     assert human_seconds(59.6) == "1 min 00 s" and human_seconds(7260) == "2 h 01 min"
+
+
+def test_a_catch_up_line_with_how_fast_it_shrinks_and_an_eta():
+    from ferry.progress import catch_up_line
+
+    line = catch_up_line(behind_bytes=2 * 1024**2, first_behind_bytes=10 * 1024**2, elapsed_s=4)
+    assert line == "2.0 MB behind the fence (it was 10.0 MB) after 4 s; shrinking 2.0 MB/s; ETA 1 s"
+    stuck = catch_up_line(behind_bytes=5000, first_behind_bytes=5000, elapsed_s=40)
+    assert stuck.endswith("not shrinking yet (the apply worker may be on a long transaction); ETA unknown")

@@ -13,6 +13,9 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from psycopg.rows import dict_row
 
 from ferry.hooks.postgres import conninfo, load_sql
+from ferry.progress import catch_up_line, human_seconds
+
+PROGRESS_EVERY_S = 30.0  # at most one progress line per wait every 30 s
 
 
 async def async_connect(conn_id: str, database: str) -> psycopg.AsyncConnection:
@@ -92,6 +95,7 @@ class ReplicationCaughtUpTrigger(BaseTrigger):
         slot_sql, sub_sql = load_sql("slot_caught_up"), load_sql("subscription_status")
         started = time.monotonic()
         last_log = 0.0
+        first_behind: float | None = None
         no_worker_since: float | None = None
         async with (
             await async_connect(self.source_conn_id, self.source_database) as source,
@@ -107,6 +111,9 @@ class ReplicationCaughtUpTrigger(BaseTrigger):
                     )
                     return
                 if slot["caught_up"]:
+                    self.log.info(
+                        "Caught up to the fence %s in %s", self.fence_lsn, human_seconds(time.monotonic() - started)
+                    )
                     yield TriggerEvent(
                         {
                             "status": "success",
@@ -145,8 +152,14 @@ class ReplicationCaughtUpTrigger(BaseTrigger):
                         "or exits at start)"
                     )
                     return
-                if time.monotonic() - last_log > 5:
-                    self.log.info("Replication %s bytes behind the fence %s", slot["behind_bytes"], self.fence_lsn)
+                if first_behind is None:
+                    first_behind = float(slot["behind_bytes"])
+                if not last_log or time.monotonic() - last_log >= PROGRESS_EVERY_S:  # at most a line every 30 s
+                    self.log.info(
+                        "Catch-up to %s: %s",
+                        self.fence_lsn,
+                        catch_up_line(float(slot["behind_bytes"]), first_behind, time.monotonic() - started),
+                    )
                     last_log = time.monotonic()
                 await asyncio.sleep(self.poll_interval)
 
