@@ -11,7 +11,9 @@ Each time printed is the median of ``FERRY_BENCH_RUNS`` (3) runs, one tool after
   once (the limit: every row read and hashed once, no ranges, no bisection, no report); the
   same with the row's text hash is printed too, for reference;
 - ferry: ``ferry.compare.Comparer`` with the plan's default concurrency;
-- reladiff: the cross-database hashdiff CLI (installed in .venv-bench by ``make bench-venv``).
+- reladiff: the cross-database hashdiff CLI (installed in .venv-bench by ``make bench-venv``);
+- ferry live: D-day's live comparison, in one pass and in ten passes saying its progress after each (what a large
+  table's live comparison does), to show what the progress lines cost.
 
 Then it plants differences of each kind on the target and prints which each tool found by key.
 Its last line is a key=value summary ending ``ok=``: yes when every planted difference was found by key
@@ -233,12 +235,24 @@ def measure(stand: Stand, pair: PostgresPair, table: Table, rows: int, concurren
     bare_text_s, _ = timed(lambda: bare(hooks, text.format(sql.SQL(table.name))), RUNS)
     ferry_s, result = timed(lambda: comparer.compare_table(table.name), RUNS)
     assert result.equal and result.rows_source == rows, result
+    # D-day's live comparison of a large table says its progress: its one pass made in ten over consecutive key
+    # ranges (an integer key), each followed by a progress line. What that costs against the one pass:
+    live_one_s, one = timed(lambda: comparer.compare_live(table.name, retries=0, wait_s=0), RUNS)
+    said: list[tuple] = []
+    stepwise = Comparer(*hooks, concurrency=concurrency, progress=lambda *a: said.append(a), progress_min_rows=0)
+    live_ten_s, ten = timed(lambda: stepwise.compare_live(table.name, retries=0, wait_s=0), RUNS)
+    assert one.equal and ten.equal and ten.rows_source == one.rows_source == rows, (one, ten)
+    passes = len(said) // RUNS or 1
     reladiff_s, (_, stats) = timed(lambda: reladiff(stand, table, stats=True), RUNS)
     print(f"  built in {build_s:.1f} s (database now {size['bytes'] / 1e6:.0f} MB on each side)")
     print(f"  bare hashing query, both sides at once : {bare_s:7.2f} s   (hashing the row's text: {bare_text_s:.2f} s)")
     print(f"  ferry ({result.chunks} key ranges, concurrency {concurrency}) : {ferry_s:7.2f} s")
     print(f"  reladiff (hashdiff, 2 threads)         : {reladiff_s:7.2f} s   [{' '.join(stats.split())[:80]}]")
     print(f"  reladiff / ferry = {reladiff_s / ferry_s:.2f}x;  ferry / bare = {ferry_s / bare_s:.2f}x")
+    print(
+        f"  ferry live, one pass: {live_one_s:.2f} s; in {passes} pass(es), its progress said after each: "
+        f"{live_ten_s:.2f} s ({live_ten_s / live_one_s:.2f}x)"
+    )
 
     plants = table.plants(rows)
     with pair.admin(stand, "target") as conn:
@@ -268,6 +282,8 @@ def measure(stand: Stand, pair: PostgresPair, table: Table, rows: int, concurren
         "bare_text_s": bare_text_s,
         "ferry_s": ferry_s,
         "reladiff_s": reladiff_s,
+        "live_one_s": live_one_s,
+        "live_ten_s": live_ten_s,
         "found": found,
         "exact": named == len(plants),
         "planted": len(plants),
@@ -309,7 +325,8 @@ def main() -> int:
             f"rows={args.rows} bare_s={items['bare_s']:.2f} bare_text_s={items['bare_text_s']:.2f} "
             f"ferry_s={items['ferry_s']:.2f} reladiff_s={items['reladiff_s']:.2f} "
             f"ratio_vs_reladiff={items['reladiff_s'] / items['ferry_s']:.2f} "
-            f"ratio_vs_bare={items['ferry_s'] / items['bare_s']:.2f}"
+            f"ratio_vs_bare={items['ferry_s'] / items['bare_s']:.2f} "
+            f"live_one_pass_s={items['live_one_s']:.2f} live_progress_s={items['live_ten_s']:.2f}"
         )
         for name in ("pairs", "wide"):
             r = results[name]

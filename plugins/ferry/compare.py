@@ -33,6 +33,7 @@ from ferry.hooks.replication import ReplicationHook
 
 Mode = Literal["full", "counts"]
 INTEGER_TYPES = {"smallint", "integer", "bigint"}
+PROGRESS_PASSES = 10  # a large table's live comparison: its progress is said after each tenth
 # Types whose extended hash function separates every pair of values that look different (not jsonb: its
 # hash calls the numbers 1 and 1.0 equal; it is hashed by its text).
 NATIVE_HASH_TYPES = (
@@ -232,10 +233,16 @@ class Comparer:
         chunk_rows: int = 250_000,
         leaf_rows: int = 1_000,
         diff_limit: int = 100,
+        progress: Callable[[str, int, int, float], None] | None = None,
+        progress_min_rows: int = 2_000_000,
     ) -> None:
         self.source, self.target = source, target
         self.concurrency = concurrency
         self.chunk_rows, self.leaf_rows, self.diff_limit = chunk_rows, leaf_rows, diff_limit
+        # The live comparison of a table of at least progress_min_rows (estimated) with an integer key: its one pass
+        # is made in PROGRESS_PASSES passes over consecutive key ranges, and progress(table, rows compared, rows
+        # estimated, seconds) is called after each (the task's log then says how far it is, the rate and an ETA).
+        self.progress, self.progress_min_rows = progress, progress_min_rows
         self._kept: tuple[_Side, _Side] | None = None
         self._collations: set[str] | None = None
 
@@ -529,6 +536,7 @@ class _KeyedTable:
         integer, else at evenly spaced values of a sample of a few pages, sorted in the ranges' order."""
         statement = sql.SQL(load_sql("table_stats")).format(table=self.names["table"])
         estimated = self.sides[0].submit(statement, {"table": self.table}).result()[0]["estimated_rows"]
+        self.estimated_rows = int(estimated or 0)
         wanted = max(self.c.concurrency, math.ceil(estimated / self.c.chunk_rows))
         if estimated < self.c.leaf_rows or wanted <= 1:
             return [_Range(None, None)]
@@ -552,10 +560,11 @@ class _KeyedTable:
         edges: list[tuple[str, ...] | None] = [None, *cuts, None]
         return [_Range(lo, hi) for lo, hi in zip(edges, edges[1:], strict=False)]
 
-    def _first_pass(self, ranges: list[_Range]) -> list[tuple[_Range, tuple[Future, Future]]]:
+    def _first_pass(self, ranges: list[_Range], bounded: bool = False) -> list[tuple[_Range, tuple[Future, Future]]]:
         """Every range of a planned table measured in one pass over it on each side (PostgreSQL's own
         parallel workers, ``concurrency`` processes per side, share the scan); each range's result is ready
-        as a future, in the form ``_measure`` gives."""
+        as a future, in the form ``_measure`` gives. ``bounded``: ``ranges`` are consecutive ranges of the table's,
+        and the pass reads only from the first's lower bound to the last's upper one."""
         if len(ranges) == 1:
             return [(ranges[0], self._measure(ranges[0]))]
         cuts = [r.lower[0] for r in ranges[1:] if r.lower]
@@ -566,7 +575,7 @@ class _KeyedTable:
             hash_sum=sql.SQL("''")
             if self.mode == "counts"
             else sql.SQL("coalesce(sum({}), 0)::text").format(self.names["row_hash"]),
-            predicate=sql.SQL("true"),
+            predicate=self._predicate(_Range(ranges[0].lower, ranges[-1].upper)) if bounded else sql.SQL("true"),
         )
         self.result.ranges_compared += len(ranges)
         # The planner cannot know the ranges are few and would sort the whole table by range: it must hash.
@@ -623,6 +632,20 @@ class _KeyedTable:
             for half in (_Range(r.lower, middle), _Range(middle, r.upper)):
                 pending.append((half, self._measure(half)))
 
+    def _progress_passes(self, ranges: list[_Range]) -> list[list[_Range]]:
+        """The planned ranges in consecutive groups, one pass each, when the comparer reports progress and the
+        table is large and keyed by an integer (a pass over a key range is then an index range scan); else one
+        group, one pass over the whole table."""
+        if (
+            self.c.progress is None
+            or len(ranges) < 2
+            or self.estimated_rows < self.c.progress_min_rows
+            or self.types[0] not in INTEGER_TYPES
+        ):
+            return [ranges]
+        size = math.ceil(len(ranges) / PROGRESS_PASSES)
+        return [ranges[i : i + size] for i in range(0, len(ranges), size)]
+
     def run_live(self, retries: int, wait_s: float, max_carried: int) -> list[_Range] | None:
         """The live comparison: compare every range; compare again, up to ``retries`` times ``wait_s`` apart,
         those that differ (replication may be behind); bisect what still differs to small ranges, which are
@@ -630,12 +653,17 @@ class _KeyedTable:
         ranges = self._plan_ranges()
         self.result.chunks = len(ranges)
         differing = []
-        for r, (src_f, tgt_f) in self._first_pass(ranges):
-            src, tgt = src_f.result()[0], tgt_f.result()[0]
-            self.result.rows_source += src["rows"]
-            self.result.rows_target += tgt["rows"]
-            if not _same(src, tgt):
-                differing.append(r)
+        passes = self._progress_passes(ranges)
+        started = time.monotonic()
+        for group in passes:
+            for r, (src_f, tgt_f) in self._first_pass(group, bounded=len(passes) > 1):
+                src, tgt = src_f.result()[0], tgt_f.result()[0]
+                self.result.rows_source += src["rows"]
+                self.result.rows_target += tgt["rows"]
+                if not _same(src, tgt):
+                    differing.append(r)
+            if len(passes) > 1 and self.c.progress is not None:
+                self.c.progress(self.table, self.result.rows_source, self.estimated_rows, time.monotonic() - started)
         for _ in range(retries):
             if not differing:
                 break

@@ -59,3 +59,15 @@ def catch_up_line(behind_bytes: float, first_behind_bytes: float, elapsed_s: flo
         f"{human_bytes(behind_bytes)} behind the fence (it was {human_bytes(first_behind_bytes)}) after "
         f"{human_seconds(elapsed_s)}; {pace}"
     )
+
+
+def compare_line(table: str, rows: float, total_rows: float, elapsed_s: float) -> str:
+    """A live comparison under way: rows compared of the table's estimate, the rate, an ETA."""
+    rate = rows / elapsed_s if elapsed_s > 0 else 0.0
+    share = f" ({100 * min(rows / total_rows, 1):.0f}%)" if total_rows else ""
+    left = max(total_rows - rows, 0)
+    eta = f"ETA {human_seconds(left / rate)}" if rate > 0 and total_rows else "ETA unknown (no rate yet)"
+    return (
+        f"{table}: {rows:,.0f} of ~{total_rows:,.0f} rows compared{share} in {human_seconds(elapsed_s)}; "
+        f"{rate:,.0f} rows/s; {eta}"
+    )

@@ -530,6 +530,33 @@ def test_counts_mode_sees_missing_and_extra_rows_only(compare_tables, hooks):
     assert wide.missing_on_target == ["17"] and wide.extra_on_target == ["100001"] and wide.changed == []
 
 
+def test_a_large_tables_live_comparison_says_its_progress_and_finds_what_one_pass_finds(compare_tables, hooks):
+    """Past ``progress_min_rows``, a table with an integer key is compared live in ten passes over consecutive key
+    ranges, each followed by a progress call (rows so far, the estimate, seconds); what it finds is what the one pass
+    finds: the same rows, the same ranges carried into the freeze."""
+    said = []
+    stepwise = Comparer(
+        *hooks, concurrency=2, chunk_rows=250, leaf_rows=40, progress=lambda *a: said.append(a), progress_min_rows=1000
+    )
+    whole = Comparer(*hooks, concurrency=2, chunk_rows=250, leaf_rows=40)
+    ten = stepwise.compare_live("cmp.wide", retries=0, wait_s=0)
+    one = whole.compare_live("cmp.wide", retries=0, wait_s=0)
+    assert len(said) == 10 and {table for table, *_ in said} == {"cmp.wide"}
+    rows = [done for _, done, _, _ in said]
+    assert rows == sorted(rows) and rows[-1] == 5000 and said[-1][2] > 0, said  # the last: every row, an estimate
+    assert [s for *_, s in said] == sorted(s for *_, s in said)
+    assert (
+        (ten.rows_source, ten.rows_target, ten.chunks)
+        == (one.rows_source, one.rows_target, one.chunks)
+        == (
+            5000,
+            5000,
+            20,
+        )
+    )
+    assert ten.carried == one.carried and ten.carried  # the planted differences, carried into the freeze
+
+
 def test_identical_tables_compare_equal(stand, source, target):
     for side, conn in (("source", source), ("target", target)):
         with as_ferry(conn, side):

@@ -37,3 +37,13 @@ def test_a_catch_up_line_with_how_fast_it_shrinks_and_an_eta():
     assert line == "2.0 MB behind the fence (it was 10.0 MB) after 4 s; shrinking 2.0 MB/s; ETA 1 s"
     stuck = catch_up_line(behind_bytes=5000, first_behind_bytes=5000, elapsed_s=40)
     assert stuck.endswith("not shrinking yet (the apply worker may be on a long transaction); ETA unknown")
+
+
+def test_a_live_comparison_line_with_its_share_rate_and_eta():
+    from ferry.progress import compare_line
+
+    line = compare_line("public.events", 3_000_000, 10_000_000, 60)
+    assert (
+        line
+        == "public.events: 3,000,000 of ~10,000,000 rows compared (30%) in 1 min 00 s; 50,000 rows/s; ETA 2 min 20 s"
+    )

@@ -15,6 +15,9 @@ from ferry.compare import Comparer
 from ferry.operators.base import FerryOperator, pull_all
 from ferry.operators.capture import CaptureOperator
 from ferry.plan import Plan
+from ferry.progress import compare_line
+
+PROGRESS_EVERY_S = 30.0  # a large table's live comparison: at most a progress line every 30 s
 
 
 class ReplicationListTablesOperator(FerryOperator):
@@ -91,7 +94,15 @@ class ReplicationCompareLiveOperator(FerryOperator):
         if capture is None and not self.is_dry_run(context):
             raise AirflowFailException("no change capture was started: run start_change_capture first")
         started_at = datetime.now(UTC).isoformat()
-        comparer = Comparer(self.source, self.target, concurrency=thresholds.compare_concurrency)
+        said = {"at": None}
+
+        def progress(table: str, rows: int, estimated: int, elapsed_s: float) -> None:
+            """A large table's comparison after each tenth: a line at most every 30 s (and the first)."""
+            if said["at"] is None or elapsed_s - said["at"] >= PROGRESS_EVERY_S:
+                said["at"] = elapsed_s
+                self.log.info("Comparing live %s", compare_line(table, rows, estimated, elapsed_s))
+
+        comparer = Comparer(self.source, self.target, concurrency=thresholds.compare_concurrency, progress=progress)
         result = comparer.compare_live(
             self.table,
             "counts" if thresholds.compare_mode == "counts" else "full",
