@@ -122,10 +122,10 @@ def _draw_users(users: list[tuple[float, str, str, float]], report: dict[str, An
         _stack_bar(
             d, counts, most, (x(t0 + second), x(t0 + second + 1) - 1), top + h, h, colours | {"failed": "#c62828"}
         )
-    for at, label in ((paused, "pooler paused"), (switched, "DNS switched")):
-        if at:
-            d.line((x(at), top - 4, x(at), top + h), fill="#e65100", width=2)
-            d.text((x(at) + 3, top - 16), label, fill="#e65100", font=font)
+    for row, (at, label) in enumerate(((paused, "pooler paused"), (switched, "DNS switched"))):
+        if at:  # one label per row: the switch follows the pause by seconds, the labels would overlap
+            d.line((x(at), top - 4 - 14 * (1 - row), x(at), top + h), fill="#e65100", width=2)
+            d.text((x(at) + 3, top - 30 + 14 * row), label, fill="#e65100", font=font)
     d.line((left, top + h, width - right, top + h), fill="black")
     step = next(s for s in (5, 10, 15, 30, 60, 120, 300, 600) if (t1 - t0) / s <= 14)
     base_t = paused or t0

@@ -23,7 +23,8 @@ run again. A dry run (trigger form) reports what each step would undo and change
    target still replicating), the earlier stages too, in reverse: `restore_deployment_counts`
    (the new deployments back to their counts before Ferry), `restore_ssm_production`,
    `remove_webhook_recorder`, `restore_ssm_staging`, `drop_subscription`, `drop_publication`,
-   `drop_orphan_slot`, `unfence_target` (the fence ferry_rollback_after_cutover leaves), `remove_copied_large_objects`, `drop_copied_schema` (the tables week_prior copied to the target, whose
+   `drop_orphan_slot`, `unfence_target` (the fence D-day's `fence_target` or ferry_rollback_after_cutover left; without
+   undo_all_stages it stays: the target replicates and refuses the application's writes), `remove_copied_large_objects`, `drop_copied_schema` (the tables week_prior copied to the target, whose
    rows are copies of the source's; refused once D-day has pointed the application's DNS at the
    new side).
 10. `rollback_result`: fails the run if any step failed, naming it; the others still ran.
@@ -155,7 +156,9 @@ with DAG(schedule=None, **args):
         ReplicationUnfenceTargetOperator(
             task_id="unfence_target",
             only_if_param="undo_all_stages",
-            doc_md="Lifts the fence ferry_rollback_after_cutover left on the target. Undoes: fence_target.",
+            doc_md="Lifts the fence on the target: D-day's fence_target (put before the new side came up; without "
+            "undo_all_stages it stays, so the new app's pods cannot write to a target still replicating) or the one "
+            "ferry_rollback_after_cutover left. Undoes: fence_target.",
         ),
         ReplicationRemoveCopiedLargeObjectsOperator(
             task_id="remove_copied_large_objects",

@@ -251,7 +251,7 @@ class ReplicationHook(FerryPostgresHook):
                 if attempt == attempts:
                     raise FenceBlocked(
                         f"{failed} after {attempts} attempts: {why} each time; {state}. Find the long or "
-                        "conflicting transactions in pg_stat_activity on the source, then re-run the task"
+                        "conflicting transactions in pg_stat_activity on that database, then re-run the task"
                     ) from err
                 pause = 0.25 * attempt
                 self.log.warning(
