@@ -15,6 +15,7 @@ Run: ``uvicorn stand.apps:app`` with FERRY_APP_NAME and FERRY_APP_FILE set.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import queue
@@ -36,14 +37,12 @@ _idle: queue.SimpleQueue[psycopg.Connection] = queue.SimpleQueue()
 NAME = os.environ.get("FERRY_APP_NAME", "app")
 FILE = Path(os.environ.get("FERRY_APP_FILE", f"/tmp/ferry-{NAME}.jsonl"))
 _lock = threading.Lock()
-_failures = {"status": 0, "count": 0}
 
 
 async def receive(request: Request) -> JSONResponse:
-    with _lock:
-        if _failures["count"] > 0:
-            _failures["count"] -= 1
-            return JSONResponse({"error": "failing on request"}, status_code=_failures["status"])
+    failing = _take_failure()
+    if failing:
+        return JSONResponse({"error": "failing on request"}, status_code=failing)
     body = await request.body()
     entry = {
         "path": request.url.path,
@@ -57,11 +56,31 @@ async def receive(request: Request) -> JSONResponse:
     return JSONResponse({"received": True, "app": NAME})
 
 
+def _failures_file() -> Path:
+    return FILE.with_name(FILE.name + ".failing.json")
+
+
+def _take_failure() -> int:
+    """The status to fail this request with (0: none). Kept in a file beside FILE, under a lock, so every replica
+    of the app (the new app's pods behind their Service) fails the next requests asked, whichever gets them."""
+    with _lock, _failures_file().with_suffix(".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = _failures_file()
+        wanted = json.loads(path.read_text()) if path.exists() else {"status": 0, "count": 0}
+        if wanted["count"] <= 0:
+            return 0
+        wanted["count"] -= 1
+        path.write_text(json.dumps(wanted))
+        return int(wanted["status"])
+
+
 async def fail(request: Request) -> JSONResponse:
     wanted = await request.json()
-    with _lock:
-        _failures.update(status=int(wanted["status"]), count=int(wanted["count"]))
-    return JSONResponse(_failures)
+    failing = {"status": int(wanted["status"]), "count": int(wanted["count"])}
+    with _lock, _failures_file().with_suffix(".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _failures_file().write_text(json.dumps(failing))
+    return JSONResponse(failing)
 
 
 def _query(sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:

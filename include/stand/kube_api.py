@@ -9,7 +9,8 @@ patch, the latter applied as a merge patch (lists replaced), which is all Ferry 
 
 Its pods are real: the kubelet (``stand.kubelet``) runs each deployment's replicas as local processes, ready once
 their readiness probe passes (after ``KUBE_STANDIN_DELAY`` seconds by default, the stand's profile); a deployment's
-status counts them, so scaling, a rollout restart and "ready" take what they take. A deployment annotated
+status counts them, so scaling, a rollout restart and "ready" take what they take. A Service
+(``KUBE_STANDIN_SERVICES``) is a loopback port sending each connection to a ready pod of its deployment. A deployment annotated
 ``stand.ferry/stuck: "true"`` has its probes fail: a failure a test asks for.
 Run: ``uvicorn stand.kube_api:app``; ``docker-compose.yaml`` uses k3s for a real API server.
 """
@@ -32,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from stand.kubelet import Kubelet
+from stand.kubelet import Kubelet, start_services
 
 DELAY_S = float(os.environ.get("KUBE_STANDIN_DELAY", "1.0"))
 CORE_KINDS = {"pods": "Pod", "services": "Service", "configmaps": "ConfigMap"}
@@ -369,9 +370,12 @@ async def healthz(request: Request) -> JSONResponse:
 async def lifespan(app: Starlette) -> AsyncGenerator[None, None]:
     global kubelet
     kubelet = Kubelet(DELAY_S, deployments_now).start()
+    services = await start_services(kubelet)  # the Services' ports: to the ready pods
     try:
         yield
     finally:
+        for service in services:
+            await service.stop()
         kubelet.shutdown()  # every pod's process ends with the stand-in
 
 

@@ -283,3 +283,73 @@ class Kubelet:
             except subprocess.TimeoutExpired:
                 pod.process.kill()
                 pod.process.wait()
+
+
+class ServiceProxy:
+    """A Service of the stand-in behind its load balancer (the new app's address): a loopback port whose connections
+    go, round robin, to the ready pods of one deployment. With no pod ready it answers HTTP 503, as an AWS load
+    balancer with no healthy target does. ``KUBE_STANDIN_SERVICES``: JSON, ``"<namespace>/<deployment>"`` -> port."""
+
+    NO_TARGET = (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 39\r\n"
+        b'Connection: close\r\n\r\n{"error": "no ready pod behind it yet"}'
+    )
+
+    def __init__(self, kubelet: Kubelet, namespace: str, deployment: str, port: int) -> None:
+        self.kubelet, self.namespace, self.deployment, self.port = kubelet, namespace, deployment, port
+        self.turn = 0
+        self.server: Any = None
+
+    async def start(self) -> ServiceProxy:
+        import asyncio
+
+        self.server = await asyncio.start_server(self.connect, "127.0.0.1", self.port)
+        return self
+
+    async def connect(self, reader: Any, writer: Any) -> None:
+        import asyncio
+
+        ready = [p for p in self.kubelet.pods_of_deployment(self.namespace, self.deployment) if p.ready]
+        if not ready:
+            try:  # the request's head read first: a client still writing would see a reset, not the answer
+                await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=2)
+                writer.write(self.NO_TARGET)
+                await writer.drain()
+            except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+                pass
+            writer.close()
+            return
+        pod = ready[self.turn % len(ready)]
+        self.turn += 1
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", pod.port)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(src: Any, dst: Any) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+async def start_services(kubelet: Kubelet) -> list[ServiceProxy]:
+    """The Services the stand asks for (``KUBE_STANDIN_SERVICES``), listening."""
+    wanted = json.loads(os.environ.get("KUBE_STANDIN_SERVICES", "{}"))
+    found = []
+    for where, port in wanted.items():
+        namespace, deployment = where.split("/", 1)
+        found.append(await ServiceProxy(kubelet, namespace, deployment, int(port)).start())
+    return found

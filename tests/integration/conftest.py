@@ -316,6 +316,30 @@ def clean_replication(stand, target):
     empty_public_schema(target)
 
 
+def restore_new_cluster() -> None:
+    """The stand's new cluster as before the stages: deployments at their counts, no webhook recorder."""
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+    hook = KubernetesHook(conn_id="kube_stand")
+    for name, count in (("web", 2), ("sidekiq", 1), ("pgbouncer", 2)):
+        hook.apps_v1_client.patch_namespaced_deployment_scale(name, "saas", {"spec": {"replicas": count}})
+    for delete in (hook.apps_v1_client.delete_namespaced_deployment, hook.core_v1_client.delete_namespaced_service):
+        try:
+            delete("webhook-recorder", "saas")
+        except Exception:  # noqa: BLE001 - cleanup of what the stages may have made
+            pass
+    from stand.services.kube import KubeApi
+
+    KubeApi().wait_for_new_app(TEST_STAND)  # the web pods ready behind the new app's Service
+
+
+@pytest.fixture
+def new_app_serving(stand):
+    """The new app answers: the new cluster's deployments at their counts, the web pods ready behind its Service
+    (a stage before this test may have scaled them to zero, as ferry_day_before does)."""
+    restore_new_cluster()
+
+
 @pytest.fixture
 def after_week_prior(stand, target):
     """Undo what ferry_week_prior does: subscription, slot, publication, target schema, SSM parameters."""
@@ -330,6 +354,7 @@ def after_week_prior(stand, target):
     src.drop_slot(plan.subscription)
     src.drop_publication(plan.publication)
     empty_public_schema(target)
+    restore_new_cluster()  # ferry_day_before scaled the new deployments to zero
     ssm = aws(stand, "ssm")
     for p in ssm.get_parameters_by_path(Path="/stand", Recursive=True)["Parameters"]:
         ssm.delete_parameter(Name=p["Name"])

@@ -128,7 +128,7 @@ def test_pods_are_processes_ready_when_their_probe_passes(kube):
     assert len(before) == 2 and all(alive(pid) for pid, _ in before.values())
     for _, port in before.values():
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz")
-        assert ready.status_code == 200 and ready.json()["app"] == "new_app_pods", ready.text
+        assert ready.status_code == 200 and ready.json()["app"] == "new_app", ready.text
 
     apps.patch_namespaced_deployment(
         "web", "saas", {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "t"}}}}}

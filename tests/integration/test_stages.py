@@ -23,23 +23,10 @@ from tests.integration.conftest import (
     as_ferry,
     aws,
     rerun_each_task,
+    restore_new_cluster,
     run_dag,
     twice,
 )
-
-
-def restore_new_cluster() -> None:
-    """The stand's new cluster as before the stages: deployments at their counts, no webhook recorder."""
-    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
-
-    hook = KubernetesHook(conn_id="kube_stand")
-    for name, count in (("web", 2), ("sidekiq", 1), ("pgbouncer", 2)):
-        hook.apps_v1_client.patch_namespaced_deployment_scale(name, "saas", {"spec": {"replicas": count}})
-    for delete in (hook.apps_v1_client.delete_namespaced_deployment, hook.core_v1_client.delete_namespaced_service):
-        try:
-            delete("webhook-recorder", "saas")
-        except Exception:  # noqa: BLE001 - cleanup of what the stages may have made
-            pass
 
 
 def wait_until(predicate, what: str, timeout_s: float = 60) -> None:

@@ -3,13 +3,14 @@ users who follow DNS through the stand's Route53 with the record's TTL (stand.ap
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 
 import httpx
 
 from stand.services.pgbouncer import NewPgBouncer, PgBouncer
-from stand.services.web import UvicornApp
 from stand.users import DnsUsers, route53_resolver
 from tests.integration.conftest import aws
 
@@ -17,9 +18,9 @@ APP, OLD, NEW = "app.stand.example.com", "old-lb.stand.example.net", "new-lb.sta
 
 
 def app_url(stand, name: str) -> str:
-    from stand.services import SERVICES
-
-    return next(s for s in SERVICES if isinstance(s, UvicornApp) and s.name == name).url(stand)
+    """Where the app ``name`` answers, as its Airflow connection says (the new app: the web pods' Service)."""
+    conn = json.loads(os.environ[f"AIRFLOW_CONN_{name.upper()}"])
+    return f"http://{conn['host']}:{conn['port']}"
 
 
 def forget_signups(*conns) -> None:
@@ -28,7 +29,7 @@ def forget_signups(*conns) -> None:
 
 
 def test_each_app_signs_users_up_through_its_sides_pgbouncer_and_waits_out_a_pause(
-    stand, source, target, target_schema
+    stand, source, target, target_schema, new_app_serving
 ):
     """The old app writes and reads on the source through the old side's PgBouncer, the new app on the target
     through the new side's. While the old side's PgBouncer is PAUSEd, a sign-up waits (no error) and is answered
@@ -74,7 +75,7 @@ def test_each_app_signs_users_up_through_its_sides_pgbouncer_and_waits_out_a_pau
         forget_signups(source, target)
 
 
-def test_users_follow_dns_within_the_records_ttl_and_none_fails(stand, source, target, target_schema):
+def test_users_follow_dns_within_the_records_ttl_and_none_fails(stand, source, target, target_schema, new_app_serving):
     """Users resolve the app's name through Route53 and keep each answer for its TTL: with the record at TTL 2, once it
     names the new side they all move to the new app within the TTL; every request is answered."""
     route53 = aws(stand, "route53")

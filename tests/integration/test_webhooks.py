@@ -33,7 +33,7 @@ def empty_recorder_bucket(s3) -> None:
 
 
 @pytest.fixture
-def webhooks(stand):
+def webhooks(stand, new_app_serving):
     """An empty recorder bucket and apps that have received nothing; the bucket emptied again afterwards (a
     later test's rollback would otherwise replay what this one left to the old app)."""
     s3 = aws(stand, "s3")

@@ -23,9 +23,9 @@ SERVICES = [
         "webhook_recorder",
         recorder_env(AWS.endpoint, "ferry-stand-webhooks"),
     ),
-    # The same application on each side, each through its side's PgBouncer.
+    # The same application on each side, each through its side's PgBouncer: the old app here, the new app as the
+    # Kubernetes stand-in's web pods behind their Service (KubeApi, the new_app connection).
     UvicornApp("old_app", "stand.apps:app", 8, "old_app", app_env("old_app", PgBouncer().dsn)),
-    UvicornApp("new_app", "stand.apps:app", 9, "new_app", app_env("new_app", NewPgBouncer().dsn)),
     # Where a failed scheduled pre-flight is posted (a chat or paging webhook in a real deployment).
     UvicornApp("alerts", "stand.apps:app", 18, "ferry_alerts", app_env("alerts")),
     Sshd(),
