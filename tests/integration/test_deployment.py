@@ -389,8 +389,9 @@ def test_the_ferry_page_shows_the_migration_during_week_prior_and_after_d_day(
     deployment, browser, stand, source, target, after_week_prior, stand_secrets, tmp_path
 ):
     """The Ferry page in the UI (plugins/ferry_ui_plugin.py), read by Debian's chromium through the UI's login, at two
-    moments of a migration on the deployment: in the week before D-day (week prior done), and at the end of D-day
-    (the DNS switched, the last gate waiting), then once D-day completed. It needs the UI's login."""
+    moments of a migration on the deployment: in the week before D-day (while week prior runs, then once it is done),
+    and at the end of D-day (the DNS switched, the last gate waiting), then once D-day completed. It needs the UI's
+    login."""
     import re
 
     from selenium.webdriver.common.by import By
@@ -407,9 +408,18 @@ def test_the_ferry_page_shows_the_migration_during_week_prior_and_after_d_day(
     frame = browser.find_element(By.TAG_NAME, "iframe")
     assert frame.get_attribute("src").rstrip("/").endswith("/ferry"), frame.get_attribute("src")
     try:
-        for dag_id in ("ferry_preflight", "ferry_week_prior"):
-            state, _ = deployment.run_stage(dag_id, 900, tmp_path / f"{dag_id}.log")
-            assert state == "success", dag_id
+        state, _ = deployment.run_stage("ferry_preflight", 900, tmp_path / "ferry_preflight.log")
+        assert state == "success"
+        # While week prior runs (its pre-flight, the schema, the subscription, the initial copy: tens of seconds).
+        run_id = deployment.trigger("ferry_week_prior")
+        deadline = time.monotonic() + 120
+        while deployment.api("GET", f"/dags/ferry_week_prior/dagRuns/{run_id}")["state"] == "queued":
+            assert time.monotonic() < deadline, "week prior never started"
+            time.sleep(0.5)
+        running = ferry_page(browser, deployment, tmp_path / "week-prior-running.png")
+        assert "Ferry 2 · Week prior running" in running["stages"], running["stages"]
+        assert running["next"].startswith("Next step\nFerry 2 · Week prior is running: watch its grid"), running
+        assert deployment.wait("ferry_week_prior", run_id, 900) == "success"
 
         week = ferry_page(browser, deployment, tmp_path / "week-prior.png")
         assert re.search(r"Ferry 1 · Pre-flight done", week["stages"]), week["stages"]
