@@ -57,8 +57,9 @@ class DnsUsers(threading.Thread):
                     raise
         return value
 
-    def request(self, client: httpx.Client, user: int, method: str, path: str, body: Any = None) -> Any:
-        app, url = self.where[self.answer(user)]
+    def request(self, client: httpx.Client, value: str, method: str, path: str, body: Any = None) -> Any:
+        """One request to the app DNS named (``value``), recorded."""
+        app, url = self.where[value]
         began = time.monotonic()
         try:
             response = client.request(method, url + path, json=body)
@@ -74,9 +75,12 @@ class DnsUsers(threading.Thread):
             user, next_at = 0, time.monotonic()
             while not self.stop.is_set():
                 user = (user + 1) % self.users
-                made = self.request(client, user, "POST", "/customers", {"name": f"user {user}"})
+                # A visit: the sign-up and its read-back on the same app (the browser keeps its connection to the
+                # server it resolved), whatever the user's DNS answer becomes in between.
+                at = self.answer(user)
+                made = self.request(client, at, "POST", "/customers", {"name": f"user {user}"})
                 if made and "id" in made:
-                    read = self.request(client, user, "GET", f"/customers/{made['id']}")
+                    read = self.request(client, at, "GET", f"/customers/{made['id']}")
                     if read is None or read.get("id") != made["id"]:
                         self.rows[-1] = (*self.rows[-1][:2], "not found", self.rows[-1][3])
                 next_at += 2 * self.interval
