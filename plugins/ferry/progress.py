@@ -32,14 +32,20 @@ def due(elapsed_s: float, poke_interval_s: float, every_s: float = 30.0) -> bool
     return before < 0 or int(elapsed_s // every_s) != int(before // every_s)
 
 
-def copy_line(
-    item: str, rows: float, total_rows: float, bytes_done: float, total_bytes: float, elapsed_s: float
-) -> str:
-    """``item``: rows and bytes so far of the estimates, the rate since the copy began, and an ETA."""
+def _rows_pace(rows: float, total_rows: float, elapsed_s: float) -> tuple[str, float, str]:
+    """Of rows done against an estimate: the share (" (47%)"), the rate in rows/s, and the ETA at that rate."""
     rate = rows / elapsed_s if elapsed_s > 0 else 0.0
     share = f" ({100 * min(rows / total_rows, 1):.0f}%)" if total_rows else ""
     left = max(total_rows - rows, 0)
     eta = f"ETA {human_seconds(left / rate)}" if rate > 0 and total_rows else "ETA unknown (no rate yet)"
+    return share, rate, eta
+
+
+def copy_line(
+    item: str, rows: float, total_rows: float, bytes_done: float, total_bytes: float, elapsed_s: float
+) -> str:
+    """``item``: rows and bytes so far of the estimates, the rate since the copy began, and an ETA."""
+    share, rate, eta = _rows_pace(rows, total_rows, elapsed_s)
     return (
         f"{item}: {rows:,.0f} of ~{total_rows:,.0f} rows{share}, {human_bytes(bytes_done)} of ~{human_bytes(total_bytes)} "
         f"in {human_seconds(elapsed_s)}; {rate:,.0f} rows/s; {eta}"
@@ -63,10 +69,7 @@ def catch_up_line(behind_bytes: float, first_behind_bytes: float, elapsed_s: flo
 
 def compare_line(table: str, rows: float, total_rows: float, elapsed_s: float) -> str:
     """A live comparison under way: rows compared of the table's estimate, the rate, an ETA."""
-    rate = rows / elapsed_s if elapsed_s > 0 else 0.0
-    share = f" ({100 * min(rows / total_rows, 1):.0f}%)" if total_rows else ""
-    left = max(total_rows - rows, 0)
-    eta = f"ETA {human_seconds(left / rate)}" if rate > 0 and total_rows else "ETA unknown (no rate yet)"
+    share, rate, eta = _rows_pace(rows, total_rows, elapsed_s)
     return (
         f"{table}: {rows:,.0f} of ~{total_rows:,.0f} rows compared{share} in {human_seconds(elapsed_s)}; "
         f"{rate:,.0f} rows/s; {eta}"
